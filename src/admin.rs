@@ -1,0 +1,88 @@
+//! Operator tasks for the CLI, run against the store with the same code as the admin API.
+
+use anyhow::{Context, anyhow};
+
+use crate::api::validate;
+use crate::auth::password;
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::store::{Store, audit::Actor, limits as q, rfc3339};
+
+pub enum Task {
+    CreateTeam { name: String, owner_email: String, owner_password: Option<String> },
+    Decide { id: String, approve: bool, limit: Option<i64> },
+    ListIncreases { all: bool },
+}
+
+fn user_error(e: ApiError) -> anyhow::Error {
+    match e.param {
+        Some(p) => anyhow!("{p}: {}", e.message),
+        None => anyhow!("{}", e.message),
+    }
+}
+
+pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::connect(settings).await?;
+    store.migrate().await?;
+    match task {
+        Task::CreateTeam { name, owner_email, owner_password } => {
+            let name = validate::name("--name", &name, 100).map_err(user_error)?;
+            let email = validate::email("--owner-email", &owner_email).map_err(user_error)?;
+            let hash = match owner_password {
+                Some(pw) => {
+                    password::validate(&pw).map_err(|e| user_error(e.with_param("--owner-password")))?;
+                    Some(password::hash(pw).await.map_err(user_error)?)
+                }
+                None => None,
+            };
+            let (team, user) =
+                crate::teams::create_with_owner(&store, &name, &email, hash, None, Some(Actor::operator("cli")), false)
+                    .await
+                    .map_err(|e| match e.param.as_deref() {
+                        Some("owner_password") => {
+                            anyhow!("--owner-password (or SENDMUX_OWNER_PASSWORD) is required for a new user")
+                        }
+                        _ => user_error(e),
+                    })?;
+            println!("team {} ({}) created; owner {} <{}>", team.id, team.name, user.id, user.email);
+        }
+        Task::Decide { id, approve, limit } => {
+            let row = crate::limits::decide(&store, &id, approve, limit, "cli")
+                .await
+                .map_err(user_error)
+                .context(id.clone())?;
+            println!(
+                "{} {}: {} for team {} ({} {} -> {})",
+                row.id,
+                row.status,
+                row.limit_name,
+                row.team_id,
+                row.current_limit,
+                if approve { "raised" } else { "kept" },
+                row.granted.unwrap_or(row.current_limit)
+            );
+        }
+        Task::ListIncreases { all } => {
+            let mut conn = store.pool().acquire().await?;
+            let rows = q::list_requests(&mut conn, None, if all { None } else { Some("pending") }, None, 1000).await?;
+            if rows.is_empty() {
+                println!("no {}increase requests", if all { "" } else { "pending " });
+            }
+            for r in rows {
+                println!(
+                    "{}  {}  {}  {}  {} -> {}  {}  {:?}",
+                    r.id,
+                    rfc3339(r.created_at),
+                    r.team_id,
+                    r.status,
+                    r.current_limit,
+                    r.requested,
+                    r.limit_name,
+                    r.reason
+                );
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The HTTP API: one module per resource, each with its own `router()`, assembled here
+//! with the middleware every request passes through (request id, error body, metrics,
+//! authentication and rate limits) and the generated OpenAPI description.
+
+pub mod admin;
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod keys;
+pub mod limits;
+pub mod logs;
+pub mod mailboxes;
+pub mod pagination;
+pub mod providers;
+pub mod team;
+pub mod validate;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::time::Instant;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{ApiError, REQUEST_ID};
+use crate::ids::IncreaseRequestId;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sendmux API", description = "Multi-tenant email API: scoped keys, signed webhooks, live mailbox streams."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(
+                "An API key (smx_inf_, smx_snd_, smx_mbx_), a session token (smx_ses_), or the admin token for /api/v1/admin",
+            )).build()),
+        );
+    }
+}
+
+/// The whole HTTP application for `state`.
+pub fn router(state: AppState) -> Router {
+    let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::public_router())
+        .merge(health::router())
+        .split_for_parts();
+    let (authed, authed_doc) = OpenApiRouter::new()
+        .merge(team::router())
+        .merge(keys::router())
+        .merge(providers::router())
+        .merge(mailboxes::router())
+        .merge(limits::router())
+        .merge(logs::router())
+        .split_for_parts();
+    let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
+    doc.merge(authed_doc);
+    doc.merge(admin_doc);
+
+    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
+
+    Router::new()
+        .merge(public)
+        .merge(authed)
+        .merge(admin)
+        .route_layer(middleware::from_fn(record_metrics))
+        .merge(docs)
+        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn(request_context))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Gives the request its `req_` id (in `X-Request-Id` and in every error body) and
+/// wraps any error response not made by our handlers in the SPEC error body.
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = IncreaseRequestId::new().into_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut res = REQUEST_ID
+        .scope(id.clone(), async move {
+            let _enter = span.enter();
+            let res = next.run(req).await;
+            let status = res.status();
+            let is_json = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            if (status.is_client_error() || status.is_server_error()) && !is_json {
+                let mut wrapped = ApiError::for_status(status).into_response();
+                for name in [header::ALLOW, header::RETRY_AFTER] {
+                    if let Some(v) = res.headers().get(&name) {
+                        wrapped.headers_mut().insert(name, v.clone());
+                    }
+                }
+                wrapped
+            } else {
+                res
+            }
+        })
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    res
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("sendmux_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("sendmux_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
+
+pub fn bearer(req_headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let value = req_headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthenticated("Missing Authorization: Bearer header"))?;
+    let value = value.to_str().map_err(|_| ApiError::unauthenticated("Malformed Authorization header"))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| ApiError::unauthenticated("Malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthenticated("The Authorization header must be `Bearer <token>`"));
+    }
+    Ok(token.trim())
+}
+
+/// Resolves the credential, applies its rate limit and hands the [`crate::auth::Principal`]
+/// to the handler; every answer to a credential carries the `RateLimit-*` headers.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let token = bearer(req.headers())?.to_owned();
+    let team = match req.headers().get("x-sendmux-team") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(crate::ids::TeamId::parse)
+                .ok_or_else(|| ApiError::not_found("team"))?
+                .into_string(),
+        ),
+    };
+    let mut principal = state.auth.authenticate(&token, team.as_deref()).await?;
+    principal.ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let decision = state.limiter.hit(&principal.rate_bucket, principal.rate_limit, crate::store::now_ms()).await?;
+    let mut res = if decision.allowed {
+        req.extensions_mut().insert(principal);
+        next.run(req).await
+    } else {
+        ApiError::rate_limited(decision.reset_secs).into_response()
+    };
+    let headers = res.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    Ok(res)
+}

@@ -1,0 +1,147 @@
+//! Startup and shutdown: open and migrate the store, bind every listener (reporting the
+//! real ports, so port 0 works), then serve until the shutdown signal and drain.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::crypto::SecretBox;
+use crate::limits::rate::RateLimiter;
+use crate::state::{AppState, Inner};
+use crate::store::Store;
+
+pub struct App {
+    http: TcpListener,
+    http_addr: SocketAddr,
+    state: AppState,
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade is global by design).
+fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // A recorder installed earlier (another App in this process) keeps working.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The instance key: from settings, or generated into the data folder on first start.
+/// A check value in the store refuses a key that differs from the one the data was
+/// sealed with.
+async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<SecretBox> {
+    let encoded = match &settings.secret_key {
+        Some(k) => k.expose().to_owned(),
+        None => {
+            let path = settings.data_dir.join("secret.key");
+            match std::fs::read_to_string(&path) {
+                Ok(k) => k.trim().to_owned(),
+                Err(_) => {
+                    std::fs::create_dir_all(&settings.data_dir)?;
+                    let key = SecretBox::generate_encoded();
+                    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+                    tracing::info!(path = %path.display(), "generated SENDMUX_SECRET_KEY into the data folder");
+                    if settings.is_postgres() {
+                        tracing::warn!("every node sharing this PostgreSQL database needs the same SENDMUX_SECRET_KEY");
+                    }
+                    key
+                }
+            }
+        }
+    };
+    let sb = SecretBox::from_encoded(&encoded).map_err(|e| anyhow::anyhow!("SENDMUX_SECRET_KEY: {e}"))?;
+    let check = store.instance_setting_or_insert("secret_key_check", &sb.seal(b"sendmux")).await?;
+    if sb.open(&check).as_deref() != Some(b"sendmux".as_slice()) {
+        anyhow::bail!("SENDMUX_SECRET_KEY: does not match the key this database's secrets were sealed with");
+    }
+    Ok(sb)
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let store = Store::connect(&settings).await?;
+        store.migrate().await?;
+        let secrets = secret_box(&settings, &store).await?;
+        let http = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("SENDMUX_HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
+        let http_addr = http.local_addr()?;
+        let auth =
+            Authenticator::new(store.clone(), settings.limits.sending_rate_per_minute, settings.rate_limit_per_minute);
+        let state = AppState(Arc::new(Inner {
+            limiter: RateLimiter::new(store.clone()),
+            auth,
+            secrets,
+            metrics: metrics_handle(),
+            store,
+            settings,
+        }));
+        tracing::info!(http = %http_addr, "listening");
+        Ok(App { http, http_addr, state })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in flight finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let router = crate::api::router(self.state.clone());
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let stop = shutdown.clone();
+        axum::serve(self.http, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received; draining");
+        token.cancel();
+    });
+}

@@ -1,0 +1,16 @@
+//! Sendmux: a multi-tenant email API in one binary. See docs/ARCHITECTURE.md.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod state;
+pub mod store;
+pub mod teams;

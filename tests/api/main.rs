@@ -1,0 +1,16 @@
+//! One integration-test binary. Every test runs against the real server over HTTP, on
+//! the store named by `SENDMUX_TEST_STORE` (sqlite by default, or postgres).
+
+mod helpers;
+
+mod audit;
+mod bad_input;
+mod cli;
+mod isolation;
+mod key_scopes;
+mod keys;
+mod limits;
+mod operations;
+mod people;
+mod roles;
+mod secrets;

@@ -1,0 +1,174 @@
+//! The role → permission matrix of SPEC §2, action by action.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Team {
+    owner: Person,
+    admin: Person,
+    developer: Person,
+    member: Person,
+    mailbox_id: String,
+    provider_id: String,
+}
+
+async fn team(app: &TestApp) -> Team {
+    let owner = app.signup("owner@acme.test", "Acme").await;
+    let admin = app.add_member(&owner, "admin@acme.test", "admin").await;
+    let developer = app.add_member(&owner, "dev@acme.test", "developer").await;
+    let member = app.add_member(&owner, "member@acme.test", "member").await;
+    let mailbox_id = app.create_mailbox(&owner.token, "roles@localhost").await["id"].as_str().unwrap().to_owned();
+    let provider_id = app.create_smtp_provider(&owner.token, "relay").await["id"].as_str().unwrap().to_owned();
+    Team { owner, admin, developer, member, mailbox_id, provider_id }
+}
+
+/// (method, path, body, lowest role allowed). A denied role must get 403; an allowed
+/// one anything but 401/403.
+fn actions(t: &Team, n: usize) -> Vec<(Method, String, Value, &'static str)> {
+    vec![
+        (Method::GET, "/api/v1/team".into(), Value::Null, "member"),
+        (Method::GET, "/api/v1/team/members".into(), Value::Null, "member"),
+        (Method::GET, "/api/v1/team/invitations".into(), Value::Null, "member"),
+        (Method::GET, "/api/v1/providers".into(), Value::Null, "member"),
+        (Method::GET, format!("/api/v1/providers/{}", t.provider_id), Value::Null, "member"),
+        (Method::GET, "/api/v1/delivery-groups".into(), Value::Null, "member"),
+        (Method::GET, "/api/v1/mailboxes".into(), Value::Null, "member"),
+        (Method::GET, format!("/api/v1/mailboxes/{}", t.mailbox_id), Value::Null, "member"),
+        (Method::GET, "/api/v1/keys".into(), Value::Null, "member"),
+        (Method::GET, "/api/v1/limits".into(), Value::Null, "member"),
+        (Method::POST, "/api/v1/keys".into(), json!({"name": format!("k{n}"), "kind": "infrastructure"}), "developer"),
+        (Method::GET, "/api/v1/logs?kind=audit".into(), Value::Null, "developer"),
+        (Method::PATCH, "/api/v1/team".into(), json!({"name": "Acme Inc"}), "admin"),
+        (
+            Method::POST,
+            "/api/v1/team/invitations".into(),
+            json!({"email": format!("new{n}@acme.test"), "role": "member"}),
+            "admin",
+        ),
+        (
+            Method::POST,
+            "/api/v1/providers".into(),
+            json!({"name": format!("p{n}"), "type": "smtp", "config": {"host": "smtp.example.com", "port": 587}}),
+            "admin",
+        ),
+        (Method::PATCH, format!("/api/v1/providers/{}", t.provider_id), json!({"name": format!("relay{n}")}), "admin"),
+        (
+            Method::POST,
+            "/api/v1/delivery-groups".into(),
+            json!({"name": "g", "strategy": "failover", "members": [{"provider_id": t.provider_id}]}),
+            "admin",
+        ),
+        (Method::POST, "/api/v1/mailboxes".into(), json!({"address": format!("box{n}@localhost")}), "admin"),
+        (
+            Method::PATCH,
+            format!("/api/v1/mailboxes/{}/settings", t.mailbox_id),
+            json!({"spam_threshold": 6.5}),
+            "admin",
+        ),
+        (
+            Method::POST,
+            "/api/v1/limits/mailboxes/increase-requests".into(),
+            json!({"requested": 5000, "reason": "growth"}),
+            "admin",
+        ),
+        (Method::POST, "/api/v1/team/transfer".into(), json!({"user_id": "usr_01J1M9C3K8ZQ4W8N5T2V7X6Y3B"}), "owner"),
+    ]
+}
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "member" => 0,
+        "developer" => 1,
+        "admin" => 2,
+        "owner" => 3,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn each_role_is_allowed_or_denied_action_by_action() {
+    let app = TestApp::spawn().await;
+    let t = team(&app).await;
+    let people = [("member", &t.member), ("developer", &t.developer), ("admin", &t.admin), ("owner", &t.owner)];
+    let mut n = 0;
+    for (role, person) in people {
+        for (method, path, body, lowest) in actions(&t, n) {
+            n += 1;
+            let mut req = app.req(method.clone(), &path, &person.token);
+            if !body.is_null() {
+                req = req.json(&body);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let text = res.text().await.unwrap();
+            if rank(role) >= rank(lowest) {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED && !status.is_server_error(),
+                    "{role} should be allowed {method} {path}: {status} {text}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{role} should be denied {method} {path}: {text}");
+                let err: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(err["error"]["type"], "permission_denied");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_the_owner_deletes_the_team_and_it_takes_everything_with_it() {
+    let app = TestApp::spawn().await;
+    let t = team(&app).await;
+    let key = app.create_key(&t.owner.token, json!({"name": "k", "kind": "infrastructure"})).await;
+    for p in [&t.member, &t.developer, &t.admin] {
+        expect_error(app.delete("/api/v1/team", &p.token).await, StatusCode::FORBIDDEN, "permission_denied").await;
+    }
+    expect_status(app.delete("/api/v1/team", &t.owner.token).await, StatusCode::NO_CONTENT).await;
+    for table in [
+        "SELECT COUNT(*) FROM teams WHERE id = $1",
+        "SELECT COUNT(*) FROM memberships WHERE team_id = $1",
+        "SELECT COUNT(*) FROM api_keys WHERE team_id = $1",
+        "SELECT COUNT(*) FROM mailboxes WHERE team_id = $1",
+        "SELECT COUNT(*) FROM providers WHERE team_id = $1",
+        "SELECT COUNT(*) FROM invitations WHERE team_id = $1",
+        "SELECT COUNT(*) FROM audit_log WHERE team_id = $1",
+    ] {
+        assert_eq!(app.count(table, &t.owner.team_id).await, 0, "{table}");
+    }
+    // Its key stops working; its people keep their accounts but have no team.
+    let res = app.get("/api/v1/keys", key["key"].as_str().unwrap()).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "authentication_failed").await;
+    expect_error(app.get("/api/v1/team", &t.admin.token).await, StatusCode::FORBIDDEN, "permission_denied").await;
+}
+
+#[tokio::test]
+async fn ownership_moves_by_transfer_only() {
+    let app = TestApp::spawn().await;
+    let t = team(&app).await;
+    let res =
+        app.patch(&format!("/api/v1/team/members/{}", t.admin.user_id), &t.owner.token, json!({"role": "owner"})).await;
+    expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let res = app
+        .patch(&format!("/api/v1/team/members/{}", t.owner.user_id), &t.admin.token, json!({"role": "member"}))
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    expect_error(
+        app.delete(&format!("/api/v1/team/members/{}", t.owner.user_id), &t.admin.token).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
+    let res = app.post("/api/v1/team/transfer", &t.owner.token, json!({"user_id": t.developer.user_id})).await;
+    assert_eq!(expect_status(res, StatusCode::OK).await["role"], "owner");
+    let members = expect_status(app.get("/api/v1/team/members", &t.member.token).await, StatusCode::OK).await;
+    let role_of =
+        |id: &str| members["data"].as_array().unwrap().iter().find(|m| m["user_id"] == id).unwrap()["role"].clone();
+    assert_eq!(role_of(&t.developer.user_id), "owner");
+    assert_eq!(role_of(&t.owner.user_id), "admin");
+    // The old owner lost the owner's powers at once, the new one has them.
+    expect_error(app.delete("/api/v1/team", &t.owner.token).await, StatusCode::FORBIDDEN, "permission_denied").await;
+    let res = app.post("/api/v1/team/transfer", &t.developer.token, json!({"user_id": t.owner.user_id})).await;
+    expect_status(res, StatusCode::OK).await;
+}
