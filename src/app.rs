@@ -111,8 +111,17 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let router = crate::api::router(self.state.clone());
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(crate::jobs::maintenance_loop(
+            self.state.clone(),
+            std::time::Duration::from_secs(600),
+            shutdown.clone(),
+        ));
         let stop = shutdown.clone();
         axum::serve(self.http, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+        // The listener has drained; stop the workers (they finish their current step).
+        shutdown.cancel();
+        while workers.join_next().await.is_some() {}
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod keys;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mailboxes::router())
         .merge(limits::router())
         .merge(logs::router())
+        .merge(events::router())
         .split_for_parts();
     let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
     doc.merge(authed_doc);

@@ -3,11 +3,13 @@
 //! engines: `$n` parameters, BIGINT millisecond timestamps, TEXT ids.
 
 pub mod audit;
+pub mod events;
 pub mod keys;
 pub mod limits;
 pub mod mailboxes;
 pub mod people;
 pub mod providers;
+pub mod usage;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod bad_input;
 mod cli;
+mod events;
 mod isolation;
 mod key_scopes;
 mod keys;
