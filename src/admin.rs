@@ -31,19 +31,29 @@ pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
             let hash = match owner_password {
                 Some(pw) => {
                     password::validate(&pw).map_err(|e| user_error(e.with_param("--owner-password")))?;
-                    Some(password::hash(pw).await.map_err(user_error)?)
+                    Some(password::Passwords::default().hash(pw).await.map_err(user_error)?)
                 }
                 None => None,
             };
-            let (team, user) =
-                crate::teams::create_with_owner(&store, &name, &email, hash, None, Some(Actor::operator("cli")), false)
-                    .await
-                    .map_err(|e| match e.param.as_deref() {
-                        Some("owner_password") => {
-                            anyhow!("--owner-password (or SENDMUX_OWNER_PASSWORD) is required for a new user")
-                        }
-                        _ => user_error(e),
-                    })?;
+            let (team, user) = crate::teams::create_with_owner(
+                &store,
+                crate::teams::NewTeam {
+                    name: &name,
+                    owner_email: &email,
+                    password_hash: hash,
+                    actor: Some(Actor::operator("cli")),
+                    ip: None,
+                    require_new_user: false,
+                    session: None,
+                },
+            )
+            .await
+            .map_err(|e| match e.param.as_deref() {
+                Some("owner_password") => {
+                    anyhow!("--owner-password (or SENDMUX_OWNER_PASSWORD) is required for a new user")
+                }
+                _ => user_error(e),
+            })?;
             println!("team {} ({}) created; owner {} <{}>", team.id, team.name, user.id, user.email);
         }
         Task::Decide { id, approve, limit } => {

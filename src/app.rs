@@ -92,6 +92,7 @@ impl App {
             auth,
             secrets,
             metrics: metrics_handle(),
+            passwords: Default::default(),
             store,
             settings,
         }));

@@ -109,6 +109,8 @@ pub struct Settings {
     pub limits: LimitDefaults,
     /// Requests per 60 s for credentials other than sending keys.
     pub rate_limit_per_minute: i64,
+    /// Sign-up, login and invitation attempts per minute from one client address.
+    pub auth_rate_limit_per_minute: i64,
     pub session_ttl_hours: i64,
     pub invitation_ttl_hours: i64,
     /// Largest JSON body the control-plane API reads.
@@ -156,6 +158,7 @@ const KNOWN: &[&str] = &[
     "limit_mailboxes",
     "limit_providers",
     "rate_limit_per_minute",
+    "auth_rate_limit_per_minute",
     "session_ttl_hours",
     "invitation_ttl_hours",
     "max_json_bytes",
@@ -343,6 +346,7 @@ impl Settings {
             managed_ses,
             limits,
             rate_limit_per_minute: int("rate_limit_per_minute", 6000, 1, 100_000_000)?,
+            auth_rate_limit_per_minute: int("auth_rate_limit_per_minute", 30, 1, 100_000_000)?,
             session_ttl_hours: int("session_ttl_hours", 24 * 30, 1, 24 * 366)?,
             invitation_ttl_hours: int("invitation_ttl_hours", 24 * 7, 1, 24 * 90)?,
             max_json_bytes: int("max_json_bytes", 1 << 20, 1024, 64 << 20)? as usize,

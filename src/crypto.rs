@@ -66,12 +66,16 @@ impl SecretBox {
 
 const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// `prefix` followed by 32 base62 characters (~190 bits from the OS generator).
+/// Random characters in a token: 40 base62 characters carry ~238 bits, so the 8 shown
+/// in listings (`prefix`, `last4`) still leave well over 160 unknown.
+pub const TOKEN_CHARS: usize = 40;
+
+/// `prefix` followed by [`TOKEN_CHARS`] base62 characters from the OS generator.
 pub fn random_token(prefix: &str) -> String {
     let mut rng = rand::rng();
-    let mut out = String::with_capacity(prefix.len() + 32);
+    let mut out = String::with_capacity(prefix.len() + TOKEN_CHARS);
     out.push_str(prefix);
-    while out.len() < prefix.len() + 32 {
+    while out.len() < prefix.len() + TOKEN_CHARS {
         // Rejection sampling keeps the alphabet uniform.
         let b = (rng.next_u32() & 0xff) as u8;
         if (b as usize) < ALPHABET.len() * 4 {
@@ -115,7 +119,7 @@ mod tests {
     fn tokens_are_long_random_and_prefixed() {
         let a = random_token("smx_inf_");
         let b = random_token("smx_inf_");
-        assert!(a.starts_with("smx_inf_") && a.len() == 40);
+        assert!(a.starts_with("smx_inf_") && a.len() == 8 + TOKEN_CHARS);
         assert_ne!(a, b);
         assert!(a[8..].bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(token_hash(&a).len(), 64);

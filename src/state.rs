@@ -16,6 +16,7 @@ pub struct Inner {
     pub limiter: RateLimiter,
     pub secrets: SecretBox,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub passwords: crate::auth::password::Passwords,
 }
 
 #[derive(Clone)]

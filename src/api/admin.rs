@@ -69,18 +69,21 @@ async fn create_team(
     let hash = match input.owner_password {
         Some(pw) => {
             password::validate(&pw).map_err(|e| e.with_param("owner_password"))?;
-            Some(password::hash(pw).await?)
+            Some(state.passwords.hash(pw).await?)
         }
         None => None,
     };
     let (team, user) = crate::teams::create_with_owner(
         &state.store,
-        &name,
-        &email,
-        hash,
-        None,
-        Some(Actor::operator("admin_api")),
-        false,
+        crate::teams::NewTeam {
+            name: &name,
+            owner_email: &email,
+            password_hash: hash,
+            actor: Some(Actor::operator("admin_api")),
+            ip: None,
+            require_new_user: false,
+            session: None,
+        },
     )
     .await?;
     Ok((

@@ -17,13 +17,14 @@ use crate::state::AppState;
 use crate::store::audit::{self, Actor};
 use crate::store::{now_ms, people, rfc3339};
 
-/// Routes that need no credential.
-pub fn public_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(signup))
-        .routes(routes!(login))
-        .routes(routes!(logout))
-        .routes(routes!(accept_invitation))
+/// Routes that take a password: rate-limited per client address.
+pub fn password_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(signup)).routes(routes!(login)).routes(routes!(accept_invitation))
+}
+
+/// Logout: the token in the header is the whole request.
+pub fn logout_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(logout))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -64,19 +65,23 @@ async fn signup(
     let email = validate::email("email", &input.email)?;
     password::validate(&input.password)?;
     let team_name = validate::name("team_name", &input.team_name, 100)?;
-    let hash = password::hash(input.password).await?;
+    let hash = state.passwords.hash(input.password).await?;
+    let token = random_token(SESSION_PREFIX);
+    let ttl = state.settings.session_ttl_hours * 3_600_000;
     let (team, user) = crate::teams::create_with_owner(
         &state.store,
-        &team_name,
-        &email,
-        Some(hash),
-        Some(peer.ip().to_string()),
-        None,
-        true,
+        crate::teams::NewTeam {
+            name: &team_name,
+            owner_email: &email,
+            password_hash: Some(hash),
+            actor: None,
+            ip: Some(peer.ip().to_string()),
+            require_new_user: true,
+            session: Some((&token_hash(&token), ttl)),
+        },
     )
     .await?;
-    let mut conn = state.store.pool().acquire().await?;
-    let (token, expires) = new_session(&state, &mut conn, &user.id).await?;
+    let expires = now_ms() + ttl;
     Ok((
         StatusCode::CREATED,
         axum::Json(SessionOut { token, user_id: user.id, team_id: Some(team.id), expires_at: rfc3339(expires) }),
@@ -97,7 +102,7 @@ async fn login(State(state): State<AppState>, Json(input): Json<LoginIn>) -> Api
     let email = input.email.trim().to_ascii_lowercase();
     let mut conn = state.store.pool().acquire().await?;
     let user = people::user_by_email(&mut conn, &email).await?;
-    let ok = password::verify(input.password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let ok = state.passwords.verify(input.password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => return Err(ApiError::unauthenticated("Wrong email or password")),
@@ -116,9 +121,11 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
         return Err(ApiError::unauthenticated("Only a session token can log out"));
     }
     let mut conn = state.store.pool().acquire().await?;
-    let revoked = people::revoke_session(&mut conn, &token_hash(token)).await?;
+    if !people::revoke_session(&mut conn, &token_hash(token)).await? {
+        return Err(ApiError::unauthenticated("Invalid or expired session"));
+    }
     state.auth.invalidate();
-    if revoked { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::unauthenticated("Invalid or expired session")) }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -150,14 +157,14 @@ async fn accept_invitation(
     let existing = people::user_by_email(&mut conn, &invite.email).await?;
     let new_hash = match &existing {
         Some(user) => {
-            if !password::verify(password, Some(user.password_hash.clone())).await {
+            if !state.passwords.verify(password, Some(user.password_hash.clone())).await {
                 return Err(ApiError::unauthenticated("Wrong password for the invited account"));
             }
             None
         }
         None => {
             password::validate(&password)?;
-            Some(password::hash(password).await?)
+            Some(state.passwords.hash(password).await?)
         }
     };
     drop(conn);

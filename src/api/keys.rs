@@ -104,6 +104,25 @@ fn may_touch(p: &Principal, kind: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// The permissions a caller may put into a key: no more than it holds itself, so a key
+/// never lifts its creator above their role. Sending (`email.send`) and reading a
+/// mailbox are what keys exist for, so every key manager may grant those.
+fn ceiling(p: &Principal) -> PermSet {
+    p.perms.with(Perm::EmailSend).with(Perm::MailboxRead)
+}
+
+/// Refuses a key holding a permission above the caller's ceiling.
+fn within_ceiling(p: &Principal, perms: PermSet, what: &str) -> ApiResult<()> {
+    let ceiling = ceiling(p);
+    match Perm::KEY_PERMISSIONS.into_iter().find(|perm| perms.has(*perm) && !ceiling.has(*perm)) {
+        None => Ok(()),
+        Some(perm) => Err(ApiError::forbidden(format!(
+            "You cannot {what} a key with `{}`, a permission you do not hold yourself",
+            perm.name()
+        ))),
+    }
+}
+
 /// Create a key; the secret is in `key`, shown this once.
 #[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = KeyIn,
     responses((status = 201, body = KeyOut), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
@@ -115,7 +134,23 @@ async fn create_key(
     may_touch(&p, input.kind.as_str())?;
     let name = validate::name("name", &input.name, 100)?;
     let perms = match &input.permissions {
-        None => input.kind.default_permissions(),
+        // The kind's default set, narrowed to what the caller may grant.
+        None => {
+            let allowed = ceiling(&p);
+            let set = PermSet::of(
+                &Perm::KEY_PERMISSIONS
+                    .into_iter()
+                    .filter(|perm| input.kind.default_permissions().has(*perm) && allowed.has(*perm))
+                    .collect::<Vec<_>>(),
+            );
+            if set == PermSet::empty() {
+                return Err(ApiError::forbidden(format!(
+                    "You hold none of the permissions a {} key carries",
+                    input.kind.as_str()
+                )));
+            }
+            set
+        }
         Some(list) => {
             let mut set = PermSet::empty();
             for (i, raw) in list.iter().enumerate() {
@@ -139,6 +174,7 @@ async fn create_key(
             set
         }
     };
+    within_ceiling(&p, perms, "create")?;
     let now = now_ms();
     let expires_at = match &input.expires_at {
         None => None,
@@ -276,6 +312,8 @@ async fn rotate_key(
     let mut tx = state.store.begin().await?;
     let row = q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("key"))?;
     may_touch(&p, &row.kind)?;
+    // A new secret hands over the key's powers: only to someone who could have made it.
+    within_ceiling(&p, parse_permissions(&row.permissions), "rotate")?;
     if !row.is_active(now) {
         return Err(ApiError::conflict("Only an active key can be rotated"));
     }

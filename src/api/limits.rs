@@ -46,7 +46,7 @@ async fn used(state: &AppState, conn: &mut Conn, team_id: &str, name: LimitName)
         LimitName::SendingRatePerMinute => {
             let mut max = 0;
             for key in keys::active_sending_key_ids(conn, team_id, now).await? {
-                max = max.max(state.limiter.used(&key, now).await?);
+                max = max.max(state.limiter.used(conn, &key, now).await?);
             }
             max
         }

@@ -248,6 +248,7 @@ async fn delete_mailbox(State(state): State<AppState>, p: Principal, Path(id): P
     p.require(Perm::MailboxesManage)?;
     let id = path_id(&id, MailboxId::parse, "mailbox")?;
     let mut tx = state.store.begin().await?;
+    state.store.lock_team(&mut tx, &p.team_id).await?;
     q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
     if keys::count_active_scoped_to(&mut tx, &p.team_id, id.as_str(), now_ms()).await? > 0 {
         return Err(ApiError::conflict("Active mailbox keys are scoped to this mailbox; revoke them first"));

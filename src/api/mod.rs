@@ -57,9 +57,12 @@ impl Modify for BearerAuth {
 /// The whole HTTP application for `state`.
 pub fn router(state: AppState) -> Router {
     let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(auth::public_router())
         .merge(health::router())
+        .merge(auth::logout_router())
         .split_for_parts();
+    let (passwords, passwords_doc) = auth::password_router().split_for_parts();
+    doc.merge(passwords_doc);
+    let passwords = passwords.route_layer(middleware::from_fn_with_state(state.clone(), limit_by_address));
     let (authed, authed_doc) = OpenApiRouter::new()
         .merge(team::router())
         .merge(keys::router())
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(public)
+        .merge(passwords)
         .merge(authed)
         .merge(admin)
         .route_layer(middleware::from_fn(record_metrics))
@@ -96,7 +100,7 @@ pub fn router(state: AppState) -> Router {
 /// wraps any error response not made by our handlers in the SPEC error body.
 async fn request_context(req: Request, next: Next) -> Response {
     let id = IncreaseRequestId::new().into_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
     let mut res = REQUEST_ID
         .scope(id.clone(), async move {
             let _enter = span.enter();
@@ -126,6 +130,11 @@ async fn request_context(req: Request, next: Next) -> Response {
     res
 }
 
+/// The path with any token in it (invitation links carry one) replaced, for logs.
+fn loggable_path(path: &str) -> String {
+    path.split('/').map(|seg| if seg.starts_with("smx_") { "{token}" } else { seg }).collect::<Vec<_>>().join("/")
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
@@ -150,6 +159,17 @@ pub fn bearer(req_headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
         return Err(ApiError::unauthenticated("The Authorization header must be `Bearer <token>`"));
     }
     Ok(token.trim())
+}
+
+/// Bounds password guessing: sign-up, login and invitation attempts per client address.
+async fn limit_by_address(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    let limit = state.settings.auth_rate_limit_per_minute;
+    let decision = state.limiter.hit(&format!("addr:{ip}"), limit, crate::store::now_ms()).await?;
+    if !decision.allowed {
+        return Err(ApiError::rate_limited(decision.reset_secs));
+    }
+    Ok(next.run(req).await)
 }
 
 /// Resolves the credential, applies its rate limit and hands the [`crate::auth::Principal`]

@@ -303,7 +303,14 @@ async fn update_provider(
             return Err(ApiError::invalid("config", "config must be an object"));
         };
         let mut merged: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
-        merged.extend(open_secrets(&state, &row)?);
+        // Stored credentials follow the provider only while it points where it did:
+        // a new destination must be given its credentials again, so nobody can
+        // redirect a stored password to a host of their choosing.
+        let destination = ["host", "security", "endpoint", "region"];
+        let moved = destination.iter().any(|k| patch.get(*k).is_some_and(|v| merged.get(*k) != Some(v)));
+        if !moved {
+            merged.extend(open_secrets(&state, &row)?);
+        }
         merged.extend(patch);
         merged.retain(|_, v| !v.is_null());
         let (public, secret) = split_config(parse_kind(&row.kind)?, Value::Object(merged))?;
@@ -571,6 +578,7 @@ async fn delete_group(State(state): State<AppState>, p: Principal, Path(id): Pat
     p.require(Perm::ProvidersManage)?;
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
     let mut tx = state.store.begin().await?;
+    state.store.lock_team(&mut tx, &p.team_id).await?;
     q::get_group(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
     if keys::count_active_scoped_to(&mut tx, &p.team_id, id.as_str(), now_ms()).await? > 0 {
         return Err(ApiError::conflict("Active sending keys are scoped to this delivery group; revoke them first"));

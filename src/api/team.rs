@@ -43,6 +43,15 @@ impl From<TeamRow> for TeamOut {
     }
 }
 
+/// The acting person's role as it is now, read after locking the team: a decision
+/// made on a role that changed since the request was authenticated cannot land.
+async fn role_now(state: &AppState, tx: &mut crate::store::Tx, p: &Principal) -> ApiResult<Role> {
+    state.store.lock_team(tx, &p.team_id).await?;
+    let user_id = p.user_id().ok_or_else(|| ApiError::forbidden("Only people manage the team"))?;
+    let member = people::member(tx, &p.team_id, user_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
+    Role::parse(&member.role).ok_or_else(|| ApiError::internal("membership without a role"))
+}
+
 /// The team the credential belongs to.
 #[utoipa::path(get, path = "/api/v1/team", tag = "team", responses((status = 200, body = TeamOut)))]
 async fn get_team(State(state): State<AppState>, p: Principal) -> ApiResult<axum::Json<TeamOut>> {
@@ -89,6 +98,9 @@ async fn update_team(
 async fn delete_team(State(state): State<AppState>, p: Principal) -> ApiResult<StatusCode> {
     p.require(Perm::TeamDelete)?;
     let mut tx = state.store.begin().await?;
+    if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::TeamDelete) {
+        return Err(ApiError::forbidden("Only the owner can delete the team"));
+    }
     if !people::delete_team(&mut tx, &p.team_id).await? {
         return Err(ApiError::not_found("team"));
     }
@@ -118,11 +130,13 @@ async fn transfer(
         return Err(ApiError::invalid("user_id", "You already own this team"));
     }
     let mut tx = state.store.begin().await?;
+    state.store.lock_team(&mut tx, &p.team_id).await?;
     people::member(&mut tx, &p.team_id, target.as_str())
         .await?
         .ok_or_else(|| ApiError::invalid("user_id", "No such member"))?;
-    people::set_role(&mut tx, &p.team_id, &me, Role::Admin).await?;
-    people::set_role(&mut tx, &p.team_id, target.as_str(), Role::Owner).await?;
+    if !people::transfer(&mut tx, &p.team_id, &me, target.as_str()).await? {
+        return Err(ApiError::forbidden("Only the owner can transfer the team"));
+    }
     audit::record(
         &mut tx,
         &p.team_id,
@@ -188,12 +202,14 @@ async fn update_member(
         return Err(ApiError::invalid("role", "Ownership moves only by POST /api/v1/team/transfer"));
     }
     let mut tx = state.store.begin().await?;
+    if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::MembersManage) {
+        return Err(ApiError::forbidden("This credential lacks the `members.manage` permission"));
+    }
     let current =
         people::member(&mut tx, &p.team_id, user_id.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    if current.role == "owner" {
+    if current.role == "owner" || !people::set_role(&mut tx, &p.team_id, user_id.as_str(), input.role).await? {
         return Err(ApiError::forbidden("The owner's role changes only by transferring ownership"));
     }
-    people::set_role(&mut tx, &p.team_id, user_id.as_str(), input.role).await?;
     audit::record(
         &mut tx,
         &p.team_id,
@@ -222,12 +238,15 @@ async fn remove_member(
         p.require(Perm::MembersManage)?;
     }
     let mut tx = state.store.begin().await?;
+    let acting = role_now(&state, &mut tx, &p).await?;
+    if p.user_id() != Some(user_id.as_str()) && !acting.permissions().has(Perm::MembersManage) {
+        return Err(ApiError::forbidden("This credential lacks the `members.manage` permission"));
+    }
     let current =
         people::member(&mut tx, &p.team_id, user_id.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    if current.role == "owner" {
+    if current.role == "owner" || !people::remove_member(&mut tx, &p.team_id, user_id.as_str()).await? {
         return Err(ApiError::conflict("The owner cannot be removed; transfer ownership first"));
     }
-    people::remove_member(&mut tx, &p.team_id, user_id.as_str()).await?;
     audit::record(
         &mut tx,
         &p.team_id,

@@ -137,15 +137,17 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str, team: Option<&str>) -> ApiResult<Principal> {
         let hash = token_hash(token);
         let now = now_ms();
-        let cache_key = (hash, team.map(str::to_owned));
+        let is_session = token.starts_with(SESSION_PREFIX);
+        // A key belongs to one team; only sessions choose a team by header.
+        let cache_key = (hash, if is_session { team.map(str::to_owned) } else { None });
         if self.caching()
             && let Some(entry) = self.cache.read().get(&cache_key)
             && entry.valid_until > now
         {
-            return Ok(entry.principal.clone());
+            return key_in_team(entry.principal.clone(), team);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let (principal, valid_until) = if token.starts_with(SESSION_PREFIX) {
+        let (principal, valid_until) = if is_session {
             self.resolve_session(&cache_key.0, team, now).await?
         } else if let Some(kind) = KeyKind::from_token(token) {
             self.resolve_key(&cache_key.0, kind, now).await?
@@ -165,7 +167,7 @@ impl Authenticator {
                 );
             }
         }
-        Ok(principal)
+        key_in_team(principal, team)
     }
 
     async fn resolve_key(&self, hash: &str, kind: KeyKind, now: i64) -> ApiResult<(Principal, i64)> {
@@ -240,7 +242,8 @@ impl Authenticator {
                 scope: Scope::Team,
                 ip: None,
                 rate_limit: self.other_default,
-                rate_bucket: first.session_id.clone(),
+                // All of a person's sessions share one window.
+                rate_bucket: first.user_id.clone(),
             },
             first.expires_at,
         ))
@@ -267,6 +270,14 @@ impl Authenticator {
                 tracing::warn!(key_id, error = %e, "could not record key use");
             }
         });
+    }
+}
+
+/// A key sent with `X-Sendmux-Team` naming another team finds no such team.
+fn key_in_team(principal: Principal, team: Option<&str>) -> ApiResult<Principal> {
+    match (&principal.credential, team) {
+        (Credential::Key { .. }, Some(team)) if team != principal.team_id => Err(ApiError::not_found("team")),
+        _ => Ok(principal),
     }
 }
 

@@ -5,7 +5,7 @@
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
-use crate::store::{Backend, Store, limits as q};
+use crate::store::{Backend, Conn, Store, limits as q};
 
 pub const WINDOW_MS: i64 = 60_000;
 
@@ -57,20 +57,20 @@ impl RateLimiter {
             }
             Backend::Postgres => {
                 let mut conn = self.store.pool().acquire().await?;
-                q::hit_window(&mut conn, bucket, now, WINDOW_MS).await?
+                q::hit_window_pg(&mut conn, bucket, WINDOW_MS).await?
             }
         };
+        // On PostgreSQL windows run on the database's clock, shared by every node.
+        let now = if self.store.backend() == Backend::Postgres { start.max(now) } else { now };
         Ok(Decision::from_window(limit, start, count, now))
     }
 
-    /// Requests counted in the bucket's current window.
-    pub async fn used(&self, bucket: &str, now: i64) -> sqlx::Result<i64> {
+    /// Requests counted in the bucket's current window. Reads through the caller's
+    /// connection so a handler holding one never waits for a second.
+    pub async fn used(&self, conn: &mut Conn, bucket: &str, now: i64) -> sqlx::Result<i64> {
         let window = match self.store.backend() {
             Backend::Sqlite => self.local.lock().get(bucket).copied(),
-            Backend::Postgres => {
-                let mut conn = self.store.pool().acquire().await?;
-                q::window(&mut conn, bucket).await?
-            }
+            Backend::Postgres => q::window(conn, bucket).await?,
         };
         Ok(window.filter(|(start, _)| start + WINDOW_MS > now).map(|(_, c)| c).unwrap_or(0))
     }

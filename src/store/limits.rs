@@ -119,17 +119,20 @@ pub async fn decide(conn: &mut Conn, id: &str, status: &str, granted: Option<i64
     Ok(done.rows_affected() == 1)
 }
 
-/// Counts one request in the bucket's fixed window and returns (window start, count).
-pub async fn hit_window(conn: &mut Conn, bucket: &str, now: i64, window_ms: i64) -> sqlx::Result<(i64, i64)> {
+/// Counts one request in the bucket's fixed window on the database's clock (so nodes
+/// with skewed clocks agree) and returns (window start, count). PostgreSQL only: SQLite
+/// deployments are one node and count in memory.
+pub async fn hit_window_pg(conn: &mut Conn, bucket: &str, window_ms: i64) -> sqlx::Result<(i64, i64)> {
     sqlx::query_as(
-        "INSERT INTO rate_windows (bucket, window_start, count) VALUES ($1, $2, 1) \
+        "WITH now AS (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS ms) \
+         INSERT INTO rate_windows (bucket, window_start, count) SELECT $1, ms, 1 FROM now \
          ON CONFLICT (bucket) DO UPDATE SET \
-           count = CASE WHEN rate_windows.window_start + $3 <= $2 THEN 1 ELSE rate_windows.count + 1 END, \
-           window_start = CASE WHEN rate_windows.window_start + $3 <= $2 THEN $2 ELSE rate_windows.window_start END \
+           count = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) THEN 1 ELSE rate_windows.count + 1 END, \
+           window_start = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) THEN (SELECT ms FROM now) \
+                               ELSE rate_windows.window_start END \
          RETURNING window_start, count",
     )
     .bind(bucket)
-    .bind(now)
     .bind(window_ms)
     .fetch_one(conn)
     .await

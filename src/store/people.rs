@@ -149,8 +149,9 @@ pub async fn count_members(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> 
     sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE team_id = $1").bind(team_id).fetch_one(conn).await
 }
 
+/// Changes a member's role; never the owner's (ownership moves by [`transfer`]).
 pub async fn set_role(conn: &mut Conn, team_id: &str, user_id: &str, role: Role) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE memberships SET role = $3 WHERE team_id = $1 AND user_id = $2")
+    let done = sqlx::query("UPDATE memberships SET role = $3 WHERE team_id = $1 AND user_id = $2 AND role <> 'owner'")
         .bind(team_id)
         .bind(user_id)
         .bind(role.as_str())
@@ -159,8 +160,30 @@ pub async fn set_role(conn: &mut Conn, team_id: &str, user_id: &str, role: Role)
     Ok(done.rows_affected() == 1)
 }
 
+/// Moves ownership from `from` (who must still be the owner) to the member `to`; the
+/// previous owner becomes admin. False when `from` no longer owns the team or `to` is
+/// not a member.
+pub async fn transfer(conn: &mut Conn, team_id: &str, from: &str, to: &str) -> sqlx::Result<bool> {
+    let demoted =
+        sqlx::query("UPDATE memberships SET role = 'admin' WHERE team_id = $1 AND user_id = $2 AND role = 'owner'")
+            .bind(team_id)
+            .bind(from)
+            .execute(&mut *conn)
+            .await?;
+    if demoted.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let promoted = sqlx::query("UPDATE memberships SET role = 'owner' WHERE team_id = $1 AND user_id = $2")
+        .bind(team_id)
+        .bind(to)
+        .execute(conn)
+        .await?;
+    Ok(promoted.rows_affected() == 1)
+}
+
+/// Removes a member; never the owner.
 pub async fn remove_member(conn: &mut Conn, team_id: &str, user_id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")
+    let done = sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2 AND role <> 'owner'")
         .bind(team_id)
         .bind(user_id)
         .execute(conn)

@@ -68,6 +68,8 @@ async fn serve_binds_port_zero_reports_it_and_stops_cleanly_on_sigterm() {
         .env("SENDMUX_HTTP_ADDR", "127.0.0.1:0")
         .env("SENDMUX_SMTP_ADDR", "127.0.0.1:0")
         .env("SENDMUX_ADMIN_TOKEN", "a-very-secret-admin-token")
+        .env("SENDMUX_SIGNUP", "open")
+        .env("SENDMUX_LOG", "debug")
         .stderr(Stdio::piped());
     if let Some(db) = &db {
         cmd.env("SENDMUX_DATABASE_URL", &db.url);
@@ -91,6 +93,38 @@ async fn serve_binds_port_zero_reports_it_and_stops_cleanly_on_sigterm() {
     assert!(!addr.ends_with(":0"), "the real port is reported: {addr}");
     let res = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // Secrets pass through the server and must not reach its log, even at debug level.
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("http://{addr}/api/v1/auth/signup"))
+        .json(&json!({"email": "log@cli.test", "password": PASSWORD, "team_name": "Logs"}))
+        .send()
+        .await
+        .unwrap();
+    let session = res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let res = client
+        .post(format!("http://{addr}/api/v1/keys"))
+        .bearer_auth(&session)
+        .json(&json!({"name": "k", "kind": "infrastructure"}))
+        .send()
+        .await
+        .unwrap();
+    let key = res.json::<serde_json::Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
+    let res = client
+        .post(format!("http://{addr}/api/v1/team/invitations"))
+        .bearer_auth(&session)
+        .json(&json!({"email": "x@cli.test", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    let invitation = res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let res = client
+        .post(format!("http://{addr}/api/v1/auth/invitations/{invitation}/accept"))
+        .json(&json!({"password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
@@ -100,7 +134,10 @@ async fn serve_binds_port_zero_reports_it_and_stops_cleanly_on_sigterm() {
     }
     let log = log.join("\n");
     assert!(log.contains("stopped"), "{log}");
-    assert!(!log.contains("a-very-secret-admin-token"), "secrets never reach the log");
+    assert!(log.contains("/api/v1/keys"), "the debug log shows requests: {log}");
+    for secret in ["a-very-secret-admin-token", PASSWORD, session.as_str(), key.as_str(), invitation.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log: {secret}");
+    }
 }
 
 #[tokio::test]

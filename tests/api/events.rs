@@ -76,3 +76,54 @@ async fn events_older_than_seven_days_are_removed() {
     let got: Vec<&str> = list["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(got, [fresh.as_str()]);
 }
+
+/// DESIGN: a reader resuming after an event must never skip one that commits later.
+/// Writers hold their transaction open for a moment after appending, so without the
+/// per-team ordering a later sequence number could commit first and be passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resuming_reader_sees_every_event_once_in_order_while_writers_race() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("a@race-ev.test", "A").await;
+    let (writers, per_writer) = (6, 20);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let (store, team) = (app.state.store.clone(), a.team_id.clone());
+        tasks.spawn(async move {
+            for i in 0..per_writer {
+                let mut tx = store.begin().await.unwrap();
+                events::append(
+                    store.backend(),
+                    &mut tx,
+                    &team,
+                    "message.received",
+                    Subject::default(),
+                    json!({"w": w, "i": i}),
+                )
+                .await
+                .unwrap();
+                tokio::time::sleep(std::time::Duration::from_micros(((w * 7 + i * 13) % 5) as u64 * 300)).await;
+                tx.commit().await.unwrap();
+            }
+        });
+    }
+    let total = writers * per_writer;
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut cursor = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen.len() < total as usize && std::time::Instant::now() < deadline {
+        let mut conn = app.state.store.pool().acquire().await.unwrap();
+        for row in events::after(&mut conn, &a.team_id, None, cursor, 7).await.unwrap() {
+            cursor = row.seq;
+            seen.push((row.seq, row.id));
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(seen.len(), total as usize, "every event was read");
+    let mut ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total as usize, "no event twice");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "in log order");
+}

@@ -102,6 +102,7 @@ impl TestApp {
             ("SENDMUX_SIGNUP".into(), "open".into()),
             ("SENDMUX_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
             ("SENDMUX_INBOUND_DOMAINS".into(), "localhost,mail.test".into()),
+            ("SENDMUX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "10000".into()),
         ];
         if let Some(db) = &db {
             env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));

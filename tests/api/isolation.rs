@@ -102,6 +102,10 @@ async fn another_teams_resources_are_not_found_on_every_route() {
 
     for (method, path, body) in routes(&b) {
         let mut creds = vec![("owner session", a.owner.token.as_str())];
+        // A member reads everything of the team (and is refused every write whatever the id).
+        if method == Method::GET {
+            creds.push(("member session", a.member.token.as_str()));
+        }
         if key_may_call(&path) {
             creds.push(("infrastructure key", a.infra.as_str()));
         }
@@ -124,6 +128,13 @@ async fn another_teams_resources_are_not_found_on_every_route() {
         .await
         .unwrap();
     expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    // A key is of one team: naming another in the header finds nothing.
+    let res =
+        app.req(Method::GET, "/api/v1/keys", &a.infra).header("X-Sendmux-Team", &b.owner.team_id).send().await.unwrap();
+    expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    let res =
+        app.req(Method::GET, "/api/v1/keys", &a.infra).header("X-Sendmux-Team", &a.owner.team_id).send().await.unwrap();
+    expect_status(res, StatusCode::OK).await;
     // A's mailbox key reaches its own mailbox only.
     let mine = expect_status(app.get("/api/v1/mailbox", &a.mailbox_key).await, StatusCode::OK).await;
     assert_eq!(mine["id"], a.mailbox);

@@ -212,3 +212,49 @@ async fn sending_and_mailbox_keys_reach_nothing_beyond_their_scope() {
     .await;
     assert_eq!(other_now["settings"]["spam_threshold"], 5.0, "the other mailbox is untouched");
 }
+
+#[tokio::test]
+async fn a_key_never_holds_more_than_its_creator() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("o@ceiling.test", "Ceiling").await;
+    let dev = app.add_member(&owner, "dev@ceiling.test", "developer").await;
+    let mbx = app.create_mailbox(&owner.token, "ceiling@localhost").await;
+    let provider = app.create_smtp_provider(&owner.token, "relay").await;
+    let group = app.create_group(&owner.token, provider["id"].as_str().unwrap()).await;
+
+    // A developer's default infrastructure key is narrowed to what developers hold.
+    let k = app.create_key(&dev.token, json!({"name": "d", "kind": "infrastructure"})).await;
+    assert_eq!(k["permissions"], json!(["webhooks.manage", "logs.read"]));
+    for perm in ["providers.manage", "mailboxes.manage", "billing.read"] {
+        let res = app
+            .post("/api/v1/keys", &dev.token, json!({"name": "x", "kind": "infrastructure", "permissions": [perm]}))
+            .await;
+        expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    }
+    let res = app.post("/api/v1/keys", &dev.token, json!({"name": "x", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": ["mailbox.read", "email.receive"]})).await;
+    expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    // Sending and reading keys are what keys are for.
+    app.create_key(&dev.token, json!({"name": "s", "kind": "sending", "delivery_group_id": group["id"]})).await;
+    app.create_key(&dev.token, json!({"name": "r", "kind": "mailbox", "mailbox_id": mbx["id"]})).await;
+
+    // Rotating hands over a key's powers: not to someone who could not have made it.
+    let strong = app.create_key(&owner.token, json!({"name": "owner's", "kind": "infrastructure"})).await;
+    let res = app
+        .post(
+            &format!("/api/v1/keys/{}/rotate", strong["id"].as_str().unwrap()),
+            &dev.token,
+            json!({"grace_seconds": 60}),
+        )
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    expect_status(app.get("/api/v1/logs", strong["key"].as_str().unwrap()).await, StatusCode::OK).await;
+
+    // An infrastructure key with only keys.manage mints read-only mailbox keys.
+    let manager = app
+        .create_key(&owner.token, json!({"name": "m", "kind": "infrastructure", "permissions": ["keys.manage"]}))
+        .await;
+    let manager = manager["key"].as_str().unwrap();
+    let res = app.post("/api/v1/keys", manager, json!({"name": "x", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": ["mailbox.settings.update"]})).await;
+    expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    app.create_key(manager, json!({"name": "ok", "kind": "mailbox", "mailbox_id": mbx["id"]})).await;
+}

@@ -132,3 +132,35 @@ async fn an_expired_key_stops_working() {
     let res = app.post("/api/v1/keys", &owner.token, past).await;
     assert_eq!(expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await["param"], "expires_at");
 }
+
+#[tokio::test]
+async fn concurrent_creations_stop_at_exactly_one_hundred_active_keys() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("o@race.test", "Race").await;
+    for i in 0..95 {
+        app.create_key(
+            &owner.token,
+            json!({"name": format!("k{i}"), "kind": "infrastructure", "permissions": ["logs.read"]}),
+        )
+        .await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (client, url, token) = (app.client.clone(), app.url("/api/v1/keys"), owner.token.clone());
+        tasks.spawn(async move {
+            let body = json!({"name": format!("c{i}"), "kind": "infrastructure", "permissions": ["logs.read"]});
+            client.post(url).bearer_auth(token).json(&body).send().await.unwrap().status()
+        });
+    }
+    let (mut created, mut refused) = (0, 0);
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, refused), (5, 15));
+    let active = "SELECT COUNT(*) FROM api_keys WHERE team_id = $1 AND revoked_at IS NULL";
+    assert_eq!(app.count(active, &owner.team_id).await, 100);
+}

@@ -194,3 +194,30 @@ async fn invitations_and_people_in_several_teams() {
         .unwrap();
     expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[tokio::test]
+async fn password_guessing_is_rate_limited_per_address() {
+    let app = TestApp::spawn_with(&[("SENDMUX_AUTH_RATE_LIMIT_PER_MINUTE", "3")]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let res = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": "x@y.test", "password": "guess guess guess"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status());
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(res.headers().contains_key("retry-after"));
+            expect_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+        }
+    }
+    assert_eq!(
+        statuses,
+        [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS]
+    );
+    // Logging out a token that is not a live session changes nothing and says so.
+    let res = app.client.post(app.url("/api/v1/auth/logout")).bearer_auth("smx_ses_notasession").send().await.unwrap();
+    expect_error(res, StatusCode::UNAUTHORIZED, "authentication_failed").await;
+}

@@ -23,56 +23,79 @@ async fn team(app: &TestApp) -> Team {
     Team { owner, admin, developer, member, mailbox_id, provider_id }
 }
 
-/// (method, path, body, lowest role allowed). A denied role must get 403; an allowed
-/// one anything but 401/403.
-fn actions(t: &Team, n: usize) -> Vec<(Method, String, Value, &'static str)> {
+/// (method, path, body, lowest role allowed, status when allowed). A denied role must
+/// get 403.
+fn actions(t: &Team, n: usize) -> Vec<(Method, String, Value, &'static str, u16)> {
     vec![
-        (Method::GET, "/api/v1/team".into(), Value::Null, "member"),
-        (Method::GET, "/api/v1/team/members".into(), Value::Null, "member"),
-        (Method::GET, "/api/v1/team/invitations".into(), Value::Null, "member"),
-        (Method::GET, "/api/v1/providers".into(), Value::Null, "member"),
-        (Method::GET, format!("/api/v1/providers/{}", t.provider_id), Value::Null, "member"),
-        (Method::GET, "/api/v1/delivery-groups".into(), Value::Null, "member"),
-        (Method::GET, "/api/v1/mailboxes".into(), Value::Null, "member"),
-        (Method::GET, format!("/api/v1/mailboxes/{}", t.mailbox_id), Value::Null, "member"),
-        (Method::GET, "/api/v1/keys".into(), Value::Null, "member"),
-        (Method::GET, "/api/v1/limits".into(), Value::Null, "member"),
-        (Method::POST, "/api/v1/keys".into(), json!({"name": format!("k{n}"), "kind": "infrastructure"}), "developer"),
-        (Method::GET, "/api/v1/logs?kind=audit".into(), Value::Null, "developer"),
-        (Method::PATCH, "/api/v1/team".into(), json!({"name": "Acme Inc"}), "admin"),
+        (Method::GET, "/api/v1/team".into(), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/team/members".into(), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/team/invitations".into(), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/providers".into(), Value::Null, "member", 200),
+        (Method::GET, format!("/api/v1/providers/{}", t.provider_id), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/delivery-groups".into(), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/mailboxes".into(), Value::Null, "member", 200),
+        (Method::GET, format!("/api/v1/mailboxes/{}", t.mailbox_id), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/keys".into(), Value::Null, "member", 200),
+        (Method::GET, "/api/v1/limits".into(), Value::Null, "member", 200),
+        (
+            Method::POST,
+            "/api/v1/keys".into(),
+            json!({"name": format!("k{n}"), "kind": "infrastructure"}),
+            "developer",
+            201,
+        ),
+        (Method::GET, "/api/v1/logs?kind=audit".into(), Value::Null, "developer", 200),
+        (Method::PATCH, "/api/v1/team".into(), json!({"name": "Acme Inc"}), "admin", 200),
         (
             Method::POST,
             "/api/v1/team/invitations".into(),
             json!({"email": format!("new{n}@acme.test"), "role": "member"}),
             "admin",
+            201,
         ),
         (
             Method::POST,
             "/api/v1/providers".into(),
             json!({"name": format!("p{n}"), "type": "smtp", "config": {"host": "smtp.example.com", "port": 587}}),
             "admin",
+            201,
         ),
-        (Method::PATCH, format!("/api/v1/providers/{}", t.provider_id), json!({"name": format!("relay{n}")}), "admin"),
+        (
+            Method::PATCH,
+            format!("/api/v1/providers/{}", t.provider_id),
+            json!({"name": format!("relay{n}")}),
+            "admin",
+            200,
+        ),
         (
             Method::POST,
             "/api/v1/delivery-groups".into(),
             json!({"name": "g", "strategy": "failover", "members": [{"provider_id": t.provider_id}]}),
             "admin",
+            201,
         ),
-        (Method::POST, "/api/v1/mailboxes".into(), json!({"address": format!("box{n}@localhost")}), "admin"),
+        (Method::POST, "/api/v1/mailboxes".into(), json!({"address": format!("box{n}@localhost")}), "admin", 201),
         (
             Method::PATCH,
             format!("/api/v1/mailboxes/{}/settings", t.mailbox_id),
             json!({"spam_threshold": 6.5}),
             "admin",
+            200,
         ),
         (
             Method::POST,
             "/api/v1/limits/mailboxes/increase-requests".into(),
             json!({"requested": 5000, "reason": "growth"}),
             "admin",
+            409,
         ),
-        (Method::POST, "/api/v1/team/transfer".into(), json!({"user_id": "usr_01J1M9C3K8ZQ4W8N5T2V7X6Y3B"}), "owner"),
+        (
+            Method::POST,
+            "/api/v1/team/transfer".into(),
+            json!({"user_id": "usr_01J1M9C3K8ZQ4W8N5T2V7X6Y3B"}),
+            "owner",
+            422,
+        ),
     ]
 }
 
@@ -93,7 +116,7 @@ async fn each_role_is_allowed_or_denied_action_by_action() {
     let people = [("member", &t.member), ("developer", &t.developer), ("admin", &t.admin), ("owner", &t.owner)];
     let mut n = 0;
     for (role, person) in people {
-        for (method, path, body, lowest) in actions(&t, n) {
+        for (method, path, body, lowest, expected) in actions(&t, n) {
             n += 1;
             let mut req = app.req(method.clone(), &path, &person.token);
             if !body.is_null() {
@@ -103,10 +126,7 @@ async fn each_role_is_allowed_or_denied_action_by_action() {
             let status = res.status();
             let text = res.text().await.unwrap();
             if rank(role) >= rank(lowest) {
-                assert!(
-                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED && !status.is_server_error(),
-                    "{role} should be allowed {method} {path}: {status} {text}"
-                );
+                assert_eq!(status.as_u16(), expected, "{role} should be allowed {method} {path}: {text}");
             } else {
                 assert_eq!(status, StatusCode::FORBIDDEN, "{role} should be denied {method} {path}: {text}");
                 let err: Value = serde_json::from_str(&text).unwrap();
@@ -171,4 +191,37 @@ async fn ownership_moves_by_transfer_only() {
     expect_error(app.delete("/api/v1/team", &t.owner.token).await, StatusCode::FORBIDDEN, "permission_denied").await;
     let res = app.post("/api/v1/team/transfer", &t.developer.token, json!({"user_id": t.owner.user_id})).await;
     expect_status(res, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn a_transfer_racing_a_removal_leaves_exactly_one_owner() {
+    let app = TestApp::spawn().await;
+    let t = team(&app).await;
+    let mut owner = t.owner.clone();
+    for round in 0..4 {
+        let heir = app.add_member(&owner, &format!("heir{round}@acme.test"), "developer").await;
+        let transfer = app.post("/api/v1/team/transfer", &owner.token, json!({"user_id": heir.user_id}));
+        let removal_path = format!("/api/v1/team/members/{}", heir.user_id);
+        let removal = app.delete(&removal_path, &t.admin.token);
+        let (transfer, removal) = tokio::join!(transfer, removal);
+        let members =
+            expect_status(app.get("/api/v1/team/members?limit=100", &t.member.token).await, StatusCode::OK).await;
+        let owners: Vec<&serde_json::Value> =
+            members["data"].as_array().unwrap().iter().filter(|m| m["role"] == "owner").collect();
+        assert_eq!(
+            owners.len(),
+            1,
+            "round {round}: transfer {} removal {}: {members}",
+            transfer.status(),
+            removal.status()
+        );
+        if owners[0]["user_id"] == heir.user_id.as_str() {
+            assert_eq!(transfer.status(), StatusCode::OK);
+            assert_eq!(removal.status(), StatusCode::CONFLICT, "the new owner cannot be removed");
+            owner = heir;
+        } else {
+            assert_eq!(owners[0]["user_id"], owner.user_id.as_str());
+            assert_eq!(removal.status(), StatusCode::NO_CONTENT);
+        }
+    }
 }

@@ -82,6 +82,12 @@ async fn provider_credentials_are_kept_on_update_unless_replaced() {
     assert_eq!(updated["config"]["port"], 2587);
     assert_eq!(updated["config"]["password_set"], true);
     assert_eq!(updated["config"]["username"], "relay-user");
+    // Pointing the provider elsewhere drops the stored password unless it is given again.
+    let res = app.patch(&path, &owner.token, json!({"config": {"host": "attacker.example"}})).await;
+    assert_eq!(expect_status(res, StatusCode::OK).await["config"]["password_set"], false);
+    let res =
+        app.patch(&path, &owner.token, json!({"config": {"host": "relay.example", "password": "new-secret-pw"}})).await;
+    assert_eq!(expect_status(res, StatusCode::OK).await["config"]["password_set"], true);
     let res = app.patch(&path, &owner.token, json!({"config": {"password": null, "username": null}})).await;
     assert_eq!(expect_status(res, StatusCode::OK).await["config"]["password_set"], false);
     let res = app.patch(&path, &owner.token, json!({"config": {"port": 0}})).await;
