@@ -93,6 +93,7 @@ impl App {
             secrets,
             metrics: metrics_handle(),
             passwords: Default::default(),
+            cache: crate::cache::ReadCache::new(store.backend() == crate::store::Backend::Sqlite),
             store,
             settings,
         }));

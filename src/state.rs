@@ -17,6 +17,7 @@ pub struct Inner {
     pub secrets: SecretBox,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub passwords: crate::auth::password::Passwords,
+    pub cache: crate::cache::ReadCache,
 }
 
 #[derive(Clone)]
@@ -26,5 +27,15 @@ impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+impl AppState {
+    /// Commits a change to `team_id` and drops the team's cached reads: after the
+    /// commit, so a read racing the change cannot cache what it replaced.
+    pub async fn commit(&self, tx: crate::store::Tx, team_id: &str) -> sqlx::Result<()> {
+        tx.commit().await?;
+        self.cache.invalidate(team_id);
+        Ok(())
     }
 }

@@ -193,6 +193,6 @@ async fn accept_invitation(
     )
     .await?;
     let (token, expires) = new_session(&state, &mut tx, &user.id).await?;
-    tx.commit().await?;
+    state.commit(tx, &invite.team_id).await?;
     Ok(axum::Json(SessionOut { token, user_id: user.id, team_id: Some(invite.team_id), expires_at: rfc3339(expires) }))
 }

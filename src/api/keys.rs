@@ -260,7 +260,7 @@ async fn create_key(
         serde_json::json!({"kind": row.kind, "permissions": row.permissions}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok((StatusCode::CREATED, axum::Json(KeyOut::from_row(row, Some(secret)))))
 }
 
@@ -270,12 +270,16 @@ async fn list_keys(
     State(state): State<AppState>,
     p: Principal,
     Query(q): Query<ListParams>,
-) -> ApiResult<axum::Json<List<KeyOut>>> {
+) -> ApiResult<axum::response::Response> {
     p.require(Perm::KeysRead)?;
     let page = q.page(|c| KeyId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
-    Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| KeyOut::from_row(r, None))))
+    let cache_key = format!("keys?{}&{}", page.limit, page.before().unwrap_or(""));
+    super::cached_json(&state, &p.team_id, cache_key, || async {
+        let mut conn = state.store.pool().acquire().await?;
+        let rows = q::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+        Ok(page.finish(rows, |r| r.id.clone(), |r| KeyOut::from_row(r, None)))
+    })
+    .await
 }
 
 /// One key, without its secret.
@@ -331,7 +335,7 @@ async fn rotate_key(
     )
     .await?;
     let row = q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("key"))?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
     Ok(axum::Json(KeyOut::from_row(row, Some(secret))))
 }
@@ -355,7 +359,7 @@ async fn revoke_key(
             .await?;
     }
     let row = q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("key"))?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
     Ok(axum::Json(KeyOut::from_row(row, None)))
 }

@@ -155,7 +155,7 @@ async fn request_increase(
         serde_json::json!({"limit": name.as_str(), "requested": input.requested}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok((StatusCode::CREATED, axum::Json(row.into())))
 }
 

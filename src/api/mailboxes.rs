@@ -164,7 +164,7 @@ async fn create_mailbox(
         json!({"address": row.address}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok((StatusCode::CREATED, axum::Json(row.into())))
 }
 
@@ -214,7 +214,7 @@ async fn patch(
     q::update(&mut tx, &row).await?;
     let details = json!({"spam_threshold": row.spam_threshold, "retention_days": row.retention_days, "accept_spam": row.accept_spam != 0});
     audit::record(&mut tx, &p.team_id, &p.actor(), "mailbox.updated", ("mailbox", &row.id), details).await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(row)
 }
 
@@ -255,7 +255,7 @@ async fn delete_mailbox(State(state): State<AppState>, p: Principal, Path(id): P
     }
     q::delete(&mut tx, &p.team_id, id.as_str()).await?;
     audit::record(&mut tx, &p.team_id, &p.actor(), "mailbox.deleted", ("mailbox", id.as_str()), json!({})).await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -267,12 +267,15 @@ fn own_scope(p: &Principal) -> ApiResult<&str> {
 
 /// The mailbox of a mailbox key.
 #[utoipa::path(get, path = "/api/v1/mailbox", tag = "mailbox", responses((status = 200, body = MailboxOut)))]
-async fn own_mailbox(State(state): State<AppState>, p: Principal) -> ApiResult<axum::Json<MailboxOut>> {
+async fn own_mailbox(State(state): State<AppState>, p: Principal) -> ApiResult<axum::response::Response> {
     p.require(Perm::MailboxRead)?;
     let id = own_scope(&p)?;
-    let mut conn = state.store.pool().acquire().await?;
-    let row = q::get(&mut conn, &p.team_id, id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
-    Ok(axum::Json(row.into()))
+    super::cached_json(&state, &p.team_id, format!("mailbox:{id}"), || async {
+        let mut conn = state.store.pool().acquire().await?;
+        let row = q::get(&mut conn, &p.team_id, id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
+        Ok(MailboxOut::from(row))
+    })
+    .await
 }
 
 /// Change the settings of a mailbox key's mailbox (`mailbox.settings.update`).

@@ -201,3 +201,24 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
     Ok(res)
 }
+
+/// Serves a JSON read from the team's read cache, loading and storing it on a miss.
+/// `key` must name everything the answer depends on besides the team.
+pub async fn cached_json<T, F, Fut>(state: &AppState, team_id: &str, key: String, load: F) -> Result<Response, ApiError>
+where
+    T: serde::Serialize,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let now = crate::store::now_ms();
+    let body = match state.cache.get(team_id, &key, now) {
+        Some(body) => body,
+        None => {
+            let generation = state.cache.generation(team_id);
+            let body = bytes::Bytes::from(serde_json::to_vec(&load().await?).map_err(ApiError::internal)?);
+            state.cache.put(team_id, &key, generation, now, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}

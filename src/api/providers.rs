@@ -251,7 +251,7 @@ async fn create_provider(
         json!({"type": row.kind, "name": row.name}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok((StatusCode::CREATED, axum::Json(provider_out(&state, row)?)))
 }
 
@@ -328,7 +328,7 @@ async fn update_provider(
         json!({"name": row.name}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(axum::Json(provider_out(&state, row)?))
 }
 
@@ -348,7 +348,7 @@ async fn delete_provider(State(state): State<AppState>, p: Principal, Path(id): 
     }
     q::delete(&mut tx, &p.team_id, id.as_str()).await?;
     audit::record(&mut tx, &p.team_id, &p.actor(), "provider.deleted", ("provider", id.as_str()), json!({})).await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -499,7 +499,7 @@ async fn create_group(
         json!({"name": row.name}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok((StatusCode::CREATED, axum::Json(group_out(row, &members))))
 }
 
@@ -568,7 +568,7 @@ async fn update_group(
     let row =
         q::get_group(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
     let members = q::members_of(&mut tx, &p.team_id, std::slice::from_ref(&row.id)).await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(axum::Json(group_out(row, &members)))
 }
 
@@ -593,6 +593,6 @@ async fn delete_group(State(state): State<AppState>, p: Principal, Path(id): Pat
         json!({}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -89,7 +89,7 @@ async fn update_team(
         .await?;
     }
     let team = people::get_team(&mut tx, &p.team_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(axum::Json(team.into()))
 }
 
@@ -104,7 +104,7 @@ async fn delete_team(State(state): State<AppState>, p: Principal) -> ApiResult<S
     if !people::delete_team(&mut tx, &p.team_id).await? {
         return Err(ApiError::not_found("team"));
     }
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
     tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -148,7 +148,7 @@ async fn transfer(
     .await?;
     let member =
         people::member(&mut tx, &p.team_id, target.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
     Ok(axum::Json(member.into()))
 }
@@ -221,7 +221,7 @@ async fn update_member(
     .await?;
     let member =
         people::member(&mut tx, &p.team_id, user_id.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
     Ok(axum::Json(member.into()))
 }
@@ -256,7 +256,7 @@ async fn remove_member(
         serde_json::json!({"role": current.role}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -335,7 +335,7 @@ async fn invite(
         serde_json::json!({"email": email, "role": input.role}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok((StatusCode::CREATED, axum::Json(InvitationOut::from_row(row, Some(token)))))
 }
 
@@ -375,6 +375,6 @@ async fn revoke_invitation(
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
+    state.commit(tx, &p.team_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -164,3 +164,52 @@ async fn concurrent_creations_stop_at_exactly_one_hundred_active_keys() {
     let active = "SELECT COUNT(*) FROM api_keys WHERE team_id = $1 AND revoked_at IS NULL";
     assert_eq!(app.count(active, &owner.team_id).await, 100);
 }
+
+/// Reads may be served from memory; a change must show in the very next read.
+#[tokio::test]
+async fn reads_show_every_change_at_once() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("o@fresh.test", "Fresh").await;
+    let mbx = app.create_mailbox(&owner.token, "fresh@localhost").await;
+    let reader = app
+        .create_key(&owner.token, json!({"name": "r", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": ["mailbox.read", "mailbox.settings.update"]}))
+        .await;
+    let reader = reader["key"].as_str().unwrap();
+    let ids = |list: &serde_json::Value| -> Vec<(String, String)> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["id"].as_str().unwrap().to_owned(), k["status"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    for _ in 0..3 {
+        expect_status(app.get("/api/v1/keys", &owner.token).await, StatusCode::OK).await;
+        expect_status(app.get("/api/v1/mailbox", reader).await, StatusCode::OK).await;
+    }
+    let key = app.create_key(&owner.token, json!({"name": "new", "kind": "infrastructure"})).await;
+    let listed = ids(&expect_status(app.get("/api/v1/keys", &owner.token).await, StatusCode::OK).await);
+    assert_eq!(listed[0], (key["id"].as_str().unwrap().to_owned(), "active".to_owned()));
+    expect_status(
+        app.delete(&format!("/api/v1/keys/{}", key["id"].as_str().unwrap()), &owner.token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let listed = ids(&expect_status(app.get("/api/v1/keys", &owner.token).await, StatusCode::OK).await);
+    assert_eq!(listed[0].1, "revoked");
+
+    expect_status(app.patch("/api/v1/mailbox/settings", reader, json!({"retention_days": 7})).await, StatusCode::OK)
+        .await;
+    let seen = expect_status(app.get("/api/v1/mailbox", reader).await, StatusCode::OK).await;
+    assert_eq!(seen["settings"]["retention_days"], 7);
+    let res = app
+        .patch(
+            &format!("/api/v1/mailboxes/{}/settings", mbx["id"].as_str().unwrap()),
+            &owner.token,
+            json!({"retention_days": 9}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    let seen = expect_status(app.get("/api/v1/mailbox", reader).await, StatusCode::OK).await;
+    assert_eq!(seen["settings"]["retention_days"], 9);
+}
