@@ -94,6 +94,9 @@ impl App {
             metrics: metrics_handle(),
             passwords: Default::default(),
             cache: crate::cache::ReadCache::new(store.backend() == crate::store::Backend::Sqlite),
+            bus: Default::default(),
+            streams: Default::default(),
+            shutdown: CancellationToken::new(),
             store,
             settings,
         }));
@@ -113,7 +116,27 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let router = crate::api::router(self.state.clone());
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        // One token for everything long-lived: the caller's stop also stops streams.
+        let stop_all = self.state.shutdown.clone();
+        let caller = shutdown.clone();
+        tokio::spawn(async move {
+            caller.cancelled().await;
+            stop_all.cancel();
+        });
+        let shutdown = self.state.shutdown.clone();
         let mut workers = tokio::task::JoinSet::new();
+        let sender = crate::webhooks::worker::Sender::new(
+            crate::webhooks::guard::Guard::new(self.state.settings.webhook_allowed_networks.clone()),
+            std::time::Duration::from_secs(self.state.settings.webhook_timeout_secs),
+        )?;
+        workers.spawn(crate::webhooks::worker::worker_loop(self.state.clone(), sender, shutdown.clone()));
+        if let Some(url) = self.state.settings.database_url.as_ref().filter(|_| self.state.settings.is_postgres()) {
+            workers.spawn(crate::jobs::listen_for_events(
+                self.state.clone(),
+                url.expose().to_owned(),
+                shutdown.clone(),
+            ));
+        }
         workers.spawn(crate::jobs::maintenance_loop(
             self.state.clone(),
             std::time::Duration::from_secs(600),

@@ -117,6 +117,14 @@ pub struct Settings {
     pub max_json_bytes: usize,
     pub log_format: LogFormat,
     pub database_max_connections: u32,
+    /// Delay before each webhook attempt after the first (seconds; 7 entries for 8
+    /// attempts), jittered ±10 % and clamped to 24 h after the event.
+    pub webhook_retry_schedule: Vec<f64>,
+    pub webhook_timeout_secs: u64,
+    /// Webhook requests in flight at once per node.
+    pub webhook_concurrency: usize,
+    /// Open `GET /api/v1/mailbox/events` streams allowed per key.
+    pub stream_max_per_key: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +172,10 @@ const KNOWN: &[&str] = &[
     "max_json_bytes",
     "log_format",
     "database_max_connections",
+    "webhook_retry_schedule",
+    "webhook_timeout_secs",
+    "webhook_concurrency",
+    "stream_max_per_key",
 ];
 
 impl Settings {
@@ -333,6 +345,25 @@ impl Settings {
             Some((name, v)) => return Err(bad(name, format!("'{v}' must be text or json"))),
         };
 
+        let webhook_retry_schedule = match get("webhook_retry_schedule") {
+            None => vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 25200.0, 25200.0],
+            Some((name, v)) => {
+                let delays: Option<Vec<f64>> = v
+                    .split(',')
+                    .map(|d| d.trim().parse::<f64>().ok().filter(|d| d.is_finite() && (0.0..=86_400.0).contains(d)))
+                    .collect();
+                match delays {
+                    Some(d) if (1..=20).contains(&d.len()) => d,
+                    _ => {
+                        return Err(bad(
+                            name,
+                            format!("'{v}' must be 1 to 20 comma-separated delays in seconds, each 0..86400"),
+                        ));
+                    }
+                }
+            }
+        };
+
         Ok(Settings {
             http_addr,
             smtp_addr,
@@ -352,6 +383,10 @@ impl Settings {
             max_json_bytes: int("max_json_bytes", 1 << 20, 1024, 64 << 20)? as usize,
             log_format,
             database_max_connections: int("database_max_connections", 16, 1, 1000)? as u32,
+            webhook_retry_schedule,
+            webhook_timeout_secs: int("webhook_timeout_secs", 15, 1, 300)? as u64,
+            webhook_concurrency: int("webhook_concurrency", 256, 1, 10_000)? as usize,
+            stream_max_per_key: int("stream_max_per_key", 20, 1, 1_000_000)? as usize,
         })
     }
 
@@ -391,6 +426,8 @@ mod tests {
             ("SENDMUX_SECRET_KEY", "short"),
             ("SENDMUX_LIMIT_ACTIVE_KEYS", "0"),
             ("SENDMUX_INBOUND_DOMAINS", "exa mple.com"),
+            ("SENDMUX_WEBHOOK_RETRY_SCHEDULE", "5,soon"),
+            ("SENDMUX_STREAM_MAX_PER_KEY", "0"),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");

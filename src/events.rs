@@ -1,4 +1,11 @@
-//! Event types (SPEC §7) and the retention of the event log.
+//! Event types (SPEC §7), the retention of the event log, and the in-process bus that
+//! wakes readers (streams, the webhook worker) when a team's log grows. The bus only
+//! says "look again": the event log stays the truth, so a lost wake-up delays a reader
+//! until its next poll and never loses an event.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use tokio::sync::{Notify, watch};
 
 /// Every event type a team can receive.
 pub const EVENT_TYPES: [&str; 9] = [
@@ -18,4 +25,44 @@ pub const RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
 pub fn is_event_type(s: &str) -> bool {
     EVENT_TYPES.contains(&s)
+}
+
+/// Wake-ups per team for streams, and one for the webhook worker. On SQLite the
+/// committing request rings it; on PostgreSQL every node's `LISTEN` task does, so an
+/// event committed on one node wakes readers on all of them.
+#[derive(Default)]
+pub struct Bus {
+    teams: Mutex<HashMap<String, watch::Sender<u64>>>,
+    pub deliveries: Notify,
+}
+
+impl Bus {
+    pub fn subscribe(&self, team_id: &str) -> watch::Receiver<u64> {
+        let mut teams = self.teams.lock();
+        teams.entry(team_id.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// The team's log may have grown: wake its readers and the webhook worker.
+    pub fn notify(&self, team_id: &str) {
+        {
+            let mut teams = self.teams.lock();
+            if let Some(tx) = teams.get(team_id) {
+                if tx.receiver_count() == 0 {
+                    teams.remove(team_id);
+                } else {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
+        self.deliveries.notify_one();
+    }
+
+    /// Wake every reader (after a lost connection to the notification source).
+    pub fn notify_all(&self) {
+        let teams = self.teams.lock();
+        for tx in teams.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        self.deliveries.notify_one();
+    }
 }

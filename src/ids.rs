@@ -84,6 +84,8 @@ prefixed_id! {
     AuditId => "aud_",
     InvitationId => "inv_",
     SessionId => "ses_",
+    WebhookSecretId => "whs_",
+    AttemptId => "att_",
 }
 
 #[cfg(test)]

@@ -7,14 +7,51 @@ use tokio_util::sync::CancellationToken;
 use crate::state::AppState;
 use crate::store::{events, now_ms};
 
-/// One maintenance pass: drop events past their retention. Returns rows removed.
+/// One maintenance pass: drop events and webhook payloads past their retention.
+/// Returns the events removed.
 pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
     let mut conn = state.store.pool().acquire().await?;
-    let removed = events::delete_older_than(&mut conn, now_ms() - crate::events::RETENTION_MS).await?;
-    if removed > 0 {
-        tracing::info!(removed, "expired events removed");
+    let cutoff = now_ms() - crate::events::RETENTION_MS;
+    let removed = events::delete_older_than(&mut conn, cutoff).await?;
+    let purged = crate::store::webhooks::purge_payloads(&mut conn, cutoff).await?;
+    if removed > 0 || purged > 0 {
+        tracing::info!(removed, purged, "expired events and webhook payloads removed");
     }
     Ok(removed)
+}
+
+/// PostgreSQL: turns `NOTIFY sendmux_events` from any node into wake-ups on this one.
+/// After a lost connection it wakes every reader, who then re-read the log.
+pub async fn listen_for_events(state: AppState, url: String, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for events; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(e) = listener.listen("sendmux_events").await {
+            tracing::warn!(error = %e, "LISTEN sendmux_events failed; retrying");
+            continue;
+        }
+        state.bus.notify_all();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => match n {
+                    Ok(n) => state.bus.notify(n.payload()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event notifications lost; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Runs maintenance every `every` until `shutdown`.

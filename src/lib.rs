@@ -17,3 +17,4 @@ pub mod limits;
 pub mod state;
 pub mod store;
 pub mod teams;
+pub mod webhooks;

@@ -18,6 +18,11 @@ pub struct Inner {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub passwords: crate::auth::password::Passwords,
     pub cache: crate::cache::ReadCache,
+    pub bus: crate::events::Bus,
+    /// Open event streams per key, for the per-key cap.
+    pub streams: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+    /// Cancelled when the server stops: long-lived work (streams, workers) ends on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Clone)]
@@ -36,6 +41,7 @@ impl AppState {
     pub async fn commit(&self, tx: crate::store::Tx, team_id: &str) -> sqlx::Result<()> {
         tx.commit().await?;
         self.cache.invalidate(team_id);
+        self.bus.notify(team_id);
         Ok(())
     }
 }

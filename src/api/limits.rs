@@ -41,8 +41,7 @@ async fn used(state: &AppState, conn: &mut Conn, team_id: &str, name: LimitName)
         LimitName::ActiveKeys => keys::count_active(conn, team_id, now).await?,
         LimitName::Mailboxes => mailboxes::count(conn, team_id).await?,
         LimitName::Providers => providers::count(conn, team_id).await?,
-        // Webhooks arrive with the webhooks capability; until then a team has none.
-        LimitName::Webhooks => 0,
+        LimitName::Webhooks => crate::store::webhooks::count(conn, team_id).await?,
         LimitName::SendingRatePerMinute => {
             let mut max = 0;
             for key in keys::active_sending_key_ids(conn, team_id, now).await? {

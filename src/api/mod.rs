@@ -13,8 +13,10 @@ pub mod logs;
 pub mod mailboxes;
 pub mod pagination;
 pub mod providers;
+pub mod stream;
 pub mod team;
 pub mod validate;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
@@ -71,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         .merge(limits::router())
         .merge(logs::router())
         .merge(events::router())
+        .merge(webhooks::router())
+        .merge(stream::router())
         .split_for_parts();
     let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
     doc.merge(authed_doc);

@@ -68,6 +68,16 @@ pub async fn append(
     .bind(created_at)
     .fetch_one(&mut **tx)
     .await?;
+    // Transactional outbox: the deliveries commit with the event, or neither does.
+    for webhook in super::webhooks::enabled_of_team(tx, team_id).await? {
+        if webhook.wants(kind, subject.mailbox_id) {
+            super::webhooks::enqueue(tx, team_id, &webhook.id, &id, kind, &payload).await?;
+        }
+    }
+    if backend == Backend::Postgres {
+        // Delivered to every node's listener when (and only if) this transaction commits.
+        sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(team_id).execute(&mut **tx).await?;
+    }
     Ok(EventRow {
         seq,
         id,
@@ -127,6 +137,41 @@ pub async fn after(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// The position to resume after `event_id`: its own, or — when it has left the log —
+/// the last position created no later than the time its id encodes. None when the id
+/// is from the future or malformed.
+pub async fn resume_position(conn: &mut Conn, team_id: &str, event_id: &str) -> sqlx::Result<Option<i64>> {
+    if let Some(seq) = sqlx::query_scalar::<_, i64>("SELECT seq FROM events WHERE team_id = $1 AND id = $2")
+        .bind(team_id)
+        .bind(event_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        return Ok(Some(seq));
+    }
+    let Some(at) =
+        event_id.strip_prefix("evt_").and_then(|u| ulid::Ulid::from_string(u).ok()).map(|u| u.timestamp_ms() as i64)
+    else {
+        return Ok(None);
+    };
+    if at > now_ms() {
+        return Ok(None);
+    }
+    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE team_id = $1 AND created_at <= $2")
+        .bind(team_id)
+        .bind(at)
+        .fetch_one(conn)
+        .await?;
+    Ok(Some(seq.unwrap_or(0)))
+}
+
+/// The team's newest position (0 for an empty log): where a live-only reader starts.
+pub async fn head(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE team_id = $1").bind(team_id).fetch_one(conn).await?;
+    Ok(seq.unwrap_or(0))
 }
 
 /// Deletes events older than `cutoff` (ms); returns how many went.

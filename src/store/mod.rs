@@ -10,6 +10,7 @@ pub mod mailboxes;
 pub mod people;
 pub mod providers;
 pub mod usage;
+pub mod webhooks;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

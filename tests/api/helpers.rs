@@ -69,6 +69,7 @@ impl Drop for TestDb {
 }
 
 pub struct TestApp {
+    env: Vec<(String, String)>,
     pub base: String,
     pub client: reqwest::Client,
     pub state: AppState,
@@ -95,6 +96,20 @@ impl TestApp {
     pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = if on_postgres() { Some(TestDb::create().await) } else { None };
+        Self::spawn_in(dir, db, extra).await
+    }
+
+    /// Stops this server and starts a new one on the same data folder and database.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let db = self.db.take();
+        let env: Vec<(String, String)> = std::mem::take(&mut self.env);
+        let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::spawn_in(dir, db, &extra).await
+    }
+
+    async fn spawn_in(dir: tempfile::TempDir, db: Option<TestDb>, extra: &[(&str, &str)]) -> TestApp {
         let mut env: Vec<(String, String)> = vec![
             ("SENDMUX_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("SENDMUX_SMTP_ADDR".into(), "127.0.0.1:0".into()),
@@ -111,6 +126,11 @@ impl TestApp {
             env.retain(|(name, _)| name != k);
             env.push((k.to_string(), v.to_string()));
         }
+        env.retain(|(k, _)| k != "SENDMUX_DATA_DIR" && k != "SENDMUX_DATABASE_URL");
+        env.push(("SENDMUX_DATA_DIR".into(), dir.path().display().to_string()));
+        if let Some(db) = &db {
+            env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));
+        }
         let settings = Settings::from_sources(None, &env).expect("test settings");
         let app = App::build(settings).await.expect("app builds");
         let base = format!("http://{}", app.http_addr());
@@ -121,7 +141,7 @@ impl TestApp {
             app.run_until_stopped(stop).await.expect("server runs");
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { base, client, state, shutdown, server: Some(server), db, dir }
+        TestApp { env, base, client, state, shutdown, server: Some(server), db, dir }
     }
 
     /// Stops the server and waits until it has drained.
@@ -288,4 +308,84 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what}: not true within {deadline:?}");
+}
+
+/// Appends an event to the team's log as a committed change does, and rings the bus.
+pub async fn emit(app: &TestApp, team_id: &str, mailbox_id: Option<&str>, kind: &str, data: Value) -> String {
+    use sendmux::store::events::{self, Subject};
+    let store = &app.state.store;
+    let mut tx = store.begin().await.unwrap();
+    let subject = Subject { mailbox_id, ..Default::default() };
+    let row = events::append(store.backend(), &mut tx, team_id, kind, subject, data).await.unwrap();
+    app.state.commit(tx, team_id).await.unwrap();
+    row.id
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// A real HTTP server on loopback that records every request and answers with the
+/// planned statuses in order (then 200).
+pub struct Receiver {
+    pub url: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<Hit>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(plan: Vec<u16>) -> Receiver {
+        use axum::http::{HeaderMap, StatusCode as S};
+        let hits: std::sync::Arc<std::sync::Mutex<Vec<Hit>>> = Default::default();
+        let plan = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(plan)));
+        let (h, p) = (hits.clone(), plan.clone());
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
+            let (h, p) = (h.clone(), p.clone());
+            async move {
+                let headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                h.lock().unwrap().push(Hit { headers, body });
+                let status = p.lock().unwrap().pop_front().unwrap_or(200);
+                (S::from_u16(status).unwrap(), format!("answer {status}"))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/sendmux", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver { url, hits, _server: server }
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Hit> {
+        eventually(&format!("{n} webhook requests"), Duration::from_secs(20), || async { self.hits().len() >= n })
+            .await;
+        self.hits()
+    }
+}
+
+/// Polls `check` until it yields a value or the deadline passes.
+pub async fn wait_for_value<F, Fut, T>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not there within {deadline:?}");
 }

@@ -15,3 +15,4 @@ mod operations;
 mod people;
 mod roles;
 mod secrets;
+mod webhooks;
