@@ -15,4 +15,5 @@ mod operations;
 mod people;
 mod roles;
 mod secrets;
+mod stream;
 mod webhooks;
