@@ -169,7 +169,9 @@ impl Reader {
             if self.done || Instant::now() >= self.deadline {
                 return None;
             }
-            match self.fill().await {
+            // Boxed: the read's state lives only while it runs, keeping an idle
+            // stream's future small.
+            match Box::pin(self.fill()).await {
                 Ok(true) => continue,
                 Ok(false) if !self.pending.is_empty() => continue,
                 Ok(false) => {}
