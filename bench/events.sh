@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Events-out benchmarks (webhooks and the SSE stream). Usage: bench/events.sh [EVENTS] [STREAMS]
+# Events-out benchmarks (webhooks and the SSE stream).
+# Usage: bench/events.sh [EVENTS] [STREAMS] [streams-h2|streams]  (streams = one HTTP/1.1 connection each)
 #   (a) webhook deliveries per second to a local receiver answering 200 at once, beside
 #       a plain HTTP client driving the same receiver (reference), SQLite and PostgreSQL;
 #   (b) STREAMS concurrent GET /api/v1/mailbox/events streams held by one server
 #       process, and its resident memory per stream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS="${1:-20000}"; STREAMS="${2:-20000}"
+EVENTS="${1:-20000}"; STREAMS="${2:-20000}"; MODE="${3:-streams-h2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
 PGURL="${SENDMUX_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 cargo build --release --quiet --example bench_events --bin sendmux
@@ -40,7 +41,7 @@ curl -sf "$base/api/v1/mailbox" -H "authorization: Bearer $key" >/dev/null
 sleep 1
 before=$(ps -o rss= -p "$pid" | tr -d ' ')
 fifo="$dir/hold"; mkfifo "$fifo"
-"$BENCH" streams "$STREAMS" "$base" "$key" <"$fifo" >"$dir/streams.log" 2>&1 &
+"$BENCH" "$MODE" "$STREAMS" "$base" "$key" <"$fifo" >"$dir/streams.log" 2>&1 &
 client=$!
 exec 3>"$fifo"
 for _ in $(seq 1 600); do grep -q "streams open" "$dir/streams.log" 2>/dev/null && break; kill -0 $client 2>/dev/null || break; sleep 0.5; done
@@ -51,9 +52,9 @@ exec 3>&-
 wait $client || true
 kill -TERM "$pid"; wait "$pid" || true
 rm -rf "$dir"
-python3 - "$STREAMS" "$before" "$after" <<'PY' | tee -a bench/results/events.txt
+python3 - "$STREAMS" "$before" "$after" "$MODE" <<'PY' | tee -a bench/results/events.txt
 import sys
 n, before, after = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-print(f"sqlite    streams: {n} open on one process | RSS {before/1024:.0f} MiB before, {after/1024:.0f} MiB with them"
+print(f"sqlite    streams ({sys.argv[4]}): {n} open on one process | RSS {before/1024:.0f} MiB before, {after/1024:.0f} MiB with them"
       f" = {(after-before)/n:.1f} KiB per stream")
 PY

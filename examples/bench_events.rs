@@ -22,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
     match args.get(1).map(String::as_str) {
         Some("webhooks") => webhooks(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(20_000)).await,
         Some("streams") => streams(args[2].parse()?, &args[3], &args[4]).await,
-        _ => anyhow::bail!("usage: bench_events webhooks N | streams N BASE_URL MAILBOX_KEY"),
+        Some("streams-h2") => streams_h2(args[2].parse()?, &args[3], &args[4]).await,
+        _ => anyhow::bail!("usage: bench_events webhooks N | streams[-h2] N BASE_URL MAILBOX_KEY"),
     }
 }
 
@@ -138,6 +139,40 @@ async fn webhooks(n: u64) -> anyhow::Result<()> {
     );
     stop.cancel();
     let _ = server.await;
+    Ok(())
+}
+
+/// As `streams`, over HTTP/2 (cleartext, prior knowledge): up to 200 streams share one
+/// connection, as a client multiplexing many mailboxes through one proxy would.
+async fn streams_h2(n: usize, base: &str, key: &str) -> anyhow::Result<()> {
+    let per_connection = 200;
+    let mut held = Vec::with_capacity(n);
+    let mut clients = Vec::new();
+    for i in 0..n {
+        if i % per_connection == 0 {
+            clients.push(reqwest::Client::builder().http2_prior_knowledge().build()?);
+        }
+        let client = clients.last().unwrap().clone();
+        let url = format!("{base}/api/v1/mailbox/events?ping=300&close_after=3600");
+        let key = key.to_owned();
+        held.push(tokio::spawn(async move { client.get(url).bearer_auth(key).send().await }));
+        if held.len() % per_connection == 0 {
+            // Let one connection's streams open before the next connection starts.
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut responses = Vec::with_capacity(n);
+    for h in held {
+        let res = h.await??;
+        if res.status() != reqwest::StatusCode::OK {
+            anyhow::bail!("stream refused: {}", res.status());
+        }
+        responses.push(res);
+    }
+    println!("{n} streams open over {} HTTP/2 connections", clients.len());
+    let mut line = String::new();
+    let _ = tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(tokio::io::stdin()), &mut line).await;
+    drop(responses);
     Ok(())
 }
 
