@@ -125,6 +125,8 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// Open `GET /api/v1/mailbox/events` streams allowed per key.
     pub stream_max_per_key: usize,
+    /// Usage prices (USD).
+    pub prices: crate::billing::Prices,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +178,10 @@ const KNOWN: &[&str] = &[
     "webhook_timeout_secs",
     "webhook_concurrency",
     "stream_max_per_key",
+    "price_outbound_per_1000",
+    "price_managed_ses_per_1000",
+    "price_inbound_per_1000",
+    "price_storage_per_gb_month",
 ];
 
 impl Settings {
@@ -364,6 +370,24 @@ impl Settings {
             }
         };
 
+        let price = |key: &str, default: rust_decimal::Decimal| -> Result<rust_decimal::Decimal, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some((name, v)) => v
+                    .parse::<rust_decimal::Decimal>()
+                    .ok()
+                    .filter(|d| !d.is_sign_negative() && d.scale() <= 6)
+                    .ok_or_else(|| bad(name, format!("'{v}' is not a price such as 0.15 (up to 6 decimals)"))),
+            }
+        };
+        let defaults = crate::billing::Prices::default();
+        let prices = crate::billing::Prices {
+            outbound_per_1000: price("price_outbound_per_1000", defaults.outbound_per_1000)?,
+            managed_ses_per_1000: price("price_managed_ses_per_1000", defaults.managed_ses_per_1000)?,
+            inbound_per_1000: price("price_inbound_per_1000", defaults.inbound_per_1000)?,
+            storage_per_gb_month: price("price_storage_per_gb_month", defaults.storage_per_gb_month)?,
+        };
+
         Ok(Settings {
             http_addr,
             smtp_addr,
@@ -387,6 +411,7 @@ impl Settings {
             webhook_timeout_secs: int("webhook_timeout_secs", 15, 1, 300)? as u64,
             webhook_concurrency: int("webhook_concurrency", 256, 1, 10_000)? as usize,
             stream_max_per_key: int("stream_max_per_key", 20, 1, 1_000_000)? as usize,
+            prices,
         })
     }
 
@@ -428,6 +453,8 @@ mod tests {
             ("SENDMUX_INBOUND_DOMAINS", "exa mple.com"),
             ("SENDMUX_WEBHOOK_RETRY_SCHEDULE", "5,soon"),
             ("SENDMUX_STREAM_MAX_PER_KEY", "0"),
+            ("SENDMUX_PRICE_INBOUND_PER_1000", "-1"),
+            ("SENDMUX_PRICE_STORAGE_PER_GB_MONTH", "cheap"),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");

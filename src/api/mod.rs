@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod billing;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(webhooks::router())
         .merge(stream::router())
+        .merge(billing::router())
         .split_for_parts();
     let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
     doc.merge(authed_doc);
