@@ -7,14 +7,35 @@ use tokio_util::sync::CancellationToken;
 use crate::state::AppState;
 use crate::store::{events, now_ms};
 
-/// One maintenance pass: drop events past their retention. Returns rows removed.
+/// One maintenance pass: drop events past their retention, and inbound messages past
+/// their mailbox's retention. Returns the events removed.
 pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
     let mut conn = state.store.pool().acquire().await?;
     let removed = events::delete_older_than(&mut conn, now_ms() - crate::events::RETENTION_MS).await?;
+    drop(conn);
     if removed > 0 {
         tracing::info!(removed, "expired events removed");
     }
+    expire_messages(state).await?;
     Ok(removed)
+}
+
+/// Deletes every inbound message past its mailbox's retention, in batches. Returns how
+/// many went.
+pub async fn expire_messages(state: &AppState) -> anyhow::Result<usize> {
+    const BATCH: i64 = 500;
+    let mut total = 0;
+    loop {
+        let n = crate::inbound::expire_once(state, BATCH).await?;
+        total += n;
+        if (n as i64) < BATCH {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(removed = total, "expired inbound messages removed");
+    }
+    Ok(total)
 }
 
 /// Runs maintenance every `every` until `shutdown`.

@@ -16,6 +16,10 @@ pub struct Inner {
     pub limiter: RateLimiter,
     pub secrets: SecretBox,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Raw bodies of inbound messages.
+    pub blobs: Box<dyn crate::blob::BlobStore>,
+    /// SPF/DKIM/DMARC checks through the configured DNS server.
+    pub mail_auth: crate::inbound::authenticate::Authenticator,
 }
 
 #[derive(Clone)]

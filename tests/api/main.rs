@@ -7,6 +7,8 @@ mod audit;
 mod bad_input;
 mod cli;
 mod events;
+mod inbound;
+mod inbound_auth;
 mod isolation;
 mod key_scopes;
 mod keys;

@@ -1,0 +1,225 @@
+//! The inbound pipeline shared by the SMTP listener and `POST /mailbox/messages`:
+//! parse, authenticate, score, then store durably — raw bytes flushed first, then one
+//! transaction with the message rows, their events and their usage — before anyone is
+//! told the message was accepted.
+
+pub mod authenticate;
+pub mod parse;
+pub mod score;
+pub mod smtp;
+
+use futures::FutureExt;
+use serde_json::json;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::ids::MessageId;
+use crate::state::AppState;
+use crate::store::events::{self, Subject};
+use crate::store::inbound::{self as q, MessageRow};
+use crate::store::{now_ms, usage};
+use authenticate::AuthResults;
+
+/// A mailbox a message is delivered to, as resolved from a recipient address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipient {
+    pub mailbox_id: String,
+    pub team_id: String,
+    pub address: String,
+    pub spam_threshold: f64,
+    pub accept_spam: bool,
+}
+
+impl From<crate::store::mailboxes::MailboxRow> for Recipient {
+    fn from(m: crate::store::mailboxes::MailboxRow) -> Self {
+        Recipient {
+            mailbox_id: m.id,
+            team_id: m.team_id,
+            address: m.address,
+            spam_threshold: m.spam_threshold,
+            accept_spam: m.accept_spam != 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Smtp,
+    Api,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Smtp => "smtp",
+            Source::Api => "api",
+        }
+    }
+}
+
+pub struct Incoming {
+    pub raw: Vec<u8>,
+    pub source: Source,
+    pub remote_ip: Option<IpAddr>,
+    pub helo: String,
+    pub mail_from: String,
+    pub recipients: Vec<Recipient>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored durably: one row per mailbox that took the message.
+    Stored(Vec<MessageRow>),
+    /// Every recipient mailbox refuses spam and the message scored as spam.
+    RefusedAsSpam { score: f64 },
+}
+
+/// Parses, authenticates, scores and stores `incoming`. When this returns `Stored` the
+/// bytes are on disk and the rows committed.
+pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let raw = Arc::new(incoming.raw);
+    // Parsing runs off the async threads; a panic in the parser only costs the summary.
+    let summary = {
+        let raw = raw.clone();
+        tokio::task::spawn_blocking(move || parse::summarize(&raw)).await.unwrap_or_else(|_| {
+            tracing::warn!("MIME parser panicked; storing the message without a summary");
+            parse::Summary::default()
+        })
+    };
+    let auth = std::panic::AssertUnwindSafe(state.mail_auth.check(
+        &raw,
+        incoming.remote_ip,
+        &incoming.helo,
+        &incoming.mail_from,
+    ))
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|_| {
+        tracing::warn!("sender authentication panicked; treating results as none");
+        AuthResults::none()
+    });
+    let (score, signals) = score::score(&auth, &summary, &raw);
+
+    let mut recipients = incoming.recipients;
+    // Event appends lock per team (PostgreSQL): take the locks in one global order.
+    recipients.sort_by(|a, b| (&a.team_id, &a.mailbox_id).cmp(&(&b.team_id, &b.mailbox_id)));
+    recipients.dedup_by(|a, b| a.mailbox_id == b.mailbox_id);
+    let received_at = now_ms();
+    let auth_json = json!({"authentication": auth, "signals": signals}).to_string();
+    let mut rows = Vec::new();
+    for r in &recipients {
+        let is_spam = score >= r.spam_threshold;
+        if is_spam && !r.accept_spam {
+            continue;
+        }
+        let id = MessageId::new().into_string();
+        rows.push(MessageRow {
+            blob_key: format!("{}/{}", r.team_id, id),
+            id,
+            team_id: r.team_id.clone(),
+            mailbox_id: r.mailbox_id.clone(),
+            size_bytes: raw.len() as i64,
+            source: incoming.source.as_str().to_owned(),
+            remote_ip: incoming.remote_ip.map(|ip| ip.to_string()),
+            helo: (!incoming.helo.is_empty()).then(|| incoming.helo.clone()),
+            mail_from: incoming.mail_from.clone(),
+            rcpt_to: r.address.clone(),
+            from_address: summary.from_address.clone(),
+            from_name: summary.from_name.clone(),
+            subject: summary.subject.clone(),
+            header_message_id: summary.message_id.clone(),
+            attachment_count: summary.attachment_count as i64,
+            spam_score: score,
+            is_spam: i64::from(is_spam),
+            auth_results: auth_json.clone(),
+            received_at,
+        });
+    }
+    if rows.is_empty() {
+        metrics::counter!("sendmux_inbound_refused_spam_total").increment(1);
+        return Ok(Outcome::RefusedAsSpam { score });
+    }
+
+    // 1. The bytes, flushed, before any row points at them.
+    let puts = rows.iter().map(|r| state.blobs.put(&r.blob_key, &raw));
+    let written = futures::future::join_all(puts).await;
+    if let Some(Err(e)) = written.into_iter().find(|r| r.is_err()) {
+        discard_blobs(state, &rows).await;
+        return Err(anyhow::Error::new(e).context("writing the raw message"));
+    }
+    // 2. Rows, events and usage in one transaction.
+    if let Err(e) = commit(state, &rows, &summary).await {
+        discard_blobs(state, &rows).await;
+        return Err(e);
+    }
+    metrics::counter!("sendmux_inbound_messages_total", "source" => incoming.source.as_str())
+        .increment(rows.len() as u64);
+    metrics::histogram!("sendmux_inbound_store_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Outcome::Stored(rows))
+}
+
+async fn commit(state: &AppState, rows: &[MessageRow], summary: &parse::Summary) -> anyhow::Result<()> {
+    let backend = state.store.backend();
+    let mut tx = state.store.begin().await?;
+    for m in rows {
+        q::insert(&mut tx, m).await?;
+        let kind = if m.is_spam != 0 { "message.received.spam" } else { "message.received" };
+        let data = json!({
+            "message_id": m.id,
+            "mailbox_id": m.mailbox_id,
+            "from": m.from_address,
+            "to": summary.to,
+            "rcpt_to": m.rcpt_to,
+            "subject": m.subject,
+            "spam": {"score": m.spam_score, "verdict": if m.is_spam != 0 { "spam" } else { "ham" }},
+            "url": format!("/api/v1/mailboxes/{}/messages/{}", m.mailbox_id, m.id),
+        });
+        let subject = Subject { mailbox_id: Some(&m.mailbox_id), message_id: Some(&m.id), ..Default::default() };
+        events::append(backend, &mut tx, &m.team_id, kind, subject, data).await?;
+        usage::record(&mut tx, &m.team_id, usage::INBOUND_EMAILS, 1, &format!("inbound:{}", m.id)).await?;
+        usage::storage_change(&mut tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), m.size_bytes, m.received_at)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn discard_blobs(state: &AppState, rows: &[MessageRow]) {
+    for r in rows {
+        if let Err(e) = state.blobs.delete(&r.blob_key).await {
+            tracing::warn!(key = %r.blob_key, error = %e, "could not remove the body of a message that was not stored");
+        }
+    }
+}
+
+/// Deletes up to `batch` messages past their mailbox's retention, with their bodies
+/// and a negative storage record. Returns how many went.
+pub async fn expire_once(state: &AppState, batch: i64) -> anyhow::Result<usize> {
+    let now = now_ms();
+    let expired = {
+        let mut conn = state.store.pool().acquire().await?;
+        q::expired(&mut conn, now, batch).await?
+    };
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = state.store.begin().await?;
+    let mut gone = Vec::new();
+    for m in &expired {
+        if q::delete(&mut tx, &m.team_id, &m.id).await? {
+            usage::storage_change(&mut tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), -m.size_bytes, now).await?;
+            gone.push(m);
+        }
+    }
+    tx.commit().await?;
+    // Bodies go after the rows: a crash in between leaves an unreferenced file, never
+    // a row without its body.
+    for m in &gone {
+        if let Err(e) = state.blobs.delete(&m.blob_key).await {
+            tracing::warn!(key = %m.blob_key, error = %e, "could not remove an expired message body");
+        }
+    }
+    Ok(gone.len())
+}
