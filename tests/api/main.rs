@@ -9,6 +9,8 @@ mod cli;
 mod events;
 mod inbound;
 mod inbound_auth;
+mod inbound_durability;
+mod inbound_hostile;
 mod isolation;
 mod key_scopes;
 mod keys;
