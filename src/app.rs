@@ -105,6 +105,7 @@ impl App {
             metrics: metrics_handle(),
             blobs: Box::new(blobs),
             mail_auth,
+            inbound_committer: crate::inbound::Committer::start(store.clone()),
             store,
             settings,
         }));

@@ -20,6 +20,8 @@ pub struct Inner {
     pub blobs: Box<dyn crate::blob::BlobStore>,
     /// SPF/DKIM/DMARC checks through the configured DNS server.
     pub mail_auth: crate::inbound::authenticate::Authenticator,
+    /// Group commit of inbound messages.
+    pub inbound_committer: crate::inbound::Committer,
 }
 
 #[derive(Clone)]

@@ -18,8 +18,9 @@ use crate::ids::MessageId;
 use crate::state::AppState;
 use crate::store::events::{self, Subject};
 use crate::store::inbound::{self as q, MessageRow};
-use crate::store::{now_ms, usage};
+use crate::store::{Backend, Store, Tx, now_ms, usage};
 use authenticate::AuthResults;
+use tokio::sync::{mpsc, oneshot};
 
 /// A mailbox a message is delivered to, as resolved from a recipient address.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,29 +162,105 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
 }
 
 async fn commit(state: &AppState, rows: &[MessageRow], summary: &parse::Summary) -> anyhow::Result<()> {
-    let backend = state.store.backend();
-    let mut tx = state.store.begin().await?;
+    state.inbound_committer.commit(rows.to_vec(), summary.to.clone()).await
+}
+
+/// Writes the rows, events and usage of one message's copies into `tx`.
+async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[&MessageRow], to: &[String]) -> anyhow::Result<()> {
     for m in rows {
-        q::insert(&mut tx, m).await?;
+        q::insert(tx, m).await?;
         let kind = if m.is_spam != 0 { "message.received.spam" } else { "message.received" };
         let data = json!({
             "message_id": m.id,
             "mailbox_id": m.mailbox_id,
             "from": m.from_address,
-            "to": summary.to,
+            "to": to,
             "rcpt_to": m.rcpt_to,
             "subject": m.subject,
             "spam": {"score": m.spam_score, "verdict": if m.is_spam != 0 { "spam" } else { "ham" }},
             "url": format!("/api/v1/mailboxes/{}/messages/{}", m.mailbox_id, m.id),
         });
         let subject = Subject { mailbox_id: Some(&m.mailbox_id), message_id: Some(&m.id), ..Default::default() };
-        events::append(backend, &mut tx, &m.team_id, kind, subject, data).await?;
-        usage::record(&mut tx, &m.team_id, usage::INBOUND_EMAILS, 1, &format!("inbound:{}", m.id)).await?;
-        usage::storage_change(&mut tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), m.size_bytes, m.received_at)
-            .await?;
+        events::append(backend, tx, &m.team_id, kind, subject, data).await?;
+        usage::record(tx, &m.team_id, usage::INBOUND_EMAILS, 1, &format!("inbound:{}", m.id)).await?;
+        usage::storage_change(tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), m.size_bytes, m.received_at).await?;
     }
-    tx.commit().await?;
     Ok(())
+}
+
+struct CommitJob {
+    rows: Vec<MessageRow>,
+    to: Vec<String>,
+    done: oneshot::Sender<anyhow::Result<()>>,
+}
+
+/// Group commit for inbound messages: concurrent deliveries wait for one transaction
+/// that holds all of them, so the store pays one durable commit (one fsync) per batch
+/// instead of one per message. Each caller still hears back only after the commit
+/// that holds its rows; when a batch fails, its messages are retried one by one so a
+/// bad one cannot take the others down.
+pub struct Committer {
+    jobs: mpsc::Sender<CommitJob>,
+}
+
+/// At most this many messages share one transaction.
+const MAX_BATCH: usize = 256;
+
+impl Committer {
+    pub fn start(store: Store) -> Committer {
+        let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
+                match Self::write(&store, &batch).await {
+                    Ok(()) => {
+                        for job in batch {
+                            let _ = job.done.send(Ok(()));
+                        }
+                    }
+                    Err(e) if batch.len() == 1 => {
+                        let _ = batch.pop().map(|job| job.done.send(Err(e)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch commit failed; retrying one by one");
+                        for job in batch {
+                            let result = Self::write(&store, std::slice::from_ref(&job)).await;
+                            let _ = job.done.send(result);
+                        }
+                    }
+                }
+            }
+        });
+        Committer { jobs }
+    }
+
+    async fn write(store: &Store, batch: &[CommitJob]) -> anyhow::Result<()> {
+        // Event appends lock per team on PostgreSQL: take the locks in one global order
+        // (team id), keeping arrival order within a team.
+        let mut rows: Vec<(&MessageRow, &[String])> =
+            batch.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
+        rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
+        let mut tx = store.begin().await?;
+        for (row, to) in rows {
+            write_rows(store.backend(), &mut tx, &[row], to).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Commits `rows` (the copies of one message); returns once they are durable.
+    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>) -> anyhow::Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.jobs.send(CommitJob { rows, to, done }).await.map_err(|_| anyhow::anyhow!("the committer stopped"))?;
+        wait.await.map_err(|_| anyhow::anyhow!("the committer stopped"))?
+    }
 }
 
 async fn discard_blobs(state: &AppState, rows: &[MessageRow]) {

@@ -135,3 +135,15 @@ pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bo
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Every message of one mailbox, for deleting the mailbox with its bodies.
+pub async fn of_mailbox(conn: &mut Conn, team_id: &str, mailbox_id: &str) -> sqlx::Result<Vec<Expired>> {
+    sqlx::query_as(
+        "SELECT id, team_id, mailbox_id, blob_key, size_bytes FROM inbound_messages \
+         WHERE team_id = $1 AND mailbox_id = $2",
+    )
+    .bind(team_id)
+    .bind(mailbox_id)
+    .fetch_all(conn)
+    .await
+}

@@ -381,3 +381,25 @@ async fn messages_past_their_mailbox_retention_are_deleted_with_their_bodies() {
             .unwrap();
     assert_eq!(bytes, SIMPLE.len() as i64, "stored bytes fall when a body is deleted");
 }
+
+#[tokio::test]
+async fn deleting_a_mailbox_deletes_its_messages_and_their_bodies() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@del.test", "Del").await;
+    let mbx = app.create_mailbox(&owner.token, "box@mail.test").await;
+    let report = app.send_smtp("s@sender.test", &["box@mail.test"], SIMPLE).await;
+    let id = report["data"][1].as_str().unwrap().rsplit(' ').next().unwrap().to_owned();
+    let blob = app.dir.path().join(format!("blobs/{}/{id}.eml", owner.team_id));
+    assert!(blob.exists());
+    let res = app.delete(&format!("/api/v1/mailboxes/{}", mbx["id"].as_str().unwrap()), &owner.token).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(!blob.exists());
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1", &owner.team_id).await, 0);
+    let bytes: i64 =
+        sqlx::query_scalar("SELECT CAST(SUM(delta_bytes) AS BIGINT) FROM storage_changes WHERE team_id = $1")
+            .bind(&owner.team_id)
+            .fetch_one(app.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(bytes, 0);
+}
