@@ -100,7 +100,8 @@ qs = {}
 for l in sys.stdin:
     if l.startswith("sendmux_smtp_data_to_reply_seconds{quantile="):
         k = l.split("\"")[1]; qs[k] = float(l.split()[-1]) * 1000
-print(f"p50 {qs.get(\"0.5\", 0):.1f} ms, p99 {qs.get(\"0.99\", 0):.1f} ms")')
+p50, p99 = qs.get("0.5", 0), qs.get("0.99", 0)
+print(f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")')
   echo "sendmux ($label): $r msg/s = $(python3 -c "print(f'{$r / $SINK_RATE:.2f}')") x smtp-sink; stored $stored/$MESSAGES (events readable: $events); end of DATA -> 250: $q"
   [ "$stored" = "$MESSAGES" ] || { echo "not every message was stored"; exit 1; }
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -5,6 +5,8 @@
 use futures::future::BoxFuture;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where raw message bytes live. Keys are `<team_id>/<message_id>`: ASCII letters,
 /// digits, `_` and one `/`.
@@ -19,13 +21,42 @@ pub trait BlobStore: Send + Sync + 'static {
 /// Bodies as files under `<data>/blobs/<team>/<message>.eml`.
 pub struct FsBlobStore {
     root: PathBuf,
+    dirs: parking_lot::Mutex<std::collections::HashMap<PathBuf, Arc<DirSync>>>,
+}
+
+/// Group fsync of one folder: a new file's name is durable once its folder is fsynced
+/// after the file was created. Concurrent writers in one folder share fsyncs: each
+/// takes a ticket after creating its file and returns once a sync that started after
+/// that ticket has finished.
+#[derive(Default)]
+struct DirSync {
+    requested: AtomicU64,
+    synced: AtomicU64,
+    lock: tokio::sync::Mutex<()>,
 }
 
 impl FsBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root })
+        Ok(Self { root, dirs: Default::default() })
+    }
+
+    fn dir_sync(&self, dir: &Path) -> Arc<DirSync> {
+        self.dirs.lock().entry(dir.to_path_buf()).or_default().clone()
+    }
+
+    async fn sync_dir_after(&self, dir: &Path, ticket: u64) -> std::io::Result<()> {
+        let ds = self.dir_sync(dir);
+        let _turn = ds.lock.lock().await;
+        if ds.synced.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        let upto = ds.requested.load(Ordering::Acquire);
+        let path = dir.to_path_buf();
+        blocking(move || sync_dir(&path)).await?;
+        ds.synced.fetch_max(upto, Ordering::Release);
+        Ok(())
     }
 
     fn path(&self, key: &str) -> std::io::Result<PathBuf> {
@@ -43,25 +74,20 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes to a temporary name, fsyncs, renames into place and fsyncs the folder, so a
-/// crash leaves either no file or the whole file under its name.
-fn put_blocking(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates and writes the file (a new folder is fsynced into its parent at once); the
+/// caller then fsyncs the file and its folder. A crash before that may leave a partial
+/// file, but no row points at it yet: rows are committed only after `put` returns.
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     let dir = path.parent().ok_or_else(|| std::io::Error::other("blob path without folder"))?;
-    let new_dir = !dir.exists();
-    if new_dir {
+    if !dir.exists() {
         std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)?;
-    if new_dir && let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    Ok(f)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
@@ -72,8 +98,14 @@ impl BlobStore for FsBlobStore {
     fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
         Box::pin(async move {
             let path = self.path(key)?;
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
             let bytes = bytes.to_vec();
-            blocking(move || put_blocking(&path, &bytes)).await
+            let file = blocking(move || write_file(&path, &bytes)).await?;
+            // The name exists now: the file's data and its folder entry are flushed
+            // side by side, the folder's fsync shared with concurrent writers.
+            let ticket = self.dir_sync(&dir).requested.fetch_add(1, Ordering::AcqRel) + 1;
+            let (data, name) = tokio::join!(blocking(move || file.sync_all()), self.sync_dir_after(&dir, ticket));
+            data.and(name)
         })
     }
 

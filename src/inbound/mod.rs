@@ -144,8 +144,10 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     }
 
     // 1. The bytes, flushed, before any row points at them.
+    let blob_started = Instant::now();
     let puts = rows.iter().map(|r| state.blobs.put(&r.blob_key, &raw));
     let written = futures::future::join_all(puts).await;
+    metrics::histogram!("sendmux_inbound_blob_write_seconds").record(blob_started.elapsed().as_secs_f64());
     if let Some(Err(e)) = written.into_iter().find(|r| r.is_err()) {
         discard_blobs(state, &rows).await;
         return Err(anyhow::Error::new(e).context("writing the raw message"));
@@ -219,7 +221,10 @@ impl Committer {
                     }
                 }
                 metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
-                match Self::write(&store, &batch).await {
+                let started = Instant::now();
+                let written = Self::write(&store, &batch).await;
+                metrics::histogram!("sendmux_inbound_commit_seconds").record(started.elapsed().as_secs_f64());
+                match written {
                     Ok(()) => {
                         for job in batch {
                             let _ = job.done.send(Ok(()));
