@@ -499,6 +499,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stalled_data_transfer_times_out_with_421_and_stores_nothing() {
+        let handler = Arc::new(Memory::default());
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut cfg = config();
+        cfg.data_timeout = Duration::from_millis(200);
+        let mut session = Session::new(handler.clone(), cfg, None, CancellationToken::new());
+        let task = tokio::spawn(async move { session.run(server).await.map(|_| ()) });
+        let (read, mut write) = tokio::io::split(client);
+        write
+            .write_all(b"HELO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@here.test>\r\nDATA\r\nSubject: half")
+            .await
+            .unwrap();
+        let mut reader = BufReader::new(read);
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).await.unwrap() > 0 {
+            lines.push(line.trim_end().to_owned());
+            line.clear();
+        }
+        task.await.unwrap().unwrap();
+        assert_eq!(codes(&lines), ["220", "250", "250", "250", "354", "421"], "{lines:?}");
+        assert!(lines.last().unwrap().contains("4.4.2"));
+        assert!(handler.delivered.lock().unwrap().is_empty());
+        drop(write);
+    }
+
+    #[tokio::test]
     async fn commands_out_of_order_are_refused() {
         let (lines, _) = converse(
             b"MAIL FROM:<a@x.test>\r\nHELO c\r\nRCPT TO:<b@here.test>\r\nDATA\r\nSTARTTLS\r\nBOGUS\r\nQUIT\r\n",
