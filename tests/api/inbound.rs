@@ -403,3 +403,17 @@ async fn deleting_a_mailbox_deletes_its_messages_and_their_bodies() {
             .unwrap();
     assert_eq!(bytes, 0);
 }
+
+#[tokio::test]
+async fn connections_over_the_overall_limit_are_turned_away() {
+    let app = TestApp::spawn_with(&[("SENDMUX_SMTP_MAX_CONNECTIONS", "1")]).await;
+    let (mut first, greeting) = RawSmtp::connect(app.smtp_addr).await;
+    assert_eq!(greeting, 220);
+    let (_, greeting) = RawSmtp::connect(app.smtp_addr).await;
+    assert_eq!(greeting, 421);
+    assert_eq!(first.cmd("QUIT").await.0, 221);
+    eventually("the slot is free after QUIT", Duration::from_secs(10), || async {
+        RawSmtp::connect(app.smtp_addr).await.1 == 220
+    })
+    .await;
+}
