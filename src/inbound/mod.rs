@@ -104,7 +104,7 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     let (score, signals) = score::score(&auth, &summary, &raw);
 
     let mut recipients = incoming.recipients;
-    // Event appends lock per team (PostgreSQL): take the locks in one global order.
+    // One copy per mailbox, however often it was named, in a stable order.
     recipients.sort_by(|a, b| (&a.team_id, &a.mailbox_id).cmp(&(&b.team_id, &b.mailbox_id)));
     recipients.dedup_by(|a, b| a.mailbox_id == b.mailbox_id);
     let received_at = now_ms();
