@@ -143,17 +143,22 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
         return Ok(Outcome::RefusedAsSpam { score });
     }
 
-    // 1. The bytes, flushed, before any row points at them.
-    let blob_started = Instant::now();
-    let puts = rows.iter().map(|r| state.blobs.put(&r.blob_key, &raw));
-    let written = futures::future::join_all(puts).await;
-    metrics::histogram!("sendmux_inbound_blob_write_seconds").record(blob_started.elapsed().as_secs_f64());
-    if let Some(Err(e)) = written.into_iter().find(|r| r.is_err()) {
-        discard_blobs(state, &rows).await;
-        return Err(anyhow::Error::new(e).context("writing the raw message"));
-    }
-    // 2. Rows, events and usage in one transaction.
-    if let Err(e) = commit(state, &rows, &summary).await {
+    // 1. The bytes, flushed, before any row points at them: the writes start now and
+    //    the committer waits for them before it puts the rows in a transaction, so a
+    //    message's body fsync overlaps its wait for the commit in progress.
+    let bodies = {
+        let state = state.clone();
+        let raw = raw.clone();
+        let keys: Vec<String> = rows.iter().map(|r| r.blob_key.clone()).collect();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let written = futures::future::join_all(keys.iter().map(|k| state.blobs.put(k, &raw))).await;
+            metrics::histogram!("sendmux_inbound_blob_write_seconds").record(started.elapsed().as_secs_f64());
+            written.into_iter().collect::<std::io::Result<Vec<()>>>().map(|_| ())
+        })
+    };
+    // 2. Rows, events and usage in one transaction, once the bytes are durable.
+    if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone(), bodies).await {
         discard_blobs(state, &rows).await;
         return Err(e);
     }
@@ -161,10 +166,6 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
         .increment(rows.len() as u64);
     metrics::histogram!("sendmux_inbound_store_seconds").record(started.elapsed().as_secs_f64());
     Ok(Outcome::Stored(rows))
-}
-
-async fn commit(state: &AppState, rows: &[MessageRow], summary: &parse::Summary) -> anyhow::Result<()> {
-    state.inbound_committer.commit(rows.to_vec(), summary.to.clone()).await
 }
 
 /// Writes the rows, events and usage of one message's copies into `tx`.
@@ -196,13 +197,16 @@ struct CommitJob {
     done: oneshot::Sender<anyhow::Result<()>>,
 }
 
+/// The write of a message's bodies, awaited before its rows are committed.
+type BodyWrite = tokio::task::JoinHandle<std::io::Result<()>>;
+
 /// Group commit for inbound messages: concurrent deliveries wait for one transaction
 /// that holds all of them, so the store pays one durable commit (one fsync) per batch
 /// instead of one per message. Each caller still hears back only after the commit
 /// that holds its rows; when a batch fails, its messages are retried one by one so a
 /// bad one cannot take the others down.
 pub struct Committer {
-    jobs: mpsc::Sender<CommitJob>,
+    jobs: mpsc::Sender<(CommitJob, BodyWrite)>,
 }
 
 /// At most this many messages share one transaction.
@@ -210,15 +214,31 @@ const MAX_BATCH: usize = 256;
 
 impl Committer {
     pub fn start(store: Store) -> Committer {
-        let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
+        let (jobs, mut rx) = mpsc::channel::<(CommitJob, BodyWrite)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
+                let mut waiting = vec![first];
+                while waiting.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(job) => batch.push(job),
+                        Ok(job) => waiting.push(job),
                         Err(_) => break,
                     }
+                }
+                // Only messages whose bodies are durable join the transaction.
+                let mut batch = Vec::with_capacity(waiting.len());
+                for (job, bodies) in waiting {
+                    match bodies.await {
+                        Ok(Ok(())) => batch.push(job),
+                        Ok(Err(e)) => {
+                            let _ = job.done.send(Err(anyhow::Error::new(e).context("writing the raw message")));
+                        }
+                        Err(e) => {
+                            let _ = job.done.send(Err(anyhow::anyhow!("writing the raw message: {e}")));
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
                 let started = Instant::now();
@@ -260,10 +280,14 @@ impl Committer {
         Ok(())
     }
 
-    /// Commits `rows` (the copies of one message); returns once they are durable.
-    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>) -> anyhow::Result<()> {
+    /// Commits `rows` (the copies of one message) once `bodies` has written their raw
+    /// bytes; returns once the rows are durable.
+    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>, bodies: BodyWrite) -> anyhow::Result<()> {
         let (done, wait) = oneshot::channel();
-        self.jobs.send(CommitJob { rows, to, done }).await.map_err(|_| anyhow::anyhow!("the committer stopped"))?;
+        self.jobs
+            .send((CommitJob { rows, to, done }, bodies))
+            .await
+            .map_err(|_| anyhow::anyhow!("the committer stopped"))?;
         wait.await.map_err(|_| anyhow::anyhow!("the committer stopped"))?
     }
 }
