@@ -417,3 +417,23 @@ async fn connections_over_the_overall_limit_are_turned_away() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn smtputf8_and_8bitmime_envelopes_are_accepted() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@utf8.test", "Utf8").await;
+    let (_, key) = app.mailbox_with_key(&owner.token, "box@mail.test", &["mailbox.read"]).await;
+    let (mut c, _) = RawSmtp::connect(app.smtp_addr).await;
+    assert_eq!(c.cmd("EHLO utf8.test").await.0, 250);
+    let (code, text) = c.cmd("MAIL FROM:<josé@expéditeur.test> BODY=8BITMIME SMTPUTF8").await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(c.cmd("RCPT TO:<box@mail.test>").await.0, 250);
+    assert_eq!(c.cmd("DATA").await.0, 354);
+    let body = "From: José <josé@expéditeur.test>\r\nSubject: Grüße aus Köln\r\n\r\nÇa va très bien.\r\n";
+    c.send(format!("{body}.\r\n").as_bytes()).await;
+    assert_eq!(c.reply().await.0, 250);
+    let inbox = app.inbox(&key).await;
+    assert_eq!(inbox[0]["subject"], "Grüße aus Köln");
+    assert_eq!(inbox[0]["envelope"]["mail_from"], "josé@expéditeur.test");
+    assert_eq!(app.raw_message(&key, inbox[0]["id"].as_str().unwrap()).await, body.as_bytes());
+}
