@@ -107,9 +107,16 @@ Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <f1@forged.test>\r\n\r\nPle
     assert_eq!(events["data"][0]["type"], "message.received");
     assert_eq!(latest(&app, &key).await["spam"]["verdict"], "ham");
 
+    // Exactly at the threshold is spam.
+    let res = app.patch("/api/v1/mailbox/settings", &key, json!({"spam_threshold": 7})).await;
+    expect_status(res, StatusCode::OK).await;
+    app.send_smtp("alerts@forged.test", &["box@mail.test"], forged).await;
+    let events = expect_status(app.get("/api/v1/events", &owner.token).await, StatusCode::OK).await;
+    assert_eq!(events["data"][0]["type"], "message.received.spam");
+
     // The spam filter of the list.
     let spam = expect_status(app.get("/api/v1/mailbox/messages?spam=true", &key).await, StatusCode::OK).await;
-    assert_eq!(spam["data"].as_array().unwrap().len(), 1);
+    assert_eq!(spam["data"].as_array().unwrap().len(), 2);
     let ham = expect_status(app.get("/api/v1/mailbox/messages?spam=false", &key).await, StatusCode::OK).await;
     assert_eq!(ham["data"].as_array().unwrap().len(), 1);
 
@@ -123,7 +130,7 @@ Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <f1@forged.test>\r\n\r\nPle
     let report = app.send_smtp("alerts@forged.test", &["box@mail.test"], forged).await;
     assert_eq!(report["data"][0], 550, "{report}");
     assert!(report["data"][1].as_str().unwrap().starts_with("5.7.1"), "{report}");
-    assert_eq!(app.inbox(&key).await.len(), 2);
+    assert_eq!(app.inbox(&key).await.len(), 3);
     // Signed mail from the good domain still gets in.
     let report = app.send_smtp("news@signed.test", &["box@mail.test"], &signed(MESSAGE)).await;
     assert_eq!(report["data"][0], 250, "{report}");
