@@ -78,6 +78,7 @@ pub enum Outcome {
 
 /// Parses, authenticates, scores and stores `incoming`. When this returns `Stored` the
 /// bytes are on disk and the rows committed.
+#[tracing::instrument(name = "inbound_receive", skip_all, fields(source = incoming.source.as_str(), size = incoming.raw.len(), recipients = incoming.recipients.len()))]
 pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let raw = Arc::new(incoming.raw);

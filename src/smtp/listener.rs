@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::session::{End, Handler, Session, SessionConfig};
 
@@ -92,13 +93,17 @@ impl<H: Handler> SmtpServer<H> {
             };
             let server = shared.clone();
             let stop = shutdown.clone();
-            tracker.spawn(async move {
-                metrics::counter!("sendmux_smtp_sessions_total").increment(1);
-                let _held = (permit, slot);
-                if let Err(e) = server.session(stream, peer, stop).await {
-                    tracing::debug!(peer = %peer, error = %e, "smtp session ended with an I/O error");
+            let span = tracing::info_span!("smtp_session", peer = %peer);
+            tracker.spawn(
+                async move {
+                    metrics::counter!("sendmux_smtp_sessions_total").increment(1);
+                    let _held = (permit, slot);
+                    if let Err(e) = server.session(stream, peer, stop).await {
+                        tracing::debug!(error = %e, "smtp session ended with an I/O error");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
         tracker.close();
         tracker.wait().await;
