@@ -17,6 +17,9 @@ use crate::store::Store;
 pub struct App {
     http: TcpListener,
     http_addr: SocketAddr,
+    smtp: TcpListener,
+    smtp_addr: SocketAddr,
+    smtp_tls: tokio_rustls::TlsAcceptor,
     state: AppState,
 }
 
@@ -65,7 +68,7 @@ async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<Secret
     Ok(sb)
 }
 
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -85,8 +88,17 @@ impl App {
             .await
             .with_context(|| format!("SENDMUX_HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
         let http_addr = http.local_addr()?;
+        let smtp = TcpListener::bind(settings.smtp_addr)
+            .await
+            .with_context(|| format!("SENDMUX_SMTP_ADDR: cannot listen on {}", settings.smtp_addr))?;
+        let smtp_addr = smtp.local_addr()?;
+        let smtp_tls = crate::smtp::tls::acceptor(&settings)?;
+        let blobs = crate::blob::FsBlobStore::new(settings.data_dir.join("blobs"))
+            .with_context(|| format!("creating {}", settings.data_dir.join("blobs").display()))?;
+        let mail_auth = crate::inbound::authenticate::Authenticator::new(settings.dns_server)?;
         let auth =
             Authenticator::new(store.clone(), settings.limits.sending_rate_per_minute, settings.rate_limit_per_minute);
+        let bus = Arc::new(crate::events::Bus::default());
         let state = AppState(Arc::new(Inner {
             limiter: RateLimiter::new(store.clone()),
             auth,
@@ -94,18 +106,25 @@ impl App {
             metrics: metrics_handle(),
             passwords: Default::default(),
             cache: crate::cache::ReadCache::new(store.backend() == crate::store::Backend::Sqlite),
-            bus: Default::default(),
+            bus: bus.clone(),
             streams: Default::default(),
             shutdown: CancellationToken::new(),
+            blobs: Box::new(blobs),
+            mail_auth,
+            inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone()),
             store,
             settings,
         }));
-        tracing::info!(http = %http_addr, "listening");
-        Ok(App { http, http_addr, state })
+        tracing::info!(http = %http_addr, smtp = %smtp_addr, "listening");
+        Ok(App { http, http_addr, smtp, smtp_addr, smtp_tls, state })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp_addr
     }
 
     pub fn state(&self) -> &AppState {
@@ -142,6 +161,25 @@ impl App {
             std::time::Duration::from_secs(600),
             shutdown.clone(),
         ));
+        let smtp = &self.state.settings.smtp;
+        let smtp_server = crate::smtp::listener::SmtpServer {
+            listener: self.smtp,
+            handler: Arc::new(crate::inbound::smtp::SmtpHandler { state: self.state.clone() }),
+            config: crate::smtp::session::SessionConfig {
+                hostname: smtp.hostname.clone(),
+                max_message_bytes: smtp.max_message_bytes,
+                max_recipients: smtp.max_recipients,
+                command_timeout: std::time::Duration::from_secs(smtp.command_timeout_secs),
+                data_timeout: std::time::Duration::from_secs(smtp.data_timeout_secs),
+                tls_available: true,
+            },
+            tls: Some(self.smtp_tls),
+            limits: crate::smtp::listener::Limits {
+                max_connections: smtp.max_connections,
+                max_connections_per_ip: smtp.max_connections_per_ip,
+            },
+        };
+        workers.spawn(smtp_server.run(shutdown.clone()));
         let stop = shutdown.clone();
         axum::serve(self.http, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
         // The listener has drained; stop the workers (they finish their current step).

@@ -127,6 +127,36 @@ pub struct Settings {
     pub stream_max_per_key: usize,
     /// Usage prices (USD).
     pub prices: crate::billing::Prices,
+    pub smtp: SmtpSettings,
+    pub dns_server: DnsServer,
+}
+
+/// Which DNS server SPF, DKIM and DMARC checks ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsServer {
+    /// The system's resolver configuration (`/etc/resolv.conf`).
+    System,
+    /// One server at this address (UDP and TCP), e.g. a local resolver or a test's.
+    At(SocketAddr),
+    /// No lookups: every check reports `none` (for closed networks).
+    Off,
+}
+
+/// The SMTP listener's limits and TLS material.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    /// The name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// PEM certificate chain and private key for STARTTLS; both or neither. When
+    /// neither is given a self-signed pair is generated into the data folder.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +212,16 @@ const KNOWN: &[&str] = &[
     "price_managed_ses_per_1000",
     "price_inbound_per_1000",
     "price_storage_per_gb_month",
+    "smtp_hostname",
+    "smtp_tls_cert",
+    "smtp_tls_key",
+    "smtp_max_message_bytes",
+    "smtp_max_recipients",
+    "smtp_max_connections",
+    "smtp_max_connections_per_ip",
+    "smtp_command_timeout_secs",
+    "smtp_data_timeout_secs",
+    "dns_server",
 ];
 
 impl Settings {
@@ -388,6 +428,38 @@ impl Settings {
             storage_per_gb_month: price("price_storage_per_gb_month", defaults.storage_per_gb_month)?,
         };
 
+        let path_opt = |key: &str| get(key).filter(|(_, v)| !v.is_empty()).map(|(_, v)| PathBuf::from(v));
+        let (tls_cert, tls_key) = (path_opt("smtp_tls_cert"), path_opt("smtp_tls_key"));
+        if tls_cert.is_some() != tls_key.is_some() {
+            // Name the one that was given: that is the line the operator wrote.
+            let given = if tls_cert.is_some() { "smtp_tls_cert" } else { "smtp_tls_key" };
+            let name = get(given).map(|(n, _)| n.to_owned()).unwrap_or_else(|| var(given));
+            return Err(bad(&name, "SENDMUX_SMTP_TLS_CERT and SENDMUX_SMTP_TLS_KEY go together"));
+        }
+        let hostname = get("smtp_hostname").map(|(_, v)| v.to_owned()).unwrap_or_else(|| "localhost".to_owned());
+        if hostname.is_empty() || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return Err(bad(&var("smtp_hostname"), format!("'{hostname}' is not a host name")));
+        }
+        let smtp = SmtpSettings {
+            hostname,
+            tls_cert,
+            tls_key,
+            max_message_bytes: int("smtp_max_message_bytes", 25 << 20, 1024, 1 << 30)? as usize,
+            max_recipients: int("smtp_max_recipients", 100, 1, 10_000)? as usize,
+            max_connections: int("smtp_max_connections", 1000, 1, 1_000_000)? as usize,
+            max_connections_per_ip: int("smtp_max_connections_per_ip", 100, 1, 1_000_000)? as usize,
+            command_timeout_secs: int("smtp_command_timeout_secs", 300, 1, 3600)? as u64,
+            data_timeout_secs: int("smtp_data_timeout_secs", 180, 1, 3600)? as u64,
+        };
+        let dns_server = match get("dns_server") {
+            None | Some((_, "system")) => DnsServer::System,
+            Some((_, "off")) => DnsServer::Off,
+            Some((name, v)) => DnsServer::At(
+                v.parse()
+                    .map_err(|_| bad(name, format!("'{v}' must be system, off or an address like 127.0.0.1:53")))?,
+            ),
+        };
+
         Ok(Settings {
             http_addr,
             smtp_addr,
@@ -412,6 +484,8 @@ impl Settings {
             webhook_concurrency: int("webhook_concurrency", 256, 1, 10_000)? as usize,
             stream_max_per_key: int("stream_max_per_key", 20, 1, 1_000_000)? as usize,
             prices,
+            smtp,
+            dns_server,
         })
     }
 
@@ -455,6 +529,11 @@ mod tests {
             ("SENDMUX_STREAM_MAX_PER_KEY", "0"),
             ("SENDMUX_PRICE_INBOUND_PER_1000", "-1"),
             ("SENDMUX_PRICE_STORAGE_PER_GB_MONTH", "cheap"),
+            ("SENDMUX_SMTP_MAX_MESSAGE_BYTES", "ten"),
+            ("SENDMUX_SMTP_MAX_RECIPIENTS", "0"),
+            ("SENDMUX_SMTP_TLS_CERT", "/tmp/cert.pem"),
+            ("SENDMUX_SMTP_HOSTNAME", "mx example"),
+            ("SENDMUX_DNS_SERVER", "8.8.8.8"),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");
@@ -477,6 +556,36 @@ mod tests {
         std::fs::write(&path, "htp_addr = \"x\"\n").unwrap();
         let err = Settings::from_sources(Some(&path), &[]).unwrap_err();
         assert!(err.variable.contains("htp_addr"), "{err}");
+    }
+
+    #[test]
+    fn smtp_and_dns_settings_parse() {
+        let s = Settings::from_sources(None, &[]).unwrap();
+        assert_eq!(s.smtp.max_message_bytes, 25 << 20);
+        assert_eq!(s.smtp.max_recipients, 100);
+        assert_eq!(s.smtp.command_timeout_secs, 300);
+        assert_eq!(s.smtp.data_timeout_secs, 180);
+        assert!(s.smtp.tls_cert.is_none() && s.smtp.tls_key.is_none());
+        assert_eq!(s.dns_server, DnsServer::System);
+        let s = Settings::from_sources(
+            None,
+            &env(&[
+                ("SENDMUX_SMTP_MAX_MESSAGE_BYTES", "2048"),
+                ("SENDMUX_SMTP_TLS_CERT", "/x/cert.pem"),
+                ("SENDMUX_SMTP_TLS_KEY", "/x/key.pem"),
+                ("SENDMUX_SMTP_MAX_CONNECTIONS_PER_IP", "3"),
+                ("SENDMUX_SMTP_HOSTNAME", "mx.example.com"),
+                ("SENDMUX_DNS_SERVER", "127.0.0.1:5353"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.smtp.max_message_bytes, 2048);
+        assert_eq!(s.smtp.tls_key.as_deref(), Some(Path::new("/x/key.pem")));
+        assert_eq!(s.smtp.max_connections_per_ip, 3);
+        assert_eq!(s.smtp.hostname, "mx.example.com");
+        assert_eq!(s.dns_server, DnsServer::At("127.0.0.1:5353".parse().unwrap()));
+        let off = Settings::from_sources(None, &env(&[("SENDMUX_DNS_SERVER", "off")])).unwrap();
+        assert_eq!(off.dns_server, DnsServer::Off);
     }
 
     #[test]

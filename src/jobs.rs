@@ -7,16 +7,18 @@ use tokio_util::sync::CancellationToken;
 use crate::state::AppState;
 use crate::store::{events, now_ms};
 
-/// One maintenance pass: drop events and webhook payloads past their retention.
-/// Returns the events removed.
+/// One maintenance pass: drop events and webhook payloads past their retention, and
+/// inbound messages past their mailbox's retention. Returns the events removed.
 pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
     let mut conn = state.store.pool().acquire().await?;
     let cutoff = now_ms() - crate::events::RETENTION_MS;
     let removed = events::delete_older_than(&mut conn, cutoff).await?;
     let purged = crate::store::webhooks::purge_payloads(&mut conn, cutoff).await?;
+    drop(conn);
     if removed > 0 || purged > 0 {
         tracing::info!(removed, purged, "expired events and webhook payloads removed");
     }
+    expire_messages(state).await?;
     Ok(removed)
 }
 
@@ -52,6 +54,24 @@ pub async fn listen_for_events(state: AppState, url: String, shutdown: Cancellat
             }
         }
     }
+}
+
+/// Deletes every inbound message past its mailbox's retention, in batches. Returns how
+/// many went.
+pub async fn expire_messages(state: &AppState) -> anyhow::Result<usize> {
+    const BATCH: i64 = 500;
+    let mut total = 0;
+    loop {
+        let n = crate::inbound::expire_once(state, BATCH).await?;
+        total += n;
+        if (n as i64) < BATCH {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(removed = total, "expired inbound messages removed");
+    }
+    Ok(total)
 }
 
 /// Runs maintenance every `every` until `shutdown`.

@@ -18,11 +18,17 @@ pub struct Inner {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub passwords: crate::auth::password::Passwords,
     pub cache: crate::cache::ReadCache,
-    pub bus: crate::events::Bus,
+    pub bus: std::sync::Arc<crate::events::Bus>,
     /// Open event streams per key, for the per-key cap.
     pub streams: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
     /// Cancelled when the server stops: long-lived work (streams, workers) ends on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Raw bodies of inbound messages.
+    pub blobs: Box<dyn crate::blob::BlobStore>,
+    /// SPF/DKIM/DMARC checks through the configured DNS server.
+    pub mail_auth: crate::inbound::authenticate::Authenticator,
+    /// Group commit of inbound messages.
+    pub inbound_committer: crate::inbound::Committer,
 }
 
 #[derive(Clone)]

@@ -140,5 +140,6 @@ pub mod can {
         MembersManage,
         LimitsRequest,
         WebhooksManage,
+        EmailReceive,
     );
 }

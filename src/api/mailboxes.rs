@@ -253,9 +253,21 @@ async fn delete_mailbox(State(state): State<AppState>, p: Principal, Path(id): P
     if keys::count_active_scoped_to(&mut tx, &p.team_id, id.as_str(), now_ms()).await? > 0 {
         return Err(ApiError::conflict("Active mailbox keys are scoped to this mailbox; revoke them first"));
     }
+    // Its messages go with it (ON DELETE CASCADE); their bytes leave the team's storage.
+    let messages = crate::store::inbound::of_mailbox(&mut tx, &p.team_id, id.as_str()).await?;
+    let now = now_ms();
+    for m in &messages {
+        crate::store::usage::storage_change(&mut tx, &p.team_id, Some(id.as_str()), Some(&m.id), -m.size_bytes, now)
+            .await?;
+    }
     q::delete(&mut tx, &p.team_id, id.as_str()).await?;
     audit::record(&mut tx, &p.team_id, &p.actor(), "mailbox.deleted", ("mailbox", id.as_str()), json!({})).await?;
     state.commit(tx, &p.team_id).await?;
+    for m in &messages {
+        if let Err(e) = state.blobs.delete(&m.blob_key).await {
+            tracing::warn!(key = %m.blob_key, error = %e, "could not remove the body of a deleted mailbox's message");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod limits;
 pub mod logs;
 pub mod mailboxes;
+pub mod messages;
 pub mod pagination;
 pub mod providers;
 pub mod stream;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(providers::router())
         .merge(mailboxes::router())
+        .merge(messages::router())
         .merge(limits::router())
         .merge(logs::router())
         .merge(events::router())

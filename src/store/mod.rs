@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod inbound;
 pub mod keys;
 pub mod limits;
 pub mod mailboxes;

@@ -71,6 +71,7 @@ impl Drop for TestDb {
 pub struct TestApp {
     env: Vec<(String, String)>,
     pub base: String,
+    pub smtp_addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
     shutdown: CancellationToken,
@@ -118,6 +119,8 @@ impl TestApp {
             ("SENDMUX_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
             ("SENDMUX_INBOUND_DOMAINS".into(), "localhost,mail.test".into()),
             ("SENDMUX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "10000".into()),
+            // No DNS unless a test serves its own records (see DnsServer).
+            ("SENDMUX_DNS_SERVER".into(), "off".into()),
         ];
         if let Some(db) = &db {
             env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));
@@ -134,6 +137,7 @@ impl TestApp {
         let settings = Settings::from_sources(None, &env).expect("test settings");
         let app = App::build(settings).await.expect("app builds");
         let base = format!("http://{}", app.http_addr());
+        let smtp_addr = app.smtp_addr();
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -141,7 +145,7 @@ impl TestApp {
             app.run_until_stopped(stop).await.expect("server runs");
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { env, base, client, state, shutdown, server: Some(server), db, dir }
+        TestApp { env, base, smtp_addr, client, state, shutdown, server: Some(server), db, dir }
     }
 
     /// Stops the server and waits until it has drained.
@@ -388,4 +392,159 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what}: not there within {deadline:?}");
+}
+
+/// The folder of the test support scripts (Python: smtplib client, DNS server).
+pub fn support(script: &str) -> String {
+    format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl TestApp {
+    /// Sends `raw` with Python's smtplib (a real SMTP client) and returns its report:
+    /// `{"ehlo", "mail", "rcpt": [[code, text]..], "data": [code, text] | null}`.
+    pub async fn send_smtp(&self, from: &str, to: &[&str], raw: &[u8]) -> Value {
+        self.send_smtp_with(from, to, raw, &[]).await
+    }
+
+    /// As `send_smtp` with extra arguments (`--starttls`, `--count N`, `--threads T`).
+    pub async fn send_smtp_with(&self, from: &str, to: &[&str], raw: &[u8], extra: &[&str]) -> Value {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("python3")
+            .arg(support("smtp_send.py"))
+            .arg(self.smtp_addr.ip().to_string())
+            .arg(self.smtp_addr.port().to_string())
+            .arg(from)
+            .arg(to.join(","))
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(raw).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "smtp_send.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("smtp_send.py prints JSON")
+    }
+
+    /// A mailbox and a mailbox key for it with `permissions`; returns (mailbox, key secret).
+    pub async fn mailbox_with_key(&self, token: &str, address: &str, permissions: &[&str]) -> (Value, String) {
+        let mbx = self.create_mailbox(token, address).await;
+        let key = self
+            .create_key(
+                token,
+                json!({"name": "mbx", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": permissions}),
+            )
+            .await;
+        (mbx, key["key"].as_str().unwrap().to_owned())
+    }
+
+    /// The messages a mailbox key sees, newest first.
+    pub async fn inbox(&self, key: &str) -> Vec<Value> {
+        let list = expect_status(self.get("/api/v1/mailbox/messages?limit=100", key).await, StatusCode::OK).await;
+        list["data"].as_array().unwrap().clone()
+    }
+
+    pub async fn raw_message(&self, key: &str, id: &str) -> Vec<u8> {
+        let res = self.get(&format!("/api/v1/mailbox/messages/{id}/raw"), key).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "message/rfc822");
+        res.bytes().await.unwrap().to_vec()
+    }
+}
+
+/// An SMTP client speaking raw bytes, for what smtplib will not do (pipelining,
+/// bare LF, overlong lines, NUL bytes, half-finished conversations).
+pub struct RawSmtp {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl RawSmtp {
+    /// Connects and returns the client with the greeting's code.
+    pub async fn connect(addr: std::net::SocketAddr) -> (RawSmtp, u16) {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to SMTP");
+        let (r, w) = stream.into_split();
+        let mut c = RawSmtp { reader: tokio::io::BufReader::new(r), writer: w };
+        let (code, _) = c.reply().await;
+        (c, code)
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(bytes).await.expect("write to SMTP");
+    }
+
+    /// Reads one (possibly multi-line) reply; code 0 when the server closed.
+    pub async fn reply(&mut self) -> (u16, String) {
+        use tokio::io::AsyncBufReadExt;
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+                .await
+                .expect("SMTP reply within 30 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return (0, text);
+            }
+            text.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return (code, text);
+            }
+        }
+    }
+
+    pub async fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// EHLO, MAIL, RCPT, DATA and `body` (already dot-stuffed, ending in CRLF.CRLF);
+    /// returns the end-of-DATA reply.
+    pub async fn transaction(&mut self, from: &str, to: &str, body: &[u8]) -> (u16, String) {
+        assert_eq!(self.cmd("EHLO raw.test").await.0, 250);
+        assert_eq!(self.cmd(&format!("MAIL FROM:<{from}>")).await.0, 250);
+        let (code, text) = self.cmd(&format!("RCPT TO:<{to}>")).await;
+        assert_eq!(code, 250, "{text}");
+        assert_eq!(self.cmd("DATA").await.0, 354);
+        self.send(body).await;
+        self.reply().await
+    }
+}
+
+/// A real DNS server on loopback (tests/support/dns_server.py) serving TXT records.
+pub struct DnsServer {
+    pub addr: String,
+    _child: tokio::process::Child,
+    _records: tempfile::NamedTempFile,
+}
+
+impl DnsServer {
+    pub async fn start(records: &[(&str, &str)]) -> DnsServer {
+        use tokio::io::AsyncBufReadExt;
+        let mut map = serde_json::Map::new();
+        for (name, text) in records {
+            let entry = map.entry(name.to_string()).or_insert_with(|| json!([]));
+            entry.as_array_mut().unwrap().push(json!(text));
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), Value::Object(map).to_string()).unwrap();
+        let mut child = tokio::process::Command::new("python3")
+            .arg(support("dns_server.py"))
+            .arg(file.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with dnslib");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout).read_line(&mut line).await.unwrap();
+        let port: u16 = line.trim().parse().expect("dns_server.py prints its port");
+        DnsServer { addr: format!("127.0.0.1:{port}"), _child: child, _records: file }
+    }
 }

@@ -1,0 +1,146 @@
+//! Raw message bodies: a key → bytes store behind one trait. The filesystem store keeps
+//! them in the data folder and makes a `put` durable (file and folder fsynced) before
+//! it returns; object storage can implement the same trait later.
+
+use futures::future::BoxFuture;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where raw message bytes live. Keys are `<team_id>/<message_id>`: ASCII letters,
+/// digits, `_` and one `/`.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `bytes` under `key`; when this returns Ok the bytes survive a crash.
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Vec<u8>>>;
+    /// Removes `key`; a missing key is not an error.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<()>>;
+}
+
+/// Bodies as files under `<data>/blobs/<team>/<message>.eml`.
+pub struct FsBlobStore {
+    root: PathBuf,
+    dirs: parking_lot::Mutex<std::collections::HashMap<PathBuf, Arc<DirSync>>>,
+}
+
+/// Group fsync of one folder: a new file's name is durable once its folder is fsynced
+/// after the file was created. Concurrent writers in one folder share fsyncs: each
+/// takes a ticket after creating its file and returns once a sync that started after
+/// that ticket has finished.
+#[derive(Default)]
+struct DirSync {
+    requested: AtomicU64,
+    synced: AtomicU64,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl FsBlobStore {
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root, dirs: Default::default() })
+    }
+
+    fn dir_sync(&self, dir: &Path) -> Arc<DirSync> {
+        self.dirs.lock().entry(dir.to_path_buf()).or_default().clone()
+    }
+
+    async fn sync_dir_after(&self, dir: &Path, ticket: u64) -> std::io::Result<()> {
+        let ds = self.dir_sync(dir);
+        let _turn = ds.lock.lock().await;
+        if ds.synced.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        let upto = ds.requested.load(Ordering::Acquire);
+        let path = dir.to_path_buf();
+        blocking(move || sync_dir(&path)).await?;
+        ds.synced.fetch_max(upto, Ordering::Release);
+        Ok(())
+    }
+
+    fn path(&self, key: &str) -> std::io::Result<PathBuf> {
+        let valid = !key.is_empty()
+            && key.split('/').count() <= 2
+            && key.split('/').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        if !valid {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad blob key"));
+        }
+        Ok(self.root.join(format!("{key}.eml")))
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates and writes the file (a new folder is fsynced into its parent at once); the
+/// caller then fsyncs the file and its folder. A crash before that may leave a partial
+/// file, but no row points at it yet: rows are committed only after `put` returns.
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("blob path without folder"))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    Ok(f)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+}
+
+impl BlobStore for FsBlobStore {
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+            let bytes = bytes.to_vec();
+            let file = blocking(move || write_file(&path, &bytes)).await?;
+            // The name exists now: the file's data and its folder entry are flushed
+            // side by side, the folder's fsync shared with concurrent writers.
+            let ticket = self.dir_sync(&dir).requested.fetch_add(1, Ordering::AcqRel) + 1;
+            let (data, name) = tokio::join!(blocking(move || file.sync_all()), self.sync_dir_after(&dir, ticket));
+            data.and(name)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            tokio::fs::read(path).await
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            match tokio::fs::remove_file(path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_delete_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path().join("blobs")).unwrap();
+        let bytes = b"Subject: x\r\n\r\n\0\xff body\n".to_vec();
+        store.put("team_1/msg_1", &bytes).await.unwrap();
+        assert_eq!(store.get("team_1/msg_1").await.unwrap(), bytes);
+        store.delete("team_1/msg_1").await.unwrap();
+        store.delete("team_1/msg_1").await.unwrap();
+        assert!(store.get("team_1/msg_1").await.is_err());
+        assert!(store.put("../etc/passwd", b"x").await.is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! The inbound pipeline shared by the SMTP listener and `POST /mailbox/messages`:
+//! parse, authenticate, score, then store durably — raw bytes flushed first, then one
+//! transaction with the message rows, their events and their usage — before anyone is
+//! told the message was accepted.
+
+pub mod authenticate;
+pub mod parse;
+pub mod score;
+pub mod smtp;
+
+use futures::FutureExt;
+use serde_json::json;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::ids::MessageId;
+use crate::state::AppState;
+use crate::store::events::{self, Subject};
+use crate::store::inbound::{self as q, MessageRow};
+use crate::store::{Backend, Store, Tx, now_ms, usage};
+use authenticate::AuthResults;
+use tokio::sync::{mpsc, oneshot};
+
+/// A mailbox a message is delivered to, as resolved from a recipient address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipient {
+    pub mailbox_id: String,
+    pub team_id: String,
+    pub address: String,
+    pub spam_threshold: f64,
+    pub accept_spam: bool,
+}
+
+impl From<crate::store::mailboxes::MailboxRow> for Recipient {
+    fn from(m: crate::store::mailboxes::MailboxRow) -> Self {
+        Recipient {
+            mailbox_id: m.id,
+            team_id: m.team_id,
+            address: m.address,
+            spam_threshold: m.spam_threshold,
+            accept_spam: m.accept_spam != 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Smtp,
+    Api,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Smtp => "smtp",
+            Source::Api => "api",
+        }
+    }
+}
+
+pub struct Incoming {
+    pub raw: Vec<u8>,
+    pub source: Source,
+    pub remote_ip: Option<IpAddr>,
+    pub helo: String,
+    pub mail_from: String,
+    pub recipients: Vec<Recipient>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored durably: one row per mailbox that took the message.
+    Stored(Vec<MessageRow>),
+    /// Every recipient mailbox refuses spam and the message scored as spam.
+    RefusedAsSpam { score: f64 },
+}
+
+/// Parses, authenticates, scores and stores `incoming`. When this returns `Stored` the
+/// bytes are on disk and the rows committed.
+#[tracing::instrument(name = "inbound_receive", skip_all, fields(source = incoming.source.as_str(), size = incoming.raw.len(), recipients = incoming.recipients.len()))]
+pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let raw = Arc::new(incoming.raw);
+    // Parsing runs off the async threads; a panic in the parser only costs the summary.
+    let summary = {
+        let raw = raw.clone();
+        tokio::task::spawn_blocking(move || parse::summarize(&raw)).await.unwrap_or_else(|_| {
+            tracing::warn!("MIME parser panicked; storing the message without a summary");
+            parse::Summary::default()
+        })
+    };
+    let auth = std::panic::AssertUnwindSafe(state.mail_auth.check(
+        &raw,
+        incoming.remote_ip,
+        &incoming.helo,
+        &incoming.mail_from,
+    ))
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|_| {
+        tracing::warn!("sender authentication panicked; treating results as none");
+        AuthResults::none()
+    });
+    let (score, signals) = score::score(&auth, &summary, &raw);
+
+    let mut recipients = incoming.recipients;
+    // One copy per mailbox, however often it was named, in a stable order.
+    recipients.sort_by(|a, b| (&a.team_id, &a.mailbox_id).cmp(&(&b.team_id, &b.mailbox_id)));
+    recipients.dedup_by(|a, b| a.mailbox_id == b.mailbox_id);
+    let received_at = now_ms();
+    let auth_json = json!({"authentication": auth, "signals": signals}).to_string();
+    let mut rows = Vec::new();
+    for r in &recipients {
+        let is_spam = score >= r.spam_threshold;
+        if is_spam && !r.accept_spam {
+            continue;
+        }
+        let id = MessageId::new().into_string();
+        rows.push(MessageRow {
+            blob_key: format!("{}/{}", r.team_id, id),
+            id,
+            team_id: r.team_id.clone(),
+            mailbox_id: r.mailbox_id.clone(),
+            size_bytes: raw.len() as i64,
+            source: incoming.source.as_str().to_owned(),
+            remote_ip: incoming.remote_ip.map(|ip| ip.to_string()),
+            helo: (!incoming.helo.is_empty()).then(|| incoming.helo.clone()),
+            mail_from: incoming.mail_from.clone(),
+            rcpt_to: r.address.clone(),
+            from_address: summary.from_address.clone(),
+            from_name: summary.from_name.clone(),
+            subject: summary.subject.clone(),
+            header_message_id: summary.message_id.clone(),
+            attachment_count: summary.attachment_count as i64,
+            spam_score: score,
+            is_spam: i64::from(is_spam),
+            auth_results: auth_json.clone(),
+            received_at,
+        });
+    }
+    if rows.is_empty() {
+        metrics::counter!("sendmux_inbound_refused_spam_total").increment(1);
+        return Ok(Outcome::RefusedAsSpam { score });
+    }
+
+    // 1. The bytes, flushed, before any row points at them: the writes start now and
+    //    the committer waits for them before it puts the rows in a transaction, so a
+    //    message's body fsync overlaps its wait for the commit in progress.
+    let bodies = {
+        let state = state.clone();
+        let raw = raw.clone();
+        let keys: Vec<String> = rows.iter().map(|r| r.blob_key.clone()).collect();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let written = futures::future::join_all(keys.iter().map(|k| state.blobs.put(k, &raw))).await;
+            metrics::histogram!("sendmux_inbound_blob_write_seconds").record(started.elapsed().as_secs_f64());
+            written.into_iter().collect::<std::io::Result<Vec<()>>>().map(|_| ())
+        })
+    };
+    // 2. Rows, events and usage in one transaction, once the bytes are durable.
+    if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone(), bodies).await {
+        discard_blobs(state, &rows).await;
+        return Err(e);
+    }
+    metrics::counter!("sendmux_inbound_messages_total", "source" => incoming.source.as_str())
+        .increment(rows.len() as u64);
+    metrics::histogram!("sendmux_inbound_store_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Outcome::Stored(rows))
+}
+
+/// Writes the rows, events and usage of one message's copies into `tx`.
+async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[&MessageRow], to: &[String]) -> anyhow::Result<()> {
+    for m in rows {
+        q::insert(tx, m).await?;
+        let kind = if m.is_spam != 0 { "message.received.spam" } else { "message.received" };
+        let data = json!({
+            "message_id": m.id,
+            "mailbox_id": m.mailbox_id,
+            "from": m.from_address,
+            "to": to,
+            "rcpt_to": m.rcpt_to,
+            "subject": m.subject,
+            "spam": {"score": m.spam_score, "verdict": if m.is_spam != 0 { "spam" } else { "ham" }},
+            "url": format!("/api/v1/mailboxes/{}/messages/{}", m.mailbox_id, m.id),
+        });
+        let subject = Subject { mailbox_id: Some(&m.mailbox_id), message_id: Some(&m.id), ..Default::default() };
+        events::append(backend, tx, &m.team_id, kind, subject, data).await?;
+        usage::record(tx, &m.team_id, usage::INBOUND_EMAILS, 1, &format!("inbound:{}", m.id)).await?;
+        usage::storage_change(tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), m.size_bytes, m.received_at).await?;
+    }
+    Ok(())
+}
+
+struct CommitJob {
+    rows: Vec<MessageRow>,
+    to: Vec<String>,
+    done: oneshot::Sender<anyhow::Result<()>>,
+}
+
+/// The write of a message's bodies, awaited before its rows are committed.
+type BodyWrite = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Group commit for inbound messages: concurrent deliveries wait for one transaction
+/// that holds all of them, so the store pays one durable commit (one fsync) per batch
+/// instead of one per message. Each caller still hears back only after the commit
+/// that holds its rows; when a batch fails, its messages are retried one by one so a
+/// bad one cannot take the others down.
+pub struct Committer {
+    jobs: mpsc::Sender<(CommitJob, BodyWrite)>,
+}
+
+/// At most this many messages share one transaction.
+const MAX_BATCH: usize = 256;
+
+impl Committer {
+    /// `bus` is rung for every team a committed batch touched, so streams and the
+    /// webhook worker look at the log at once.
+    pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Committer {
+        let (jobs, mut rx) = mpsc::channel::<(CommitJob, BodyWrite)>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiting = vec![first];
+                while waiting.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => waiting.push(job),
+                        Err(_) => break,
+                    }
+                }
+                // Only messages whose bodies are durable join the transaction.
+                let mut batch = Vec::with_capacity(waiting.len());
+                for (job, bodies) in waiting {
+                    match bodies.await {
+                        Ok(Ok(())) => batch.push(job),
+                        Ok(Err(e)) => {
+                            let _ = job.done.send(Err(anyhow::Error::new(e).context("writing the raw message")));
+                        }
+                        Err(e) => {
+                            let _ = job.done.send(Err(anyhow::anyhow!("writing the raw message: {e}")));
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
+                let started = Instant::now();
+                let written = Self::write(&store, &batch).await;
+                metrics::histogram!("sendmux_inbound_commit_seconds").record(started.elapsed().as_secs_f64());
+                match written {
+                    Ok(()) => {
+                        let mut teams: Vec<&str> =
+                            batch.iter().flat_map(|j| j.rows.iter().map(|r| r.team_id.as_str())).collect();
+                        teams.sort_unstable();
+                        teams.dedup();
+                        for team in teams {
+                            bus.notify(team);
+                        }
+                        for job in batch {
+                            let _ = job.done.send(Ok(()));
+                        }
+                    }
+                    Err(e) if batch.len() == 1 => {
+                        let _ = batch.pop().map(|job| job.done.send(Err(e)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch commit failed; retrying one by one");
+                        for job in batch {
+                            let result = Self::write(&store, std::slice::from_ref(&job)).await;
+                            if result.is_ok() {
+                                for row in &job.rows {
+                                    bus.notify(&row.team_id);
+                                }
+                            }
+                            let _ = job.done.send(result);
+                        }
+                    }
+                }
+            }
+        });
+        Committer { jobs }
+    }
+
+    async fn write(store: &Store, batch: &[CommitJob]) -> anyhow::Result<()> {
+        // Event appends lock per team on PostgreSQL: take the locks in one global order
+        // (team id), keeping arrival order within a team.
+        let mut rows: Vec<(&MessageRow, &[String])> =
+            batch.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
+        rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
+        let mut tx = store.begin().await?;
+        for (row, to) in rows {
+            write_rows(store.backend(), &mut tx, &[row], to).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Commits `rows` (the copies of one message) once `bodies` has written their raw
+    /// bytes; returns once the rows are durable.
+    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>, bodies: BodyWrite) -> anyhow::Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send((CommitJob { rows, to, done }, bodies))
+            .await
+            .map_err(|_| anyhow::anyhow!("the committer stopped"))?;
+        wait.await.map_err(|_| anyhow::anyhow!("the committer stopped"))?
+    }
+}
+
+async fn discard_blobs(state: &AppState, rows: &[MessageRow]) {
+    for r in rows {
+        if let Err(e) = state.blobs.delete(&r.blob_key).await {
+            tracing::warn!(key = %r.blob_key, error = %e, "could not remove the body of a message that was not stored");
+        }
+    }
+}
+
+/// Deletes up to `batch` messages past their mailbox's retention, with their bodies
+/// and a negative storage record. Returns how many went.
+pub async fn expire_once(state: &AppState, batch: i64) -> anyhow::Result<usize> {
+    let now = now_ms();
+    let expired = {
+        let mut conn = state.store.pool().acquire().await?;
+        q::expired(&mut conn, now, batch).await?
+    };
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = state.store.begin().await?;
+    let mut gone = Vec::new();
+    for m in &expired {
+        if q::delete(&mut tx, &m.team_id, &m.id).await? {
+            usage::storage_change(&mut tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), -m.size_bytes, now).await?;
+            gone.push(m);
+        }
+    }
+    tx.commit().await?;
+    // Bodies go after the rows: a crash in between leaves an unreferenced file, never
+    // a row without its body.
+    for m in &gone {
+        if let Err(e) = state.blobs.delete(&m.blob_key).await {
+            tracing::warn!(key = %m.blob_key, error = %e, "could not remove an expired message body");
+        }
+    }
+    Ok(gone.len())
+}

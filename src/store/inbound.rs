@@ -1,0 +1,149 @@
+//! Inbound message rows (one per mailbox copy) and the routing lookup from a recipient
+//! address to its mailbox.
+
+use super::Conn;
+use super::mailboxes::MailboxRow;
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct MessageRow {
+    pub id: String,
+    pub team_id: String,
+    pub mailbox_id: String,
+    pub blob_key: String,
+    pub size_bytes: i64,
+    pub source: String,
+    pub remote_ip: Option<String>,
+    pub helo: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: String,
+    pub from_address: Option<String>,
+    pub from_name: Option<String>,
+    pub subject: Option<String>,
+    pub header_message_id: Option<String>,
+    pub attachment_count: i64,
+    pub spam_score: f64,
+    pub is_spam: i64,
+    pub auth_results: String,
+    pub received_at: i64,
+}
+
+const COLUMNS: &str = "id, team_id, mailbox_id, blob_key, size_bytes, source, remote_ip, helo, mail_from, rcpt_to, \
+     from_address, from_name, subject, header_message_id, attachment_count, spam_score, is_spam, auth_results, received_at";
+
+/// The mailbox at `address`, whatever its team: addresses are unique on the instance,
+/// and SMTP routing starts from the address alone. Every later query is team-scoped.
+pub async fn mailbox_by_address(conn: &mut Conn, address: &str) -> sqlx::Result<Option<MailboxRow>> {
+    sqlx::query_as(
+        "SELECT id, team_id, address, name, spam_threshold, retention_days, accept_spam, created_at, updated_at \
+         FROM mailboxes WHERE address = $1",
+    )
+    .bind(address)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn insert(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO inbound_messages ({COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    )))
+    .bind(&m.id)
+    .bind(&m.team_id)
+    .bind(&m.mailbox_id)
+    .bind(&m.blob_key)
+    .bind(m.size_bytes)
+    .bind(&m.source)
+    .bind(m.remote_ip.as_deref())
+    .bind(m.helo.as_deref())
+    .bind(&m.mail_from)
+    .bind(&m.rcpt_to)
+    .bind(m.from_address.as_deref())
+    .bind(m.from_name.as_deref())
+    .bind(m.subject.as_deref())
+    .bind(m.header_message_id.as_deref())
+    .bind(m.attachment_count)
+    .bind(m.spam_score)
+    .bind(m.is_spam)
+    .bind(&m.auth_results)
+    .bind(m.received_at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn get(conn: &mut Conn, team_id: &str, mailbox_id: &str, id: &str) -> sqlx::Result<Option<MessageRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND id = $3"
+    )))
+    .bind(team_id)
+    .bind(mailbox_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Newest first; `spam` filters on the verdict when given.
+pub async fn list(
+    conn: &mut Conn,
+    team_id: &str,
+    mailbox_id: &str,
+    spam: Option<bool>,
+    before: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<MessageRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 \
+         AND ($3 IS NULL OR is_spam = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    )))
+    .bind(team_id)
+    .bind(mailbox_id)
+    .bind(spam.map(i64::from))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A message past its mailbox's retention.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct Expired {
+    pub id: String,
+    pub team_id: String,
+    pub mailbox_id: String,
+    pub blob_key: String,
+    pub size_bytes: i64,
+}
+
+/// Up to `limit` messages older than their mailbox's `retention_days` at `now`.
+pub async fn expired(conn: &mut Conn, now: i64, limit: i64) -> sqlx::Result<Vec<Expired>> {
+    sqlx::query_as(
+        "SELECT m.id, m.team_id, m.mailbox_id, m.blob_key, m.size_bytes FROM inbound_messages m \
+         JOIN mailboxes b ON b.team_id = m.team_id AND b.id = m.mailbox_id \
+         WHERE m.received_at < $1 - b.retention_days * 86400000 ORDER BY m.received_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM inbound_messages WHERE team_id = $1 AND id = $2")
+        .bind(team_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Every message of one mailbox, for deleting the mailbox with its bodies.
+pub async fn of_mailbox(conn: &mut Conn, team_id: &str, mailbox_id: &str) -> sqlx::Result<Vec<Expired>> {
+    sqlx::query_as(
+        "SELECT id, team_id, mailbox_id, blob_key, size_bytes FROM inbound_messages \
+         WHERE team_id = $1 AND mailbox_id = $2",
+    )
+    .bind(team_id)
+    .bind(mailbox_id)
+    .fetch_all(conn)
+    .await
+}
