@@ -92,6 +92,7 @@ impl App {
             auth,
             secrets,
             metrics: metrics_handle(),
+            outbound: crate::outbound::Runtime::new(&settings),
             store,
             settings,
         }));
@@ -117,6 +118,9 @@ impl App {
             std::time::Duration::from_secs(600),
             shutdown.clone(),
         ));
+        for _ in 0..self.state.settings.outbound.workers {
+            workers.spawn(crate::outbound::worker::worker_loop(self.state.clone(), shutdown.clone()));
+        }
         let stop = shutdown.clone();
         axum::serve(self.http, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
         // The listener has drained; stop the workers (they finish their current step).

@@ -82,6 +82,7 @@ prefixed_id! {
     DeliveryId => "dlv_",
     IncreaseRequestId => "req_",
     AuditId => "aud_",
+    AttemptId => "att_",
     InvitationId => "inv_",
     SessionId => "ses_",
 }

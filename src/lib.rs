@@ -13,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod jobs;
 pub mod limits;
+pub mod outbound;
 pub mod state;
 pub mod store;
 pub mod teams;

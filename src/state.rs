@@ -16,6 +16,7 @@ pub struct Inner {
     pub limiter: RateLimiter,
     pub secrets: SecretBox,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub outbound: crate::outbound::Runtime,
 }
 
 #[derive(Clone)]

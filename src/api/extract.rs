@@ -139,5 +139,6 @@ pub mod can {
         TeamTransfer,
         MembersManage,
         LimitsRequest,
+        EmailSend,
     );
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod emails;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -13,6 +14,7 @@ pub mod logs;
 pub mod mailboxes;
 pub mod pagination;
 pub mod providers;
+pub mod suppressions;
 pub mod team;
 pub mod validate;
 
@@ -59,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::public_router())
         .merge(health::router())
+        .merge(suppressions::public_router())
         .split_for_parts();
     let (authed, authed_doc) = OpenApiRouter::new()
         .merge(team::router())
@@ -68,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .merge(limits::router())
         .merge(logs::router())
         .merge(events::router())
+        .merge(
+            emails::router().layer(DefaultBodyLimit::max(emails::body_limit(state.settings.outbound.max_email_bytes))),
+        )
+        .merge(suppressions::router())
         .split_for_parts();
     let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
     doc.merge(authed_doc);

@@ -7,6 +7,7 @@ pub mod events;
 pub mod keys;
 pub mod limits;
 pub mod mailboxes;
+pub mod outbound;
 pub mod people;
 pub mod providers;
 pub mod usage;
