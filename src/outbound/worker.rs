@@ -228,6 +228,10 @@ async fn record(state: &AppState, tx: &mut Tx, d: &Done, now: i64) -> sqlx::Resu
         Final::Failed { reason } => ("failed", None, None, Some(reason.as_str()), now),
         Final::Suppressed { .. } => ("suppressed", None, None, None, now),
     };
+    for a in &d.attempts {
+        metrics::histogram!("sendmux_outbound_attempt_seconds", "provider_type" => a.provider_type.clone(), "outcome" => a.outcome.clone())
+            .record(a.duration_ms as f64 / 1000.0);
+    }
     if !q::finish(tx, &row.team_id, &row.id, row.attempts, status, provider_id, pmid, last_error, next, now).await? {
         tracing::warn!(message_id = %row.id, "lost the claim on a message; another worker owns it now");
         return Ok(());
@@ -328,7 +332,21 @@ pub async fn run_batch(state: &AppState) -> anyhow::Result<usize> {
         record(state, &mut tx, d, now).await?;
     }
     tx.commit().await?;
-    metrics::counter!("sendmux_outbound_attempts_total").increment(n as u64);
+    for d in &done {
+        let status = match &d.result {
+            Final::Sent { delivered: true, .. } => "delivered",
+            Final::Sent { .. } => "sent",
+            Final::Bounced { .. } => "bounced",
+            Final::Deferred { .. } => "deferred",
+            Final::Failed { .. } => "failed",
+            Final::Suppressed { .. } => "suppressed",
+        };
+        metrics::counter!("sendmux_outbound_messages_total", "status" => status).increment(1);
+        if matches!(d.result, Final::Sent { .. }) {
+            let latency = (now - d.row.created_at).max(0) as f64 / 1000.0;
+            metrics::histogram!("sendmux_outbound_delivery_latency_seconds").record(latency);
+        }
+    }
     Ok(n)
 }
 

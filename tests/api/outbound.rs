@@ -526,3 +526,29 @@ async fn provider_checks_report_what_failed_in_words() {
         .await;
     expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
 }
+
+#[tokio::test]
+async fn a_weighted_group_spreads_mail_by_weight() {
+    let heavy = SmtpServer::start(None).await;
+    let light = SmtpServer::start(None).await;
+    let app = TestApp::spawn_with(&[NO_WORKERS]).await;
+    let owner = app.signup("o@weighted.test", "Weighted").await;
+    let h = smtp_provider(&app, &owner.token, "heavy", heavy.port, None).await;
+    let l = smtp_provider(&app, &owner.token, "light", light.port, None).await;
+    let g = group(
+        &app,
+        &owner.token,
+        "weighted",
+        json!([{"provider_id": h, "weight": 3}, {"provider_id": l, "weight": 1}]),
+    )
+    .await;
+    let key = sending_key(&app, &owner.token, &g).await;
+    for i in 0..60 {
+        send(&app, &key, simple(&format!("w{i}@example.org"))).await;
+    }
+    drain(&app).await;
+    let (a, b) = (heavy.received().len(), light.received().len());
+    assert_eq!(a + b, 60);
+    // 3:1 in expectation (45:15); both get mail, the heavier one clearly more.
+    assert!(b > 0 && a > b * 3 / 2, "heavy {a}, light {b}");
+}
