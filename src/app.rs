@@ -92,7 +92,7 @@ impl App {
             auth,
             secrets,
             metrics: metrics_handle(),
-            outbound: crate::outbound::Runtime::new(&settings),
+            outbound: crate::outbound::Runtime::new(&settings, store.clone()),
             store,
             settings,
         }));

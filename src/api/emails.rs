@@ -16,12 +16,14 @@ use crate::auth::perms::Perm;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::MessageId;
+use crate::outbound::accept::Work;
 use crate::outbound::validate::{self, Email, EmailIn};
 use crate::outbound::{mime, worker};
 use crate::state::AppState;
 use crate::store::events::{self, Subject};
 use crate::store::outbound::{self as q, MessageRow};
 use crate::store::{Tx, now_ms, rfc3339};
+use futures::future::BoxFuture;
 
 /// How long an `Idempotency-Key` answers with its first response.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -127,9 +129,9 @@ async fn enqueue(state: &AppState, tx: &mut Tx, team_id: &str, group_id: &str, e
     Ok(row)
 }
 
-/// Runs `make` (which queues messages in the transaction and returns the answer body)
-/// under the request's idempotency key, if any: the first answer is stored with the
-/// messages, in the same transaction, and replayed for the same key and body.
+/// Runs `make` (which queues messages and returns the answer body) in the next group
+/// commit, under the request's idempotency key if any: the first answer is stored with
+/// the messages, in the same transaction, and replayed for the same key and body.
 async fn idempotent<F>(
     state: &AppState,
     p: &Principal,
@@ -138,36 +140,43 @@ async fn idempotent<F>(
     make: F,
 ) -> ApiResult<Response>
 where
-    F: for<'a> FnOnce(&'a mut Tx) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<Value>> + Send + 'a>>,
+    F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, ApiResult<Value>> + Send + 'static,
 {
     let key = idempotency_key(headers)?;
     let group = sending_group(p)?.to_owned();
-    let mut tx = state.store.begin().await?;
-    if let Some(key) = &key {
-        let hash = hex::encode(Sha256::digest(body));
-        if let Some(prev) =
-            q::idempotency_reserve(&mut tx, &p.team_id, &group, key, &hash, now_ms(), IDEMPOTENCY_TTL_MS).await?
-        {
-            if prev.request_hash != hash {
-                return Err(ApiError::conflict("This Idempotency-Key was used with a different request body")
-                    .with_param("Idempotency-Key"));
+    let team = p.team_id.clone();
+    let hash = hex::encode(Sha256::digest(body));
+    let work: Work<(u16, Value, bool)> = Box::new(move |tx: &mut Tx| {
+        Box::pin(async move {
+            if let Some(key) = &key
+                && let Some(prev) =
+                    q::idempotency_reserve(tx, &team, &group, key, &hash, now_ms(), IDEMPOTENCY_TTL_MS).await?
+            {
+                if prev.request_hash != hash {
+                    return Err(ApiError::conflict("This Idempotency-Key was used with a different request body")
+                        .with_param("Idempotency-Key"));
+                }
+                let body: Value =
+                    prev.response.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
+                return Ok((prev.status_code.unwrap_or(202) as u16, body, true));
             }
-            let status =
-                prev.status_code.and_then(|c| StatusCode::from_u16(c as u16).ok()).unwrap_or(StatusCode::ACCEPTED);
-            let body: Value =
-                prev.response.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
-            let mut res = (status, axum::Json(body)).into_response();
-            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return Ok(res);
-        }
+            let answer = make(tx).await?;
+            if let Some(key) = &key {
+                q::idempotency_save(tx, &team, &group, key, 202, &answer.to_string()).await?;
+            }
+            Ok((202, answer, false))
+        })
+    });
+    let (status, answer, replayed) = state.outbound.accept.run(work).await?;
+    if !replayed {
+        state.outbound.wake.notify_one();
     }
-    let answer = make(&mut tx).await?;
-    if let Some(key) = &key {
-        q::idempotency_save(&mut tx, &p.team_id, &group, key, 202, &answer.to_string()).await?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+    let mut res = (status, axum::Json(answer)).into_response();
+    if replayed {
+        res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    tx.commit().await?;
-    state.outbound.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
+    Ok(res)
 }
 
 /// Send one email through the sending key's delivery group.

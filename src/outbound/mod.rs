@@ -1,6 +1,7 @@
 //! Outbound mail: validation and MIME building, delivery-group routing, the SMTP and SES
 //! providers, the send worker that drains the queue, and suppressions.
 
+pub mod accept;
 pub mod mime;
 pub mod providers;
 pub mod routing;
@@ -48,16 +49,24 @@ pub struct Runtime {
     pub smtp: smtp::SmtpPool,
     pub http: reqwest::Client,
     pub wake: tokio::sync::Notify,
+    /// Group commit of accepted mail: answers are (status, body, replayed).
+    pub accept: accept::Committer<(u16, serde_json::Value, bool)>,
 }
 
 impl Runtime {
-    pub fn new(settings: &crate::config::Settings) -> Self {
+    /// Needs a tokio runtime (it starts the committer task).
+    pub fn new(settings: &crate::config::Settings, store: crate::store::Store) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .connect_timeout(std::time::Duration::from_secs(10))
             .pool_max_idle_per_host(settings.outbound.smtp_pool_size)
             .build()
             .unwrap_or_default();
-        Self { smtp: smtp::SmtpPool::new(settings.outbound.smtp_pool_size), http, wake: tokio::sync::Notify::new() }
+        Self {
+            smtp: smtp::SmtpPool::new(settings.outbound.smtp_pool_size),
+            http,
+            wake: tokio::sync::Notify::new(),
+            accept: accept::Committer::start(store),
+        }
     }
 }

@@ -189,3 +189,24 @@ async fn the_1801st_send_in_a_minute_is_rate_limited() {
     expect_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     assert_eq!(messages(&app, &owner.team_id).await, 1800);
 }
+
+#[tokio::test]
+async fn a_refused_request_does_not_undo_the_requests_committed_with_it() {
+    let app = TestApp::spawn_with(&[NO_WORKERS]).await;
+    let (owner, _g, key) = smtp_sender(&app, "o@group.test", closed_port()).await;
+    // Accepted requests are committed in groups; conflicts inside a group roll back
+    // only themselves.
+    let results = futures::future::join_all((0..40).map(|i| {
+        let mut req =
+            app.req(reqwest::Method::POST, "/api/v1/emails", &key).json(&simple(&format!("r{i}@example.org")));
+        if i % 2 == 0 {
+            req = req.header("Idempotency-Key", "shared");
+        }
+        async move { req.send().await.unwrap().status() }
+    }))
+    .await;
+    let accepted = results.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    let conflicts = results.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    assert_eq!((accepted, conflicts), (21, 19), "{results:?}");
+    assert_eq!(messages(&app, &owner.team_id).await, 21);
+}
