@@ -4,6 +4,7 @@
 //! network calls of the batch are done.
 
 use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -75,24 +76,79 @@ fn backoff_ms(initial: i64, attempts: i64) -> i64 {
     initial.saturating_mul(factor).min(3_600_000)
 }
 
-async fn resolve(state: &AppState, team_id: &str, member: &providers::MemberRow) -> Result<Resolved, String> {
-    match &member.provider_id {
-        None => prov::managed(&state.settings).ok_or_else(|| "This instance has no managed SES route any more".into()),
-        Some(pid) => {
-            let mut conn = state.store.pool().acquire().await.map_err(|e| format!("store: {e}"))?;
-            let row = providers::get(&mut conn, team_id, pid)
-                .await
-                .map_err(|e| format!("store: {e}"))?
-                .ok_or_else(|| format!("Provider {pid} no longer exists"))?;
-            prov::from_row(&state.secrets, &row)
-        }
-    }
+/// A delivery group as the worker needs it: strategy and members with their providers
+/// resolved (credentials opened), or why a member cannot be used.
+struct Route {
+    strategy: String,
+    members: Vec<(providers::MemberRow, Result<Resolved, String>)>,
 }
 
-/// Sends one claimed message through its group; touches the store only to read.
-async fn attempt(state: &AppState, row: MessageRow) -> Done {
+/// What one batch needs from the store, read once before any network call: the routes
+/// of its groups and which of its recipients are suppressed.
+#[derive(Default)]
+struct Context {
+    routes: HashMap<(String, String), Option<Route>>,
+    suppressed: HashMap<String, HashSet<String>>,
+}
+
+async fn prefetch(state: &AppState, rows: &[MessageRow]) -> anyhow::Result<Context> {
+    let mut ctx = Context::default();
+    let mut conn = state.store.pool().acquire().await?;
+    let mut providers_seen: HashMap<(String, String), Result<Resolved, String>> = HashMap::new();
+    for row in rows {
+        let key = (row.team_id.clone(), row.delivery_group_id.clone());
+        if let std::collections::hash_map::Entry::Vacant(slot) = ctx.routes.entry(key) {
+            let route = match providers::get_group(&mut conn, &row.team_id, &row.delivery_group_id).await? {
+                None => None,
+                Some(g) => {
+                    let members =
+                        providers::members_of(&mut conn, &row.team_id, std::slice::from_ref(&row.delivery_group_id))
+                            .await?;
+                    let mut resolved = Vec::with_capacity(members.len());
+                    for m in members {
+                        let r = match &m.provider_id {
+                            None => prov::managed(&state.settings)
+                                .ok_or_else(|| "This instance has no managed SES route any more".to_owned()),
+                            Some(pid) => {
+                                let pkey = (row.team_id.clone(), pid.clone());
+                                if let Some(r) = providers_seen.get(&pkey) {
+                                    r.clone()
+                                } else {
+                                    let r = match providers::get(&mut conn, &row.team_id, pid).await? {
+                                        None => Err(format!("Provider {pid} no longer exists")),
+                                        Some(p) => prov::from_row(&state.secrets, &p),
+                                    };
+                                    providers_seen.insert(pkey, r.clone());
+                                    r
+                                }
+                            }
+                        };
+                        resolved.push((m, r));
+                    }
+                    Some(Route { strategy: g.strategy, members: resolved })
+                }
+            };
+            slot.insert(route);
+        }
+    }
+    let mut by_team: HashMap<&str, Vec<String>> = HashMap::new();
+    for row in rows {
+        let rcpts: Vec<String> = serde_json::from_str(&row.recipients).unwrap_or_default();
+        by_team.entry(&row.team_id).or_default().extend(rcpts);
+    }
+    for (team, mut addrs) in by_team {
+        addrs.sort();
+        addrs.dedup();
+        let found = q::suppressed_among(&mut conn, team, &addrs).await?;
+        ctx.suppressed.insert(team.to_owned(), found.into_iter().collect());
+    }
+    Ok(ctx)
+}
+
+/// Sends one claimed message through its group; no store access.
+async fn attempt(state: &AppState, ctx: &Context, row: MessageRow) -> Done {
     let mut attempts = Vec::new();
-    let result = attempt_inner(state, &row, &mut attempts).await;
+    let result = attempt_inner(state, ctx, &row, &mut attempts).await;
     let result = match result {
         Ok(f) => f,
         Err(reason) => transient_or_failed(state, &row, reason, now_ms()),
@@ -109,36 +165,36 @@ fn transient_or_failed(state: &AppState, row: &MessageRow, reason: String, now: 
     }
 }
 
-async fn attempt_inner(state: &AppState, row: &MessageRow, attempts: &mut Vec<AttemptRow>) -> Result<Final, String> {
+async fn attempt_inner(
+    state: &AppState,
+    ctx: &Context,
+    row: &MessageRow,
+    attempts: &mut Vec<AttemptRow>,
+) -> Result<Final, String> {
     let email: Email =
         serde_json::from_str(&row.request).map_err(|_| "The stored request cannot be read".to_owned())?;
     let all = email.envelope_recipients();
-    let (suppressed, group, members) = {
-        let mut conn = state.store.pool().acquire().await.map_err(|e| format!("store: {e}"))?;
-        let suppressed = q::suppressed_among(&mut conn, &row.team_id, &all).await.map_err(|e| format!("store: {e}"))?;
-        let group = providers::get_group(&mut conn, &row.team_id, &row.delivery_group_id)
-            .await
-            .map_err(|e| format!("store: {e}"))?;
-        let members = providers::members_of(&mut conn, &row.team_id, std::slice::from_ref(&row.delivery_group_id))
-            .await
-            .map_err(|e| format!("store: {e}"))?;
-        (suppressed, group, members)
-    };
-    let rcpts: Vec<String> = all.iter().filter(|a| !suppressed.contains(a)).cloned().collect();
+    let none = HashSet::new();
+    let team_suppressed = ctx.suppressed.get(&row.team_id).unwrap_or(&none);
+    let suppressed: Vec<String> = all.iter().filter(|a| team_suppressed.contains(*a)).cloned().collect();
+    let rcpts: Vec<String> = all.iter().filter(|a| !team_suppressed.contains(*a)).cloned().collect();
     if rcpts.is_empty() {
         return Ok(Final::Suppressed { addresses: suppressed });
     }
-    let Some(group) = group else {
+    let Some(Some(route)) = ctx.routes.get(&(row.team_id.clone(), row.delivery_group_id.clone())) else {
         return Ok(Final::Failed { reason: "The delivery group was deleted".into() });
     };
+    let order = routing::order(&route.strategy, &route.members.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
     let mut raw_smtp: Option<Vec<u8>> = None;
     let mut raw_ses: Option<Vec<u8>> = None;
     let mut transient: Option<String> = None;
     let mut permanent: Option<String> = None;
-    for member in routing::order(&group.strategy, &members) {
+    for member in order {
         let started = Instant::now();
         let member_id = member.provider_id.clone().unwrap_or_else(|| prov::MANAGED.to_owned());
-        let (kind, outcome) = match resolve(state, &row.team_id, &member).await {
+        let resolved = route.members.iter().find(|(m, _)| m.position == member.position).map(|(_, r)| r.clone());
+        let resolved = resolved.unwrap_or_else(|| Err("member vanished".into()));
+        let (kind, outcome) = match resolved {
             Err(words) => ("unknown", Outcome::Permanent(words)),
             Ok(r) => {
                 let kind = r.kind();
@@ -325,7 +381,8 @@ pub async fn run_batch(state: &AppState) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let n = rows.len();
-    let done: Vec<Done> = futures::future::join_all(rows.into_iter().map(|r| attempt(state, r))).await;
+    let ctx = prefetch(state, &rows).await?;
+    let done: Vec<Done> = futures::future::join_all(rows.into_iter().map(|r| attempt(state, &ctx, r))).await;
     let now = now_ms();
     let mut tx = state.store.begin().await?;
     for d in &done {
