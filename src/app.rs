@@ -97,6 +97,11 @@ impl App {
             settings,
         }));
         tracing::info!(http = %http_addr, "listening");
+        if state.settings.managed_ses.is_some() {
+            // The operator points the managed SES route's SNS subscription here.
+            let path = crate::api::suppressions::notification_path(&state, crate::outbound::providers::MANAGED);
+            tracing::info!(path = %path, "managed SES notifications endpoint");
+        }
         Ok(App { http, http_addr, state })
     }
 

@@ -480,6 +480,19 @@ async fn the_managed_ses_route_is_billed_as_managed() {
     assert_eq!(out["provider_id"], "managed");
     assert_eq!(usage(&app, &owner.team_id, "managed_ses_emails").await, 1);
     assert_eq!(usage(&app, &owner.team_id, "outbound_emails").await, 0);
+    // The managed route's notifications find the message's team by its SES id.
+    let url = sendmux::api::suppressions::notification_path(&app.state, "managed");
+    let ses_id = out["provider_message_id"].as_str().unwrap();
+    let note = json!({"notificationType": "Delivery", "mail": {"messageId": ses_id}, "delivery": {"recipients": ["reader@example.org"]}});
+    let res = app
+        .client
+        .post(app.url(&url))
+        .json(&json!({"Type": "Notification", "Message": note.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_status(res, StatusCode::OK).await["matched"], true);
+    assert_eq!(email(&app, &key, &id).await["status"], "delivered");
 }
 
 #[tokio::test]
