@@ -532,6 +532,25 @@ async fn provider_checks_report_what_failed_in_words() {
     .await;
     let out = check(starttls["id"].as_str().unwrap().to_owned()).await;
     assert!(out["message"].as_str().unwrap().contains("STARTTLS"), "{out}");
+    // STARTTLS and implicit TLS are negotiated; a certificate nobody vouches for is
+    // refused and said so.
+    for (flag, security) in [("--starttls", "starttls"), ("--implicit-tls", "tls")] {
+        let tls_relay = SmtpServer::start_with(None, &[flag]).await;
+        let p = expect_status(
+            app.post(
+                "/api/v1/providers",
+                &owner.token,
+                json!({"name": flag, "type": "smtp",
+                "config": {"host": "127.0.0.1", "port": tls_relay.port, "security": security}}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let out = check(p["id"].as_str().unwrap().to_owned()).await;
+        let words = out["message"].as_str().unwrap();
+        assert!(words.contains("TLS with 127.0.0.1") && words.contains("certificate"), "{flag}: {out}");
+    }
     // Only people who manage providers may run checks.
     let member = app.add_member(&owner, "m@check.test", "member").await;
     let res = app

@@ -1,6 +1,10 @@
 """A real SMTP server on loopback for the tests (aiosmtpd).
 
 Usage: smtp_server.py OUT_FILE [--auth USER:PASSWORD] [--refuse-mail-from CODE]
+                      [--starttls | --implicit-tls]
+
+--starttls offers STARTTLS, --implicit-tls speaks TLS from the first byte; both with a
+self-signed certificate for 127.0.0.1 made at start (clients that verify refuse it).
 
 Every message it accepts is appended to OUT_FILE as one JSON line:
 {"mail_from", "rcpt_tos", "data" (base64 of the exact bytes)}. Recipients steer it:
@@ -64,11 +68,48 @@ class Handler:
         return "250 2.0.0 Ok: queued"
 
 
+def self_signed_context():
+    import datetime
+    import ipaddress
+    import ssl
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tempfile.mkdtemp()
+    with open(f"{folder}/cert.pem", "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(f"{folder}/key.pem", "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(f"{folder}/cert.pem", f"{folder}/key.pem")
+    return ctx
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out_file")
     ap.add_argument("--auth")
     ap.add_argument("--refuse-mail-from")
+    ap.add_argument("--starttls", action="store_true")
+    ap.add_argument("--implicit-tls", action="store_true")
     args = ap.parse_args()
     kwargs = {}
     if args.auth:
@@ -80,6 +121,10 @@ def main() -> None:
             return AuthResult(success=ok, handled=False)
 
         kwargs = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    if args.starttls:
+        kwargs["tls_context"] = self_signed_context()
+    if args.implicit_tls:
+        kwargs["ssl_context"] = self_signed_context()
     port = free_port()
     controller = Controller(
         Handler(args.out_file, args.refuse_mail_from),
