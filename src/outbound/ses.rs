@@ -118,6 +118,7 @@ fn error_of(status: reqwest::StatusCode, body: &str) -> String {
 }
 
 /// `SendEmail` with the raw MIME message; tags go in `EmailTags`.
+#[tracing::instrument(name = "ses_send", skip_all, fields(region = %t.region, rcpts = rcpts.len()))]
 pub async fn send(
     http: &reqwest::Client,
     t: &SesTarget,
