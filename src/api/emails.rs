@@ -16,17 +16,14 @@ use crate::auth::perms::Perm;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::MessageId;
-use crate::outbound::accept::Work;
+use crate::outbound::accept::{Accept, Answer, Idempotency};
+use crate::outbound::mime;
 use crate::outbound::validate::{self, Email, EmailIn};
-use crate::outbound::{mime, worker};
 use crate::state::AppState;
-use crate::store::events::{self, Subject};
 use crate::store::outbound::{self as q, MessageRow};
-use crate::store::{Tx, now_ms, rfc3339};
-use futures::future::BoxFuture;
+use crate::store::{now_ms, rfc3339};
 
-/// How long an `Idempotency-Key` answers with its first response.
-pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+pub use crate::outbound::accept::IDEMPOTENCY_TTL_MS;
 /// Most messages in one `POST /emails/batch`.
 pub const MAX_BATCH: usize = 100;
 
@@ -98,11 +95,11 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-/// Queues one validated message inside `tx` and writes its `message.queued` event.
-async fn enqueue(state: &AppState, tx: &mut Tx, team_id: &str, group_id: &str, email: &Email) -> ApiResult<MessageRow> {
+/// The queue row of one validated message.
+fn message_row(state: &AppState, team_id: &str, group_id: &str, email: &Email) -> ApiResult<MessageRow> {
     let id = MessageId::new().into_string();
     let now = now_ms();
-    let row = MessageRow {
+    Ok(MessageRow {
         mime_message_id: mime::message_id_header(&id, &email.from),
         id,
         team_id: team_id.to_owned(),
@@ -121,61 +118,38 @@ async fn enqueue(state: &AppState, tx: &mut Tx, team_id: &str, group_id: &str, e
         expires_at: now + state.settings.outbound.retry_window_ms,
         created_at: now,
         updated_at: now,
-    };
-    q::insert_message(tx, &row).await?;
-    let subject = Subject { delivery_group_id: Some(group_id), message_id: Some(&row.id), ..Default::default() };
-    events::append(state.store.backend(), tx, team_id, "message.queued", subject, worker::event_data(&row, json!({})))
-        .await?;
-    Ok(row)
+    })
 }
 
-/// Runs `make` (which queues messages and returns the answer body) in the next group
-/// commit, under the request's idempotency key if any: the first answer is stored with
-/// the messages, in the same transaction, and replayed for the same key and body.
-async fn idempotent<F>(
+/// Commits `messages` with `answer` in the next group, under the request's idempotency
+/// key if any: the first answer is stored with the messages, in the same transaction,
+/// and replayed for the same key and body.
+async fn accept(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
     body: &[u8],
-    make: F,
-) -> ApiResult<Response>
-where
-    F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, ApiResult<Value>> + Send + 'static,
-{
-    let key = idempotency_key(headers)?;
-    let group = sending_group(p)?.to_owned();
-    let team = p.team_id.clone();
-    let hash = hex::encode(Sha256::digest(body));
-    let work: Work<(u16, Value, bool)> = Box::new(move |tx: &mut Tx| {
-        Box::pin(async move {
-            if let Some(key) = &key
-                && let Some(prev) =
-                    q::idempotency_reserve(tx, &team, &group, key, &hash, now_ms(), IDEMPOTENCY_TTL_MS).await?
-            {
-                if prev.request_hash != hash {
-                    return Err(ApiError::conflict("This Idempotency-Key was used with a different request body")
-                        .with_param("Idempotency-Key"));
-                }
-                let body: Value =
-                    prev.response.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
-                return Ok((prev.status_code.unwrap_or(202) as u16, body, true));
-            }
-            let answer = make(tx).await?;
-            if let Some(key) = &key {
-                q::idempotency_save(tx, &team, &group, key, 202, &answer.to_string()).await?;
-            }
-            Ok((202, answer, false))
-        })
+    messages: Vec<MessageRow>,
+    answer: Value,
+) -> ApiResult<Response> {
+    let idempotency = idempotency_key(headers)?.map(|key| Idempotency {
+        team_id: p.team_id.clone(),
+        scope: messages.first().map(|m| m.delivery_group_id.clone()).unwrap_or_default(),
+        key,
+        hash: hex::encode(Sha256::digest(body)),
     });
-    let (status, answer, replayed) = state.outbound.accept.run(work).await?;
-    if !replayed {
-        state.outbound.wake.notify_one();
-    }
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-    let mut res = (status, axum::Json(answer)).into_response();
-    if replayed {
-        res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
+    let res = match state.outbound.accept.run(Accept { idempotency, messages, answer }).await? {
+        Answer::Fresh(answer) => {
+            state.outbound.wake.notify_one();
+            (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+        }
+        Answer::Replayed(status, answer) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            let mut res = (status, axum::Json(answer)).into_response();
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            res
+        }
+    };
     Ok(res)
 }
 
@@ -193,15 +167,9 @@ async fn send_email(
     let group = sending_group(&p)?.to_owned();
     let input: EmailIn = parse_json(&body)?;
     let email = validate::email("", input, state.settings.outbound.max_email_bytes)?;
-    let team = p.team_id.clone();
-    let st = state.clone();
-    idempotent(&state, &p, &headers, &body, move |tx| {
-        Box::pin(async move {
-            let row = enqueue(&st, tx, &team, &group, &email).await?;
-            Ok(json!({"id": row.id, "status": "queued"}))
-        })
-    })
-    .await
+    let row = message_row(&state, &p.team_id, &group, &email)?;
+    let answer = json!({"id": row.id, "status": "queued"});
+    accept(&state, &p, &headers, &body, vec![row], answer).await
 }
 
 /// Send up to 100 emails (a JSON array of `POST /emails` bodies); all or none are queued.
@@ -225,19 +193,9 @@ async fn send_batch(
         .enumerate()
         .map(|(i, e)| validate::email(&format!("[{i}]."), e, max))
         .collect::<ApiResult<Vec<_>>>()?;
-    let team = p.team_id.clone();
-    let st = state.clone();
-    idempotent(&state, &p, &headers, &body, move |tx| {
-        Box::pin(async move {
-            let mut data = Vec::with_capacity(emails.len());
-            for email in &emails {
-                let row = enqueue(&st, tx, &team, &group, email).await?;
-                data.push(json!({"id": row.id, "status": "queued"}));
-            }
-            Ok(json!({"data": data}))
-        })
-    })
-    .await
+    let rows = emails.iter().map(|e| message_row(&state, &p.team_id, &group, e)).collect::<ApiResult<Vec<_>>>()?;
+    let data: Vec<Value> = rows.iter().map(|r| json!({"id": r.id, "status": "queued"})).collect();
+    accept(&state, &p, &headers, &body, rows, json!({"data": data})).await
 }
 
 /// Status and attempts of a sent email. A sending key sees its own group's messages.

@@ -49,8 +49,8 @@ pub struct Runtime {
     pub smtp: smtp::SmtpPool,
     pub http: reqwest::Client,
     pub wake: tokio::sync::Notify,
-    /// Group commit of accepted mail: answers are (status, body, replayed).
-    pub accept: accept::Committer<(u16, serde_json::Value, bool)>,
+    /// Group commit of accepted mail.
+    pub accept: accept::Committer,
 }
 
 impl Runtime {

@@ -133,3 +133,66 @@ pub async fn after(
 pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM events WHERE created_at < $1").bind(cutoff).execute(conn).await?.rows_affected())
 }
+
+/// Appends several events in one statement per 100 (group commit of accepted mail). On
+/// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
+/// several teams cannot deadlock on them.
+pub async fn append_many(
+    backend: Backend,
+    tx: &mut Tx,
+    items: &[(&str, &str, Subject<'_>, serde_json::Value)],
+) -> sqlx::Result<()> {
+    if backend == Backend::Postgres {
+        let mut teams: Vec<&str> = items.iter().map(|i| i.0).collect();
+        teams.sort_unstable();
+        teams.dedup();
+        for team in teams {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(team).execute(&mut **tx).await?;
+        }
+    }
+    let created_at = now_ms();
+    for chunk in items.chunks(100) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at) VALUES {}",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (team_id, kind, subject, data) in chunk {
+            let id = EventId::new().into_string();
+            let payload = serde_json::json!({
+                "id": id,
+                "type": kind,
+                "created_at": super::rfc3339(created_at),
+                "data": data,
+            })
+            .to_string();
+            q = q
+                .bind(id)
+                .bind(*team_id)
+                .bind(*kind)
+                .bind(subject.mailbox_id)
+                .bind(subject.delivery_group_id)
+                .bind(subject.message_id)
+                .bind(payload)
+                .bind(created_at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

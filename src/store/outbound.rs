@@ -57,6 +57,43 @@ pub async fn insert_message(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()>
     .map(|_| ())
 }
 
+/// Inserts many messages, one statement per 50 rows.
+pub async fn insert_messages(conn: &mut Conn, rows: &[&MessageRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(50) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let cols: Vec<String> = (1..=18).map(|c| format!("${}", r * 18 + c)).collect();
+                format!("({})", cols.join(", "))
+            })
+            .collect();
+        let sql = format!("INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) VALUES {}", marks.join(", "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(&m.id)
+                .bind(&m.team_id)
+                .bind(&m.delivery_group_id)
+                .bind(&m.status)
+                .bind(&m.from_addr)
+                .bind(&m.recipients)
+                .bind(&m.subject)
+                .bind(&m.request)
+                .bind(&m.mime_message_id)
+                .bind(m.provider_id.as_deref())
+                .bind(m.provider_message_id.as_deref())
+                .bind(m.last_error.as_deref())
+                .bind(m.attempts)
+                .bind(m.next_attempt_at)
+                .bind(m.locked_until)
+                .bind(m.expires_at)
+                .bind(m.created_at)
+                .bind(m.updated_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// A message of the team; with `group`, only when it was sent through that group.
 pub async fn get_message(
     conn: &mut Conn,
