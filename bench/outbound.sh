@@ -100,7 +100,7 @@ drain_run() { # $1 label, $2 database url (optional), $3 count query runner
 
 echo "== SQLite"
 accept_run sqlite
-sq() { sqlite3 "$DIR/sendmux.db" "$1"; }
+sq() { sqlite3 -cmd ".timeout 10000" "$DIR/sendmux.db" "$1" 2>/dev/null || echo -1; }
 drain_run sqlite "" sq
 
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

@@ -134,7 +134,7 @@ pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64
     Ok(sqlx::query("DELETE FROM events WHERE created_at < $1").bind(cutoff).execute(conn).await?.rows_affected())
 }
 
-/// Appends several events in one statement per 100 (group commit of accepted mail). On
+/// Appends several events in one statement per 16 (group commit of accepted mail). On
 /// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
 /// several teams cannot deadlock on them.
 pub async fn append_many(
@@ -151,7 +151,7 @@ pub async fn append_many(
         }
     }
     let created_at = now_ms();
-    for chunk in items.chunks(100) {
+    for chunk in items.chunks(16) {
         let marks: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let b = r * 8;

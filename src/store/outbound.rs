@@ -57,9 +57,10 @@ pub async fn insert_message(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()>
     .map(|_| ())
 }
 
-/// Inserts many messages, one statement per 50 rows.
+/// Inserts many messages, one statement per 8 rows (SQLite looks each `$n` up by a
+/// linear scan, so very wide statements cost more per row than they save).
 pub async fn insert_messages(conn: &mut Conn, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(50) {
+    for chunk in rows.chunks(8) {
         let marks: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let cols: Vec<String> = (1..=18).map(|c| format!("${}", r * 18 + c)).collect();
