@@ -29,34 +29,6 @@ const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr
      mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
      expires_at, created_at, updated_at";
 
-pub async fn insert_message(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-    )))
-    .bind(&m.id)
-    .bind(&m.team_id)
-    .bind(&m.delivery_group_id)
-    .bind(&m.status)
-    .bind(&m.from_addr)
-    .bind(&m.recipients)
-    .bind(&m.subject)
-    .bind(&m.request)
-    .bind(&m.mime_message_id)
-    .bind(m.provider_id.as_deref())
-    .bind(m.provider_message_id.as_deref())
-    .bind(m.last_error.as_deref())
-    .bind(m.attempts)
-    .bind(m.next_attempt_at)
-    .bind(m.locked_until)
-    .bind(m.expires_at)
-    .bind(m.created_at)
-    .bind(m.updated_at)
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
 /// Inserts many messages, one statement per 8 rows (SQLite looks each `$n` up by a
 /// linear scan, so very wide statements cost more per row than they save).
 pub async fn insert_messages(conn: &mut Conn, rows: &[&MessageRow]) -> sqlx::Result<()> {
