@@ -112,10 +112,16 @@ impl App {
             blobs: Box::new(blobs),
             mail_auth,
             inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone()),
+            outbound: crate::outbound::Runtime::new(&settings, store.clone(), bus.clone()),
             store,
             settings,
         }));
         tracing::info!(http = %http_addr, smtp = %smtp_addr, "listening");
+        if state.settings.managed_ses.is_some() {
+            // The operator points the managed SES route's SNS subscription here.
+            let path = crate::api::suppressions::notification_path(&state, crate::outbound::providers::MANAGED);
+            tracing::info!(path = %path, "managed SES notifications endpoint");
+        }
         Ok(App { http, http_addr, smtp, smtp_addr, smtp_tls, state })
     }
 
@@ -180,6 +186,9 @@ impl App {
             },
         };
         workers.spawn(smtp_server.run(shutdown.clone()));
+        for _ in 0..self.state.settings.outbound.workers {
+            workers.spawn(crate::outbound::worker::worker_loop(self.state.clone(), shutdown.clone()));
+        }
         let stop = shutdown.clone();
         axum::serve(self.http, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
         // The listener has drained; stop the workers (they finish their current step).

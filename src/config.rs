@@ -129,6 +129,7 @@ pub struct Settings {
     pub prices: crate::billing::Prices,
     pub smtp: SmtpSettings,
     pub dns_server: DnsServer,
+    pub outbound: OutboundSettings,
 }
 
 /// Which DNS server SPF, DKIM and DMARC checks ask.
@@ -157,6 +158,26 @@ pub struct SmtpSettings {
     pub max_connections_per_ip: usize,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
+}
+
+/// The send queue and its workers.
+#[derive(Clone, Debug)]
+pub struct OutboundSettings {
+    /// Largest message accepted by `POST /emails` (bodies plus decoded attachments).
+    pub max_email_bytes: usize,
+    /// How long transient failures are retried before a message is `failed`.
+    pub retry_window_ms: i64,
+    /// The first retry waits this long; each next one twice as long (at most an hour).
+    pub retry_initial_ms: i64,
+    /// Worker tasks per node; each claims a batch of messages at a time. 0: this node
+    /// only accepts mail (other nodes, or `run_pending_jobs` in tests, send it).
+    pub workers: usize,
+    /// Messages one worker claims (and sends concurrently) at a time.
+    pub batch: usize,
+    /// How long a claimed message stays invisible to other workers.
+    pub lease_ms: i64,
+    /// Idle connections kept per SMTP provider.
+    pub smtp_pool_size: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +243,13 @@ const KNOWN: &[&str] = &[
     "smtp_command_timeout_secs",
     "smtp_data_timeout_secs",
     "dns_server",
+    "max_email_bytes",
+    "outbound_retry_window_seconds",
+    "outbound_retry_initial_seconds",
+    "outbound_workers",
+    "outbound_batch",
+    "outbound_lease_seconds",
+    "outbound_smtp_pool_size",
 ];
 
 impl Settings {
@@ -486,6 +514,15 @@ impl Settings {
             prices,
             smtp,
             dns_server,
+            outbound: OutboundSettings {
+                max_email_bytes: int("max_email_bytes", 10 << 20, 1024, 40 << 20)? as usize,
+                retry_window_ms: int("outbound_retry_window_seconds", 86_400, 0, 30 * 86_400)? * 1000,
+                retry_initial_ms: int("outbound_retry_initial_seconds", 60, 0, 86_400)? * 1000,
+                workers: int("outbound_workers", 4, 0, 256)? as usize,
+                batch: int("outbound_batch", 32, 1, 1000)? as usize,
+                lease_ms: int("outbound_lease_seconds", 300, 10, 86_400)? * 1000,
+                smtp_pool_size: int("outbound_smtp_pool_size", 16, 1, 1000)? as usize,
+            },
         })
     }
 
@@ -513,6 +550,31 @@ mod tests {
         assert!(s.admin_token.is_none() && s.database_url.is_none());
         assert_eq!(s.limits.active_keys, 100);
         assert_eq!(s.limits.sending_rate_per_minute, 1800);
+    }
+
+    #[test]
+    fn outbound_defaults_and_overrides() {
+        let s = Settings::from_sources(None, &[]).unwrap();
+        assert_eq!(s.outbound.max_email_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.outbound.retry_window_ms, 24 * 3600 * 1000);
+        assert_eq!(s.outbound.retry_initial_ms, 60_000);
+        assert_eq!(s.outbound.workers, 4);
+        let s = Settings::from_sources(
+            None,
+            &env(&[("SENDMUX_OUTBOUND_RETRY_WINDOW_SECONDS", "60"), ("SENDMUX_OUTBOUND_WORKERS", "2")]),
+        )
+        .unwrap();
+        assert_eq!(s.outbound.retry_window_ms, 60_000);
+        assert_eq!(s.outbound.workers, 2);
+        for (k, v) in [
+            ("SENDMUX_MAX_EMAIL_BYTES", "10"),
+            ("SENDMUX_OUTBOUND_WORKERS", "-1"),
+            ("SENDMUX_OUTBOUND_RETRY_INITIAL_SECONDS", "soon"),
+            ("SENDMUX_OUTBOUND_LEASE_SECONDS", "1"),
+        ] {
+            let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
+            assert_eq!(err.variable, k, "{err}");
+        }
     }
 
     #[test]

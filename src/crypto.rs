@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: ChaCha20Poly1305,
+    /// HMAC key derived from the instance key, for tokens that must be recomputable.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -35,7 +37,8 @@ impl SecretBox {
         if bytes.len() != 32 {
             return Err(format!("must be 32 bytes (64 hex digits), got {} bytes", bytes.len()));
         }
-        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+        let mac_key: [u8; 32] = Sha256::new().chain_update(b"sendmux-mac\0").chain_update(&bytes).finalize().into();
+        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)), mac_key })
     }
 
     /// A fresh random key, hex encoded, for the data folder on first start.
@@ -43,6 +46,15 @@ impl SecretBox {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         hex::encode(key)
+    }
+
+    /// A token bound to `label` that only holders of the instance key can compute (hex
+    /// HMAC-SHA256), for URLs such as a provider's notification endpoint.
+    pub fn derive_token(&self, label: &str) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key).expect("any key length");
+        mac.update(label.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> String {

@@ -82,10 +82,10 @@ prefixed_id! {
     DeliveryId => "dlv_",
     IncreaseRequestId => "req_",
     AuditId => "aud_",
+    AttemptId => "att_",
     InvitationId => "inv_",
     SessionId => "ses_",
     WebhookSecretId => "whs_",
-    AttemptId => "att_",
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Background work of `sendmux serve`: periodic maintenance now; queue workers join here.
+//! Background work of `sendmux serve`: periodic maintenance (events past retention,
+//! idempotency keys past 24 h); the send workers live in `outbound::worker`.
 //! Every loop stops when the shutdown token fires.
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
     let cutoff = now_ms() - crate::events::RETENTION_MS;
     let removed = events::delete_older_than(&mut conn, cutoff).await?;
     let purged = crate::store::webhooks::purge_payloads(&mut conn, cutoff).await?;
+    crate::store::outbound::idempotency_expire(&mut conn, now_ms() - crate::api::emails::IDEMPOTENCY_TTL_MS).await?;
     drop(conn);
     if removed > 0 || purged > 0 {
         tracing::info!(removed, purged, "expired events and webhook payloads removed");

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod inbound;
 pub mod jobs;
 pub mod limits;
+pub mod outbound;
 pub mod smtp;
 pub mod state;
 pub mod store;

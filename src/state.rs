@@ -29,6 +29,7 @@ pub struct Inner {
     pub mail_auth: crate::inbound::authenticate::Authenticator,
     /// Group commit of inbound messages.
     pub inbound_committer: crate::inbound::Committer,
+    pub outbound: crate::outbound::Runtime,
 }
 
 #[derive(Clone)]

@@ -141,5 +141,6 @@ pub mod can {
         LimitsRequest,
         WebhooksManage,
         EmailReceive,
+        EmailSend,
     );
 }

@@ -1,4 +1,5 @@
-//! The team's logs: the audit trail of changes (`kind=audit`).
+//! The team's logs: the audit trail of changes (`kind=audit`) and every outbound delivery
+//! attempt (`kind=delivery`).
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -10,9 +11,10 @@ use super::pagination::{List, ListParams};
 use crate::auth::Principal;
 use crate::auth::perms::Perm;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::AuditId;
+use crate::ids::{AttemptId, AuditId};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditRow};
+use crate::store::outbound::{self, AttemptRow};
 use crate::store::rfc3339;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -22,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
-    /// `audit` (default).
+    /// `audit` (default) or `delivery`.
     pub kind: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
@@ -56,6 +58,47 @@ pub struct AuditOut {
     pub created_at: String,
 }
 
+/// One delivery attempt of an outbound message.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryLogOut {
+    pub id: String,
+    pub kind: &'static str,
+    pub message_id: String,
+    pub delivery_group_id: String,
+    /// A provider id, or `managed`.
+    pub provider_id: String,
+    pub provider_type: String,
+    /// sent | deferred | bounced | failed
+    pub outcome: String,
+    pub response: String,
+    pub duration_ms: i64,
+    pub created_at: String,
+}
+
+impl From<AttemptRow> for DeliveryLogOut {
+    fn from(a: AttemptRow) -> Self {
+        Self {
+            id: a.id,
+            kind: "delivery",
+            message_id: a.message_id,
+            delivery_group_id: a.delivery_group_id,
+            provider_id: a.provider_id,
+            provider_type: a.provider_type,
+            outcome: a.outcome,
+            response: a.response,
+            duration_ms: a.duration_ms,
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LogOut {
+    Audit(AuditOut),
+    Delivery(DeliveryLogOut),
+}
+
 impl From<AuditRow> for AuditOut {
     fn from(r: AuditRow) -> Self {
         Self {
@@ -71,20 +114,28 @@ impl From<AuditRow> for AuditOut {
     }
 }
 
-/// Who changed what, newest first (`logs.read`).
-#[utoipa::path(get, path = "/api/v1/logs", tag = "logs", params(LogParams), responses((status = 200, body = List<AuditOut>)))]
+/// Who changed what (`kind=audit`) or every delivery attempt (`kind=delivery`), newest
+/// first (`logs.read`).
+#[utoipa::path(get, path = "/api/v1/logs", tag = "logs", params(LogParams), responses((status = 200, body = List<LogOut>)))]
 async fn list_logs(
     State(state): State<AppState>,
     p: Principal,
     Query(q): Query<LogParams>,
-) -> ApiResult<axum::Json<List<AuditOut>>> {
+) -> ApiResult<axum::Json<List<LogOut>>> {
     p.require(Perm::LogsRead)?;
-    match q.kind.as_deref() {
-        None | Some("audit") => {}
-        Some(_) => return Err(ApiError::bad_request("kind must be audit").with_param("kind")),
-    }
-    let page = ListParams { limit: q.limit, cursor: q.cursor }.page(|c| AuditId::parse(c).is_some())?;
+    let params = ListParams { limit: q.limit, cursor: q.cursor };
     let mut conn = state.store.pool().acquire().await?;
-    let rows = audit::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
-    Ok(axum::Json(page.finish(rows, |r| r.id.clone(), AuditOut::from)))
+    match q.kind.as_deref() {
+        None | Some("audit") => {
+            let page = params.page(|c| AuditId::parse(c).is_some())?;
+            let rows = audit::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+            Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| LogOut::Audit(r.into()))))
+        }
+        Some("delivery") => {
+            let page = params.page(|c| AttemptId::parse(c).is_some())?;
+            let rows = outbound::list_attempts(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+            Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| LogOut::Delivery(r.into()))))
+        }
+        Some(_) => Err(ApiError::bad_request("kind must be audit or delivery").with_param("kind")),
+    }
 }

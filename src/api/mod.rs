@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod billing;
+pub mod emails;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -16,6 +17,7 @@ pub mod messages;
 pub mod pagination;
 pub mod providers;
 pub mod stream;
+pub mod suppressions;
 pub mod team;
 pub mod validate;
 pub mod webhooks;
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(auth::logout_router())
+        .merge(suppressions::public_router())
         .split_for_parts();
     let (passwords, passwords_doc) = auth::password_router().split_for_parts();
     doc.merge(passwords_doc);
@@ -79,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(stream::router())
         .merge(billing::router())
+        .merge(
+            emails::router().layer(DefaultBodyLimit::max(emails::body_limit(state.settings.outbound.max_email_bytes))),
+        )
+        .merge(suppressions::router())
         .split_for_parts();
     let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
     doc.merge(authed_doc);

@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_provider, list_providers))
         .routes(routes!(get_provider, update_provider, delete_provider))
+        .routes(routes!(test_provider))
         .routes(routes!(create_group, list_groups))
         .routes(routes!(get_group, update_group, delete_group))
 }
@@ -595,4 +596,40 @@ async fn delete_group(State(state): State<AppState>, p: Principal, Path(id): Pat
     .await?;
     state.commit(tx, &p.team_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderTestOut {
+    /// True when the connection, TLS and authentication (SMTP) or an authenticated call
+    /// (SES) worked.
+    pub ok: bool,
+    /// What failed, in words a person can act on; null when `ok`.
+    pub message: Option<String>,
+    /// SES providers: where to point an SNS HTTPS subscription for bounce, complaint and
+    /// delivery notifications.
+    pub notification_url: Option<String>,
+}
+
+/// Check a provider for real: SMTP connects, says EHLO, upgrades to TLS and
+/// authenticates as configured; SES makes an authenticated API call.
+#[utoipa::path(post, path = "/api/v1/providers/{id}/test", tag = "providers", params(("id" = String, Path)), responses((status = 200, body = ProviderTestOut)))]
+async fn test_provider(
+    State(state): State<AppState>,
+    Need(p, _): Need<can::ProvidersManage>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<ProviderTestOut>> {
+    let id = path_id(&id, ProviderId::parse, "provider")?;
+    let row = {
+        let mut conn = state.store.pool().acquire().await?;
+        q::get(&mut conn, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?
+    };
+    let resolved = crate::outbound::providers::from_row(&state.secrets, &row).map_err(ApiError::internal)?;
+    let (result, notification_url) = match &resolved.target {
+        crate::outbound::providers::Target::Smtp(t) => (crate::outbound::smtp::SmtpPool::check(t).await, None),
+        crate::outbound::providers::Target::Ses(t) => (
+            crate::outbound::ses::check(&state.outbound.http, t).await,
+            Some(super::suppressions::notification_path(&state, &row.id)),
+        ),
+    };
+    Ok(axum::Json(ProviderTestOut { ok: result.is_ok(), message: result.err(), notification_url }))
 }

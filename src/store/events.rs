@@ -178,3 +178,91 @@ pub async fn head(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
 pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64> {
     Ok(sqlx::query("DELETE FROM events WHERE created_at < $1").bind(cutoff).execute(conn).await?.rows_affected())
 }
+
+/// Appends several events in one statement per 16 (group commit of accepted mail). On
+/// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
+/// several teams cannot deadlock on them.
+pub async fn append_many(
+    backend: Backend,
+    tx: &mut Tx,
+    items: &[(&str, &str, Subject<'_>, serde_json::Value)],
+) -> sqlx::Result<()> {
+    if backend == Backend::Postgres {
+        let mut teams: Vec<&str> = items.iter().map(|i| i.0).collect();
+        teams.sort_unstable();
+        teams.dedup();
+        for team in teams {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(team).execute(&mut **tx).await?;
+        }
+    }
+    let created_at = now_ms();
+    // Ids and payloads first: the same bytes go into the log and the deliveries.
+    let built: Vec<(String, String)> = items
+        .iter()
+        .map(|(_, kind, _, data)| {
+            let id = EventId::new().into_string();
+            let payload = serde_json::json!({
+                "id": id,
+                "type": kind,
+                "created_at": super::rfc3339(created_at),
+                "data": data,
+            })
+            .to_string();
+            (id, payload)
+        })
+        .collect();
+    for (chunk, ids) in items.chunks(16).zip(built.chunks(16)) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at) VALUES {}",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((team_id, kind, subject, _), (id, payload)) in chunk.iter().zip(ids) {
+            q = q
+                .bind(id)
+                .bind(*team_id)
+                .bind(*kind)
+                .bind(subject.mailbox_id)
+                .bind(subject.delivery_group_id)
+                .bind(subject.message_id)
+                .bind(payload)
+                .bind(created_at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    // The outbox, as in `append`: deliveries commit with their events.
+    let mut teams: Vec<&str> = items.iter().map(|i| i.0).collect();
+    teams.sort_unstable();
+    teams.dedup();
+    for team in teams {
+        let hooks = super::webhooks::enabled_of_team(tx, team).await?;
+        for ((team_id, kind, subject, _), (id, payload)) in items.iter().zip(&built) {
+            if *team_id != team {
+                continue;
+            }
+            for hook in hooks.iter().filter(|h| h.wants(kind, subject.mailbox_id)) {
+                super::webhooks::enqueue(tx, team, &hook.id, id, kind, payload).await?;
+            }
+        }
+        if backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(team).execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}

@@ -8,6 +8,7 @@ pub mod inbound;
 pub mod keys;
 pub mod limits;
 pub mod mailboxes;
+pub mod outbound;
 pub mod people;
 pub mod providers;
 pub mod usage;

@@ -222,3 +222,12 @@ pub async fn delete_group(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Res
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// The team owning a provider, for routes that reach a provider without a credential
+/// (SES notifications, authenticated by a token derived from the provider id).
+pub async fn team_of(conn: &mut Conn, id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT team_id FROM providers WHERE id = $1 AND kind = 'ses'")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

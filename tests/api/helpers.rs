@@ -101,11 +101,20 @@ impl TestApp {
     }
 
     /// Stops this server and starts a new one on the same data folder and database.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(&[]).await
+    }
+
+    /// As [`TestApp::restart`], with some settings changed.
+    pub async fn restart_with(mut self, changes: &[(&str, &str)]) -> TestApp {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let db = self.db.take();
-        let env: Vec<(String, String)> = std::mem::take(&mut self.env);
+        let mut env: Vec<(String, String)> = std::mem::take(&mut self.env);
+        for (k, v) in changes {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
         let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Self::spawn_in(dir, db, &extra).await
     }

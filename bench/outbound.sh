@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Outbound benchmark (docs/PERFORMANCE.md, "Outbound"). Needs a release build, wrk,
+# postfix's smtp-sink, sqlite3 and (for the PostgreSQL run) psql with a server at
+# 127.0.0.1:5432. Usage: bench/outbound.sh [seconds per wrk run, default 10]
+#
+# (a) accepted sends per second: POST /api/v1/emails with a 2 KB body over 64
+#     connections, beside GET /healthz of the same binary in the same run; on SQLite
+#     and on PostgreSQL. Workers are off (SENDMUX_OUTBOUND_WORKERS=0) so this measures
+#     acceptance: validate, commit message + event, answer 202.
+# (b) delivered per second: the queue filled in (a) is drained by the workers of a
+#     fresh process into smtp-sink over pooled connections, timed from start to the
+#     last message recorded as delivered.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-10}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET/release/sendmux"
+[ -x "$BIN" ] || cargo build --release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+SINK_PORT=$(free_port)
+if [ "$(id -u)" = 0 ]; then smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 1024 & else smtp-sink "127.0.0.1:$SINK_PORT" 1024 & fi
+PIDS+=($!)
+
+BODY=$(python3 - <<'PY'
+import json
+text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 40)[:1800]
+print(json.dumps({"from": "Bench <bench@example.com>", "to": ["reader@example.org"],
+                  "subject": "Benchmark message", "text": text}))
+PY
+)
+cat > "$WORK/send.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("SEND_KEY")
+wrk.body = [[$BODY]]
+LUA
+
+start_server() { # $1 data dir, $2 port, $3 workers, $4 database url (optional)
+  local env=(SENDMUX_DATA_DIR="$1" SENDMUX_HTTP_ADDR="127.0.0.1:$2" SENDMUX_SMTP_ADDR="127.0.0.1:0"
+    SENDMUX_SIGNUP=open SENDMUX_LIMIT_SENDING_RATE_PER_MINUTE=100000000 SENDMUX_RATE_LIMIT_PER_MINUTE=100000000
+    SENDMUX_OUTBOUND_WORKERS="$3" SENDMUX_LOG=warn SENDMUX_DATABASE_MAX_CONNECTIONS=32)
+  [ -n "${4:-}" ] && env+=(SENDMUX_DATABASE_URL="$4")
+  env "${env[@]}" "$BIN" serve >"$WORK/server-$2.log" 2>&1 &
+  SERVER=$!
+  PIDS+=($SERVER)
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$2/healthz" >/dev/null && return; sleep 0.1; done
+  echo "server did not start"; cat "$WORK/server-$2.log"; exit 1
+}
+
+setup_team() { # $1 port -> prints the sending key
+  local base="http://127.0.0.1:$1/api/v1" token prv grp
+  token=$(curl -sf "$base/auth/signup" -H 'content-type: application/json' \
+    -d "{\"email\": \"bench-$RANDOM@example.com\", \"password\": \"a long bench passphrase\", \"team_name\": \"Bench\"}" | jq -r .token)
+  prv=$(curl -sf "$base/providers" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"name\": \"sink\", \"type\": \"smtp\", \"config\": {\"host\": \"127.0.0.1\", \"port\": $SINK_PORT, \"security\": \"none\"}}" | jq -r .id)
+  grp=$(curl -sf "$base/delivery-groups" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"name\": \"bench\", \"strategy\": \"failover\", \"members\": [{\"provider_id\": \"$prv\"}]}" | jq -r .id)
+  curl -sf "$base/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"name\": \"bench\", \"kind\": \"sending\", \"delivery_group_id\": \"$grp\"}" | jq -r .key
+}
+
+rps() { awk '/Requests\/sec/ {print $2}'; }
+
+accept_run() { # $1 label, $2 database url (optional) ; sets DIR PORT
+  DIR="$WORK/data-$1"; PORT=$(free_port)
+  start_server "$DIR" "$PORT" 0 "${2:-}"
+  SEND_KEY=$(setup_team "$PORT"); export SEND_KEY
+  wrk -t2 -c64 -d2s "http://127.0.0.1:$PORT/healthz" >/dev/null  # warm up
+  local health sends non2xx
+  health=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$PORT/healthz" | rps)
+  out=$(wrk -t2 -c64 -d"${SECS}s" -s "$WORK/send.lua" "http://127.0.0.1:$PORT/api/v1/emails")
+  sends=$(echo "$out" | rps)
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+  echo "$1: /healthz ${health} req/s, POST /emails ${sends} req/s (non-2xx: ${non2xx:-0}), ratio $(python3 -c "print(round($sends/$health, 3))")"
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+}
+
+drain_run() { # $1 label, $2 database url (optional), $3 count query runner
+  local port t0 total done_n
+  port=$(free_port)
+  total=$($3 "SELECT COUNT(*) FROM outbound_messages WHERE status = 'queued'")
+  t0=$(date +%s.%N)
+  start_server "$DIR" "$port" "${WORKERS:-4}" "${2:-}"
+  while :; do
+    done_n=$($3 "SELECT COUNT(*) FROM outbound_messages WHERE status = 'queued' OR status = 'sending'")
+    [ "$done_n" = 0 ] && break
+    sleep 0.2
+  done
+  local t1; t1=$(date +%s.%N)
+  local delivered; delivered=$($3 "SELECT COUNT(*) FROM outbound_messages WHERE status = 'delivered'")
+  echo "$1: delivered $delivered of $total queued in $(python3 -c "print(round($t1-$t0, 2))") s = $(python3 -c "print(round($delivered/($t1-$t0)))") msg/s into smtp-sink (includes process start)"
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+}
+
+echo "== SQLite"
+accept_run sqlite
+sq() { sqlite3 -cmd ".timeout 10000" "$DIR/sendmux.db" "$1" 2>/dev/null || echo -1; }
+drain_run sqlite "" sq
+
+if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  echo "== PostgreSQL"
+  DB="sendmux_bench_$$"
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $DB" postgres
+  PGURL="postgres://postgres@127.0.0.1:5432/$DB"
+  accept_run postgres "$PGURL"
+  pq() { psql -tA -h 127.0.0.1 -U postgres -d "$DB" -c "$1"; }
+  drain_run postgres "$PGURL" pq
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $DB WITH (FORCE)" postgres
+fi

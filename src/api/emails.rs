@@ -1,0 +1,251 @@
+//! Sending: `POST /emails` and `/emails/batch` queue messages (202 after commit, with
+//! optional `Idempotency-Key`), `GET /emails/{id}` reports status and attempts.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{Need, can, parse_json, path_id};
+use crate::auth::perms::Perm;
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult};
+use crate::ids::MessageId;
+use crate::outbound::accept::{Accept, Answer, Idempotency};
+use crate::outbound::mime;
+use crate::outbound::validate::{self, Email, EmailIn};
+use crate::state::AppState;
+use crate::store::outbound::{self as q, MessageRow};
+use crate::store::{now_ms, rfc3339};
+
+pub use crate::outbound::accept::IDEMPOTENCY_TTL_MS;
+/// Most messages in one `POST /emails/batch`.
+pub const MAX_BATCH: usize = 100;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(send_email)).routes(routes!(send_batch)).routes(routes!(get_email))
+}
+
+/// The largest request body the send routes read: the message limit in base64 plus room
+/// for the JSON around it.
+pub fn body_limit(max_email_bytes: usize) -> usize {
+    max_email_bytes / 3 * 4 + (1 << 20)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueuedOut {
+    pub id: String,
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptOut {
+    pub id: String,
+    /// A provider id, or `managed`.
+    pub provider_id: String,
+    pub provider_type: String,
+    /// sent | deferred | bounced | failed
+    pub outcome: String,
+    /// The provider's answer.
+    pub response: String,
+    pub duration_ms: i64,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EmailOut {
+    pub id: String,
+    /// queued | sending | sent | delivered | deferred | bounced | failed | suppressed
+    pub status: String,
+    pub delivery_group_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    /// The Message-ID header.
+    pub message_id_header: String,
+    /// The member that took the message (a provider id or `managed`).
+    pub provider_id: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub last_error: Option<String>,
+    /// When the next try is due (deferred messages).
+    pub next_attempt_at: Option<String>,
+    pub attempts: Vec<AttemptOut>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn sending_group(p: &Principal) -> ApiResult<&str> {
+    match &p.scope {
+        Scope::DeliveryGroup(g) => Ok(g),
+        _ => Err(ApiError::forbidden("Only a sending key (smx_snd_) sends mail; it sends through its delivery group")),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let v = v.to_str().ok().map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255);
+    match v {
+        Some(v) if v.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Ok(Some(v.to_owned())),
+        _ => Err(ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters")),
+    }
+}
+
+/// The queue row of one validated message.
+fn message_row(state: &AppState, team_id: &str, group_id: &str, email: &Email) -> ApiResult<MessageRow> {
+    let id = MessageId::new().into_string();
+    let now = now_ms();
+    Ok(MessageRow {
+        mime_message_id: mime::message_id_header(&id, &email.from),
+        id,
+        team_id: team_id.to_owned(),
+        delivery_group_id: group_id.to_owned(),
+        status: "queued".into(),
+        from_addr: email.from.display(),
+        recipients: serde_json::to_string(&email.envelope_recipients()).map_err(ApiError::internal)?,
+        subject: email.subject.clone(),
+        request: serde_json::to_string(email).map_err(ApiError::internal)?,
+        provider_id: None,
+        provider_message_id: None,
+        last_error: None,
+        attempts: 0,
+        next_attempt_at: now,
+        locked_until: None,
+        expires_at: now + state.settings.outbound.retry_window_ms,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Commits `messages` with `answer` in the next group, under the request's idempotency
+/// key if any: the first answer is stored with the messages, in the same transaction,
+/// and replayed for the same key and body.
+async fn accept(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    body: &[u8],
+    messages: Vec<MessageRow>,
+    answer: Value,
+) -> ApiResult<Response> {
+    let idempotency = idempotency_key(headers)?.map(|key| Idempotency {
+        team_id: p.team_id.clone(),
+        scope: messages.first().map(|m| m.delivery_group_id.clone()).unwrap_or_default(),
+        key,
+        hash: hex::encode(Sha256::digest(body)),
+    });
+    let res = match state.outbound.accept.run(Accept { idempotency, messages, answer }).await? {
+        Answer::Fresh(answer) => {
+            state.outbound.wake.notify_one();
+            (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+        }
+        Answer::Replayed(status, answer) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            let mut res = (status, axum::Json(answer)).into_response();
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            res
+        }
+    };
+    Ok(res)
+}
+
+/// Send one email through the sending key's delivery group.
+#[utoipa::path(post, path = "/api/v1/emails", tag = "emails", request_body = EmailIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h return the first answer")),
+    responses((status = 202, body = QueuedOut), (status = 409, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+async fn send_email(
+    State(state): State<AppState>,
+    Need(p, _): Need<can::EmailSend>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let group = sending_group(&p)?.to_owned();
+    let input: EmailIn = parse_json(&body)?;
+    let email = validate::email("", input, state.settings.outbound.max_email_bytes)?;
+    let row = message_row(&state, &p.team_id, &group, &email)?;
+    let answer = json!({"id": row.id, "status": "queued"});
+    accept(&state, &p, &headers, &body, vec![row], answer).await
+}
+
+/// Send up to 100 emails (a JSON array of `POST /emails` bodies); all or none are queued.
+#[utoipa::path(post, path = "/api/v1/emails/batch", tag = "emails", request_body = Vec<EmailIn>,
+    responses((status = 202, description = "`{\"data\": [{\"id\", \"status\"}]}` in request order"),
+        (status = 422, body = crate::error::ErrorBody)))]
+async fn send_batch(
+    State(state): State<AppState>,
+    Need(p, _): Need<can::EmailSend>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let group = sending_group(&p)?.to_owned();
+    let inputs: Vec<EmailIn> = parse_json(&body)?;
+    if inputs.is_empty() || inputs.len() > MAX_BATCH {
+        return Err(ApiError::invalid("", format!("A batch holds 1 to {MAX_BATCH} emails, got {}", inputs.len())));
+    }
+    let max = state.settings.outbound.max_email_bytes;
+    let emails = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| validate::email(&format!("[{i}]."), e, max))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let rows = emails.iter().map(|e| message_row(&state, &p.team_id, &group, e)).collect::<ApiResult<Vec<_>>>()?;
+    let data: Vec<Value> = rows.iter().map(|r| json!({"id": r.id, "status": "queued"})).collect();
+    accept(&state, &p, &headers, &body, rows, json!({"data": data})).await
+}
+
+/// Status and attempts of a sent email. A sending key sees its own group's messages.
+#[utoipa::path(get, path = "/api/v1/emails/{id}", tag = "emails", params(("id" = String, Path)),
+    responses((status = 200, body = EmailOut), (status = 404, body = crate::error::ErrorBody)))]
+async fn get_email(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<EmailOut>> {
+    let group = match &p.scope {
+        Scope::DeliveryGroup(g) => {
+            p.require(Perm::EmailSend)?;
+            Some(g.as_str())
+        }
+        _ => {
+            p.require(Perm::ProvidersRead)?;
+            None
+        }
+    };
+    let id = path_id(&id, MessageId::parse, "email")?;
+    let mut conn = state.store.pool().acquire().await?;
+    let row =
+        q::get_message(&mut conn, &p.team_id, id.as_str(), group).await?.ok_or_else(|| ApiError::not_found("email"))?;
+    let attempts = q::attempts_of(&mut conn, &p.team_id, &row.id).await?;
+    Ok(axum::Json(EmailOut {
+        id: row.id,
+        status: row.status.clone(),
+        delivery_group_id: row.delivery_group_id,
+        from: row.from_addr,
+        to: serde_json::from_str(&row.recipients).unwrap_or_default(),
+        subject: row.subject,
+        message_id_header: format!("<{}>", row.mime_message_id),
+        provider_id: row.provider_id,
+        provider_message_id: row.provider_message_id,
+        last_error: row.last_error,
+        next_attempt_at: (row.status == "deferred").then(|| rfc3339(row.next_attempt_at)),
+        attempts: attempts
+            .into_iter()
+            .map(|a| AttemptOut {
+                id: a.id,
+                provider_id: a.provider_id,
+                provider_type: a.provider_type,
+                outcome: a.outcome,
+                response: a.response,
+                duration_ms: a.duration_ms,
+                created_at: rfc3339(a.created_at),
+            })
+            .collect(),
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    }))
+}

@@ -1,0 +1,404 @@
+//! Outbound messages (the send queue), their delivery attempts, the suppression list and
+//! idempotency keys of send requests.
+
+use super::{Backend, Conn, Store};
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct MessageRow {
+    pub id: String,
+    pub team_id: String,
+    pub delivery_group_id: String,
+    pub status: String,
+    pub from_addr: String,
+    pub recipients: String,
+    pub subject: String,
+    pub request: String,
+    pub mime_message_id: String,
+    pub provider_id: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub locked_until: Option<i64>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr, recipients, subject, request, \
+     mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
+     expires_at, created_at, updated_at";
+
+/// Inserts many messages, one statement per 8 rows (SQLite looks each `$n` up by a
+/// linear scan, so very wide statements cost more per row than they save).
+pub async fn insert_messages(conn: &mut Conn, rows: &[&MessageRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(8) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let cols: Vec<String> = (1..=18).map(|c| format!("${}", r * 18 + c)).collect();
+                format!("({})", cols.join(", "))
+            })
+            .collect();
+        let sql = format!("INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) VALUES {}", marks.join(", "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(&m.id)
+                .bind(&m.team_id)
+                .bind(&m.delivery_group_id)
+                .bind(&m.status)
+                .bind(&m.from_addr)
+                .bind(&m.recipients)
+                .bind(&m.subject)
+                .bind(&m.request)
+                .bind(&m.mime_message_id)
+                .bind(m.provider_id.as_deref())
+                .bind(m.provider_message_id.as_deref())
+                .bind(m.last_error.as_deref())
+                .bind(m.attempts)
+                .bind(m.next_attempt_at)
+                .bind(m.locked_until)
+                .bind(m.expires_at)
+                .bind(m.created_at)
+                .bind(m.updated_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A message of the team; with `group`, only when it was sent through that group.
+pub async fn get_message(
+    conn: &mut Conn,
+    team_id: &str,
+    id: &str,
+    group: Option<&str>,
+) -> sqlx::Result<Option<MessageRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE team_id = $1 AND id = $2 \
+         AND ($3 IS NULL OR delivery_group_id = $3)"
+    )))
+    .bind(team_id)
+    .bind(id)
+    .bind(group)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The team's message a provider knows as `provider_message_id`.
+pub async fn by_provider_message_id(
+    conn: &mut Conn,
+    team_id: &str,
+    provider_message_id: &str,
+) -> sqlx::Result<Option<MessageRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE team_id = $1 AND provider_message_id = $2"
+    )))
+    .bind(team_id)
+    .bind(provider_message_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Claims up to `limit` due messages for one worker until `lease_until`: each claim adds
+/// one to `attempts`, which the worker's final write checks (a fencing token), so a
+/// worker whose lease ran out cannot overwrite the next one's result. PostgreSQL skips
+/// rows other nodes are claiming; SQLite's single UPDATE is atomic under its write lock.
+pub async fn claim(store: &Store, now: i64, lease_until: i64, limit: i64) -> sqlx::Result<Vec<MessageRow>> {
+    let lock = match store.backend() {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE outbound_messages SET status = 'sending', locked_until = $1, attempts = attempts + 1, updated_at = $2 \
+         WHERE id IN (SELECT id FROM outbound_messages WHERE status IN ('queued', 'sending', 'deferred') \
+           AND next_attempt_at <= $2 AND (locked_until IS NULL OR locked_until < $2) \
+           ORDER BY next_attempt_at LIMIT $3 {lock}) \
+         RETURNING {MESSAGE_COLUMNS}"
+    )))
+    .bind(lease_until)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await
+}
+
+/// The result of an attempt; false when the claim was lost (another worker owns it).
+#[allow(clippy::too_many_arguments)]
+pub async fn finish(
+    conn: &mut Conn,
+    team_id: &str,
+    id: &str,
+    claimed_attempts: i64,
+    status: &str,
+    provider_id: Option<&str>,
+    provider_message_id: Option<&str>,
+    last_error: Option<&str>,
+    next_attempt_at: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE outbound_messages SET status = $4, provider_id = COALESCE($5, provider_id), \
+         provider_message_id = COALESCE($6, provider_message_id), last_error = $7, next_attempt_at = $8, \
+         locked_until = NULL, updated_at = $9 WHERE team_id = $1 AND id = $2 AND attempts = $3 AND status = 'sending'",
+    )
+    .bind(team_id)
+    .bind(id)
+    .bind(claimed_attempts)
+    .bind(status)
+    .bind(provider_id)
+    .bind(provider_message_id)
+    .bind(last_error)
+    .bind(next_attempt_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets the status of a message that has left the queue (notifications from SES).
+pub async fn set_status(conn: &mut Conn, team_id: &str, id: &str, status: &str, now: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE outbound_messages SET status = $3, updated_at = $4 WHERE team_id = $1 AND id = $2")
+        .bind(team_id)
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct AttemptRow {
+    pub id: String,
+    pub team_id: String,
+    pub message_id: String,
+    pub delivery_group_id: String,
+    pub provider_id: String,
+    pub provider_type: String,
+    pub outcome: String,
+    pub response: String,
+    pub duration_ms: i64,
+    pub created_at: i64,
+}
+
+const ATTEMPT_COLUMNS: &str = "id, team_id, message_id, delivery_group_id, provider_id, provider_type, outcome, response, duration_ms, created_at";
+
+pub async fn insert_attempt(conn: &mut Conn, a: &AttemptRow) -> sqlx::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO outbound_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    )))
+    .bind(&a.id)
+    .bind(&a.team_id)
+    .bind(&a.message_id)
+    .bind(&a.delivery_group_id)
+    .bind(&a.provider_id)
+    .bind(&a.provider_type)
+    .bind(&a.outcome)
+    .bind(&a.response)
+    .bind(a.duration_ms)
+    .bind(a.created_at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn attempts_of(conn: &mut Conn, team_id: &str, message_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM outbound_attempts WHERE team_id = $1 AND message_id = $2 ORDER BY id"
+    )))
+    .bind(team_id)
+    .bind(message_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The delivery log: attempts newest first.
+pub async fn list_attempts(
+    conn: &mut Conn,
+    team_id: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<AttemptRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM outbound_attempts WHERE team_id = $1 AND ($2 IS NULL OR id < $2) \
+         ORDER BY id DESC LIMIT $3"
+    )))
+    .bind(team_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct SuppressionRow {
+    pub team_id: String,
+    pub address: String,
+    pub reason: String,
+    pub message_id: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// Which of `addresses` (lower-case) are on the team's suppression list.
+pub async fn suppressed_among(conn: &mut Conn, team_id: &str, addresses: &[String]) -> sqlx::Result<Vec<String>> {
+    if addresses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (0..addresses.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!("SELECT address FROM suppressions WHERE team_id = $1 AND address IN ({})", marks.join(", "));
+    let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(team_id);
+    for a in addresses {
+        q = q.bind(a);
+    }
+    q.fetch_all(conn).await
+}
+
+pub async fn suppress(
+    conn: &mut Conn,
+    team_id: &str,
+    address: &str,
+    reason: &str,
+    message_id: Option<&str>,
+    detail: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO suppressions (team_id, address, reason, message_id, detail, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (team_id, address) DO NOTHING",
+    )
+    .bind(team_id)
+    .bind(address.to_ascii_lowercase())
+    .bind(reason)
+    .bind(message_id)
+    .bind(detail)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The suppression list in address order, after the address `after`.
+pub async fn list_suppressions(
+    conn: &mut Conn,
+    team_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<SuppressionRow>> {
+    sqlx::query_as(
+        "SELECT team_id, address, reason, message_id, detail, created_at FROM suppressions \
+         WHERE team_id = $1 AND ($2 IS NULL OR address > $2) ORDER BY address LIMIT $3",
+    )
+    .bind(team_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn delete_suppression(conn: &mut Conn, team_id: &str, address: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM suppressions WHERE team_id = $1 AND address = $2")
+        .bind(team_id)
+        .bind(address.to_ascii_lowercase())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What an earlier request with the same idempotency key left.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub status_code: Option<i64>,
+    pub response: Option<String>,
+}
+
+/// Reserves `key` for this request inside the caller's transaction. `None`: reserved
+/// (go ahead, then [`idempotency_save`]); `Some`: an earlier request holds it. A
+/// concurrent request with the same key waits on the unique index until the first
+/// commits (PostgreSQL) or on the write lock (SQLite), then sees its answer.
+pub async fn idempotency_reserve(
+    conn: &mut Conn,
+    team_id: &str,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    now: i64,
+    ttl_ms: i64,
+) -> sqlx::Result<Option<IdempotencyRow>> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE team_id = $1 AND scope = $2 AND idem_key = $3 AND created_at < $4")
+        .bind(team_id)
+        .bind(scope)
+        .bind(key)
+        .bind(now - ttl_ms)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (team_id, scope, idem_key, request_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (team_id, scope, idem_key) DO NOTHING",
+    )
+    .bind(team_id)
+    .bind(scope)
+    .bind(key)
+    .bind(hash)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "SELECT request_hash, status_code, response FROM idempotency_keys WHERE team_id = $1 AND scope = $2 AND idem_key = $3",
+    )
+    .bind(team_id)
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn idempotency_save(
+    conn: &mut Conn,
+    team_id: &str,
+    scope: &str,
+    key: &str,
+    status: i64,
+    response: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET status_code = $4, response = $5 WHERE team_id = $1 AND scope = $2 AND idem_key = $3",
+    )
+    .bind(team_id)
+    .bind(scope)
+    .bind(key)
+    .bind(status)
+    .bind(response)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Drops idempotency keys older than `cutoff` (maintenance).
+pub async fn idempotency_expire(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// The message the operator's managed SES knows as `provider_message_id`, whichever
+/// team sent it: the one lookup without a team id, for the managed route's notification
+/// endpoint (which the instance key authenticates), where the team is not known upfront.
+pub async fn managed_by_provider_message_id(
+    conn: &mut Conn,
+    provider_message_id: &str,
+) -> sqlx::Result<Option<MessageRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE provider_id = 'managed' AND provider_message_id = $1"
+    )))
+    .bind(provider_message_id)
+    .fetch_optional(conn)
+    .await
+}
