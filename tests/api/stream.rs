@@ -300,3 +300,38 @@ async fn an_event_reaches_streams_on_every_node() {
         assert_eq!(b.next_event(Duration::from_secs(5)).await.0, id);
     }
 }
+
+/// The whole path: mail arrives over real SMTP, is stored, and its event reaches both a
+/// live stream and a signed webhook, with the same event id.
+#[tokio::test]
+async fn mail_received_over_smtp_reaches_the_stream_and_the_webhook() {
+    let app = TestApp::spawn_with(&[("SENDMUX_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")]).await;
+    let s = setup(&app).await;
+    let receiver = Receiver::start(vec![]).await;
+    let res = app
+        .post(
+            "/api/v1/webhooks",
+            &s.owner.token,
+            json!({"url": receiver.url, "event_types": ["message.received"], "mailbox_ids": [s.mailbox]}),
+        )
+        .await;
+    expect_status(res, StatusCode::CREATED).await;
+    let mut stream = Sse::open(&app, &s.key, "?event_types=message.received", None).await;
+
+    let raw = b"From: Ada <ada@example.org>\r\nTo: agent@localhost\r\nSubject: Pipeline check\r\nMessage-ID: <p1@example.org>\r\n\r\nHello agent.\r\n";
+    let report = app.send_smtp("ada@example.org", &["agent@localhost"], raw).await;
+    assert_eq!(report["data"][0], 250, "{report}");
+
+    let (id, kind, data) = stream.next_event(Duration::from_secs(10)).await;
+    assert_eq!(kind, "message.received");
+    assert_eq!(data["data"]["subject"], "Pipeline check");
+    assert_eq!(data["data"]["mailbox_id"], s.mailbox.as_str());
+    let hit = receiver.wait_for(1).await.remove(0);
+    assert_eq!(hit.headers["x-sendmux-event-id"], id);
+    let body: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(body, data, "the webhook carries the same event bytes as the stream");
+    // The stored message is the one the event points at.
+    let message =
+        expect_status(app.get(data["data"]["url"].as_str().unwrap(), &s.owner.token).await, StatusCode::OK).await;
+    assert_eq!(message["subject"], "Pipeline check");
+}
