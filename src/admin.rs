@@ -2,16 +2,18 @@
 
 use anyhow::{Context, anyhow};
 
+use crate::api::admin::TeamUsage;
 use crate::api::validate;
 use crate::auth::password;
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::store::{Store, audit::Actor, limits as q, rfc3339};
+use crate::store::{Store, audit::Actor, limits as q, now_ms, rfc3339};
 
 pub enum Task {
     CreateTeam { name: String, owner_email: String, owner_password: Option<String> },
     Decide { id: String, approve: bool, limit: Option<i64> },
     ListIncreases { all: bool },
+    Usage { month: String },
 }
 
 fn user_error(e: ApiError) -> anyhow::Error {
@@ -92,7 +94,39 @@ pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
                 );
             }
         }
+        Task::Usage { month } => {
+            let (month, from, to) = crate::api::admin::month("--month", Some(&month)).map_err(user_error)?;
+            let mut conn = store.pool().acquire().await?;
+            let teams = crate::api::admin::every_team_usage(&settings.prices, &mut conn, from, to, now_ms())
+                .await
+                .map_err(user_error)?;
+            print!("{}", usage_report(&month, &teams));
+        }
     }
     store.close().await;
     Ok(())
+}
+
+/// One line per team and metric, tab-separated so it pastes into a spreadsheet:
+/// `team_id  team_name  metric  quantity  unit  unit_price  amount`, then the seats and
+/// the team's total.
+pub fn usage_report(month: &str, teams: &[TeamUsage]) -> String {
+    let mut out = format!("usage for {month} (UTC, USD)\n");
+    out.push_str("team_id\tteam_name\tmetric\tquantity\tunit\tunit_price\tamount\n");
+    if teams.is_empty() {
+        out.push_str("no teams\n");
+    }
+    for t in teams {
+        let u = &t.usage;
+        let name = t.team_name.replace(['\t', '\n', '\r'], " ");
+        for i in &u.line_items {
+            out.push_str(&format!(
+                "{}\t{name}\t{}\t{}\t{}\t{}\t{}\n",
+                u.team_id, i.metric, i.quantity, i.unit, i.unit_price, i.amount
+            ));
+        }
+        out.push_str(&format!("{}\t{name}\tseats\t{}\tseat\t0\t{}\n", u.team_id, u.seats.count, u.seats.amount));
+        out.push_str(&format!("{}\t{name}\ttotal\t\t\t\t{}\n", u.team_id, u.total));
+    }
+    out
 }

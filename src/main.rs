@@ -67,6 +67,13 @@ enum Admin {
         #[arg(long)]
         all: bool,
     },
+    /// Print every team's usage line items and totals for a calendar month (UTC), to
+    /// invoice from.
+    Usage {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -128,6 +135,7 @@ impl From<Admin> for sendmux::admin::Task {
             Admin::ApproveIncrease { id, limit } => Task::Decide { id, approve: true, limit },
             Admin::DenyIncrease { id } => Task::Decide { id, approve: false, limit: None },
             Admin::Increases { all } => Task::ListIncreases { all },
+            Admin::Usage { month } => Task::Usage { month },
         }
     }
 }

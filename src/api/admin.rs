@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::billing::UsageOut;
 use super::extract::{Json, Query, path_id};
 use super::limits::IncreaseOut;
 use super::pagination::{List, ListParams};
@@ -18,7 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids::IncreaseRequestId;
 use crate::state::AppState;
 use crate::store::audit::Actor;
-use crate::store::{limits as q, rfc3339};
+use crate::store::{Conn, limits as q, now_ms, people, rfc3339};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_increase_requests))
         .routes(routes!(approve))
         .routes(routes!(deny))
+        .routes(routes!(usage))
 }
 
 /// Admits only the operator's token; without one configured the admin API does not exist.
@@ -150,4 +152,74 @@ async fn deny(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
     let id = path_id(&id, IncreaseRequestId::parse, "increase request")?;
     let row = crate::limits::decide(&state.store, id.as_str(), false, None, "admin_api").await?;
     Ok(axum::Json(row.into()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MonthParam {
+    /// A calendar month in UTC, `YYYY-MM`.
+    pub month: Option<String>,
+}
+
+/// One team's usage for the month, with the team's name.
+#[derive(Serialize, ToSchema)]
+pub struct TeamUsage {
+    pub team_name: String,
+    #[serde(flatten)]
+    pub usage: UsageOut,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MonthUsage {
+    pub month: String,
+    pub data: Vec<TeamUsage>,
+}
+
+/// The `[from, to)` of a `YYYY-MM` month, or a 422 naming `param`.
+pub fn month(param: &str, raw: Option<&str>) -> ApiResult<(String, i64, i64)> {
+    let raw = raw.ok_or_else(|| ApiError::invalid(param, format!("{param} is required (YYYY-MM)")))?;
+    let ok = raw.len() == 7 && raw.as_bytes()[4] == b'-';
+    match crate::billing::parse_month(raw) {
+        Some((from, to)) if ok => Ok((raw.to_owned(), from, to)),
+        _ => Err(ApiError::invalid(param, format!("{param} must be a month as YYYY-MM, not {raw:?}"))),
+    }
+}
+
+/// Every team's priced usage for `[from, to)`, oldest team first; the admin API and the
+/// CLI both print this.
+pub async fn every_team_usage(
+    prices: &crate::billing::Prices,
+    conn: &mut Conn,
+    from: i64,
+    to: i64,
+    now: i64,
+) -> ApiResult<Vec<TeamUsage>> {
+    let mut teams = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = people::list_teams(conn, before.as_deref(), 500).await?;
+        let done = page.len() < 500;
+        before = page.last().map(|t| t.id.clone());
+        teams.extend(page);
+        if done {
+            break;
+        }
+    }
+    teams.reverse();
+    let mut out = Vec::with_capacity(teams.len());
+    for team in teams {
+        let usage = super::billing::compute_with(prices, conn, &team.id, from, to, false, now).await?;
+        out.push(TeamUsage { team_name: team.name, usage });
+    }
+    Ok(out)
+}
+
+/// Every team's usage and amounts for a calendar month, to invoice from.
+#[utoipa::path(get, path = "/api/v1/admin/usage", tag = "admin", params(MonthParam),
+    responses((status = 200, body = MonthUsage), (status = 422, body = crate::error::ErrorBody)))]
+async fn usage(State(state): State<AppState>, Query(q): Query<MonthParam>) -> ApiResult<axum::Json<MonthUsage>> {
+    let (month, from, to) = month("month", q.month.as_deref())?;
+    let mut conn = state.store.pool().acquire().await?;
+    let data = every_team_usage(&state.settings.prices, &mut conn, from, to, now_ms()).await?;
+    Ok(axum::Json(MonthUsage { month, data }))
 }

@@ -90,7 +90,7 @@ pub fn period(from: Option<&str>, to: Option<&str>, now: i64) -> ApiResult<(i64,
     Ok((from, to))
 }
 
-/// The team's usage for a period, priced.
+/// The team's usage for a period, priced with the instance's prices.
 pub async fn compute(
     state: &AppState,
     conn: &mut Conn,
@@ -99,8 +99,20 @@ pub async fn compute(
     to: i64,
     per_day: bool,
 ) -> ApiResult<UsageOut> {
-    let now = now_ms();
-    let prices = &state.settings.prices;
+    compute_with(&state.settings.prices, conn, team_id, from, to, per_day, now_ms()).await
+}
+
+/// As [`compute`], from settings alone (the CLI has no running server), storage
+/// integrated up to `now`.
+pub async fn compute_with(
+    prices: &billing::Prices,
+    conn: &mut Conn,
+    team_id: &str,
+    from: i64,
+    to: i64,
+    per_day: bool,
+    now: i64,
+) -> ApiResult<UsageOut> {
     let line_items = billing::line_items(conn, team_id, from, to, now, prices).await?;
     let days = if per_day {
         let mut days = Vec::new();
