@@ -5,6 +5,7 @@ mod helpers;
 
 mod audit;
 mod bad_input;
+mod billing;
 mod cli;
 mod events;
 mod inbound;
