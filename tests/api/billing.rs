@@ -564,4 +564,10 @@ async fn the_operator_sees_every_teams_month_in_the_cli_and_the_admin_api() {
     assert_eq!(err["param"], "month");
     let res = app.get("/api/v1/admin/usage?month=2026-09", &a.token).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Both routes are in the OpenAPI document.
+    let doc =
+        expect_status(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap(), StatusCode::OK).await;
+    for path in ["/api/v1/admin/usage", "/api/v1/billing/usage"] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path}");
+    }
 }
