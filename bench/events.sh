@@ -4,7 +4,9 @@
 #   (a) webhook deliveries per second to a local receiver answering 200 at once, beside
 #       a plain HTTP client driving the same receiver (reference), SQLite and PostgreSQL;
 #   (b) STREAMS concurrent GET /api/v1/mailbox/events streams held by one server
-#       process, and its resident memory per stream.
+#       process, and its resident memory per stream;
+#   (c) end of SMTP DATA -> event on a live stream, and -> webhook received, p50/p99
+#       at 200 messages/s (SQLite and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS="${1:-20000}"; STREAMS="${2:-20000}"; MODE="${3:-streams-h2}"
@@ -21,6 +23,14 @@ SENDMUX_LOG=warn "$BENCH" webhooks "$EVENTS" | tee -a "$out"
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   db="sendmux_bench_$$"; psql "$PGURL" -qc "CREATE DATABASE $db" >/dev/null
   SENDMUX_LOG=warn BENCH_DATABASE_URL="${PGURL%/*}/$db" "$BENCH" webhooks "$EVENTS" | tee -a "$out"
+  psql "$PGURL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+fi
+
+# (c) end of SMTP DATA -> event on a stream / -> webhook, at 200 messages/s.
+SENDMUX_LOG=warn "$BENCH" latency 200 | tee -a "$out"
+if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  db="sendmux_bench_$$"; psql "$PGURL" -qc "CREATE DATABASE $db" >/dev/null
+  SENDMUX_LOG=warn BENCH_DATABASE_URL="${PGURL%/*}/$db" "$BENCH" latency 200 | tee -a "$out"
   psql "$PGURL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
 fi
 

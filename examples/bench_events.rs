@@ -7,6 +7,9 @@
 //! - `streams N BASE KEY`: opens N concurrent `GET /api/v1/mailbox/events` streams
 //!   against a running server and holds them until stdin closes.
 //!
+//! - `latency RATE`: mail sent over SMTP at RATE messages/s for 10 s; for each message
+//!   the time from the end of DATA to its event on a live stream, and to its webhook.
+//!
 //! Store: SQLite in a temporary folder, or PostgreSQL when BENCH_DATABASE_URL is set.
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         Some("webhooks") => webhooks(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(20_000)).await,
         Some("streams") => streams(args[2].parse()?, &args[3], &args[4]).await,
         Some("streams-h2") => streams_h2(args[2].parse()?, &args[3], &args[4]).await,
+        Some("latency") => latency(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200), 10).await,
         _ => anyhow::bail!("usage: bench_events webhooks N | streams[-h2] N BASE_URL MAILBOX_KEY"),
     }
 }
@@ -203,5 +207,207 @@ async fn streams(n: usize, base: &str, key: &str) -> anyhow::Result<()> {
     let mut line = String::new();
     let _ = tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(tokio::io::stdin()), &mut line).await;
     drop(held);
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn latency(rate: u64, seconds: u64) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir()?;
+    let admin = "bench-admin-token-0123456789";
+    let mut env = vec![
+        ("SENDMUX_DATA_DIR".to_owned(), dir.path().display().to_string()),
+        ("SENDMUX_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("SENDMUX_SMTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("SENDMUX_WEBHOOK_ALLOWED_NETWORKS".to_owned(), "127.0.0.0/8".to_owned()),
+        ("SENDMUX_ADMIN_TOKEN".to_owned(), admin.to_owned()),
+        ("SENDMUX_DNS_SERVER".to_owned(), "off".to_owned()),
+        ("SENDMUX_RATE_LIMIT_PER_MINUTE".to_owned(), "100000000".to_owned()),
+    ];
+    let store_name = match std::env::var("BENCH_DATABASE_URL") {
+        Ok(url) => {
+            env.push(("SENDMUX_DATABASE_URL".to_owned(), url));
+            "postgres"
+        }
+        Err(_) => "sqlite",
+    };
+    let settings = sendmux::config::Settings::from_sources(None, &env)?;
+    let app = sendmux::app::App::build(settings).await?;
+    let (base, smtp) = (format!("http://{}", app.http_addr()), app.smtp_addr());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+
+    // Arrival times by subject, from the webhook receiver and the stream.
+    type Arrivals = Arc<parking_lot::Mutex<HashMap<String, Instant>>>;
+    let hooks: Arrivals = Default::default();
+    let streamed: Arrivals = Default::default();
+    let h = hooks.clone();
+    let receiver = axum::Router::new().fallback(move |body: String| {
+        let h = h.clone();
+        async move {
+            let now = Instant::now();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+                && let Some(subject) = v["data"]["subject"].as_str()
+            {
+                h.lock().insert(subject.to_owned(), now);
+            }
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}")).bearer_auth(token.to_owned()).json(&body).send()
+    };
+    post(
+        "/api/v1/admin/teams",
+        admin,
+        json!({"name": "Bench", "owner_email": "b@example.com", "owner_password": "bench password 123"}),
+    )
+    .await?;
+    let login: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "b@example.com", "password": "bench password 123"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().unwrap_or_default().to_owned();
+    let mbx: serde_json::Value =
+        post("/api/v1/mailboxes", &token, json!({"address": "bench@localhost"})).await?.json().await?;
+    let key: serde_json::Value =
+        post("/api/v1/keys", &token, json!({"name": "r", "kind": "mailbox", "mailbox_id": mbx["id"]}))
+            .await?
+            .json()
+            .await?;
+    post(
+        "/api/v1/webhooks",
+        &token,
+        json!({"url": hook_url, "event_types": ["message.received", "message.received.spam"]}),
+    )
+    .await?;
+    let res = http
+        .get(format!("{base}/api/v1/mailbox/events?event_types=message.received,message.received.spam"))
+        .bearer_auth(key["key"].as_str().unwrap_or_default())
+        .send()
+        .await?;
+    let st = streamed.clone();
+    tokio::spawn(async move {
+        let mut body = res.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            let now = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: "))
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+                    && let Some(subject) = v["data"]["subject"].as_str()
+                {
+                    st.lock().insert(subject.to_owned(), now);
+                }
+            }
+        }
+    });
+
+    // Senders: 4 SMTP sessions sharing RATE messages/s.
+    let sessions = 4u64;
+    let per_session = rate * seconds / sessions;
+    let interval = Duration::from_secs_f64(sessions as f64 / rate as f64);
+    let pad = "x".repeat(76);
+    let mut tasks = Vec::new();
+    for s in 0..sessions {
+        let pad = pad.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = tokio::net::TcpStream::connect(smtp).await?;
+            conn.set_nodelay(true)?;
+            let (r, mut w) = conn.into_split();
+            let mut r = BufReader::new(r);
+            let mut line = String::new();
+            async fn reply(
+                r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+                line: &mut String,
+            ) -> anyhow::Result<u16> {
+                loop {
+                    line.clear();
+                    r.read_line(line).await?;
+                    if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                        return Ok(line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0));
+                    }
+                }
+            }
+            reply(&mut r, &mut line).await?;
+            w.write_all(b"EHLO bench.example\r\n").await?;
+            reply(&mut r, &mut line).await?;
+            let mut sent = Vec::new();
+            let mut next = Instant::now();
+            for i in 0..per_session {
+                tokio::time::sleep_until(next.into()).await;
+                next += interval;
+                let subject = format!("lat-{s}-{i}");
+                w.write_all(b"MAIL FROM:<load@example.org>\r\nRCPT TO:<bench@localhost>\r\nDATA\r\n").await?;
+                for _ in 0..3 {
+                    reply(&mut r, &mut line).await?;
+                }
+                let mut msg = format!("From: load@example.org\r\nTo: bench@localhost\r\nSubject: {subject}\r\n\r\n");
+                for _ in 0..120 {
+                    msg.push_str(&pad);
+                    msg.push_str("\r\n");
+                }
+                w.write_all(msg.as_bytes()).await?;
+                w.write_all(b".\r\n").await?;
+                let end_of_data = Instant::now();
+                let code = reply(&mut r, &mut line).await?;
+                let acked = end_of_data.elapsed();
+                if code == 250 {
+                    sent.push((subject, end_of_data, acked));
+                }
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut sent = Vec::new();
+    for t in tasks {
+        sent.extend(t.await??);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (hooks.lock().len() < sent.len() || streamed.lock().len() < sent.len()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut ack: Vec<f64> = sent.iter().map(|(_, _, a)| ms(*a)).collect();
+    let (hooks, streamed) = (hooks.lock().clone(), streamed.lock().clone());
+    let mut to_stream: Vec<f64> =
+        sent.iter().filter_map(|(s, t, _)| streamed.get(s).map(|a| ms(a.duration_since(*t)))).collect();
+    let mut to_hook: Vec<f64> =
+        sent.iter().filter_map(|(s, t, _)| hooks.get(s).map(|a| ms(a.duration_since(*t)))).collect();
+    for v in [&mut ack, &mut to_stream, &mut to_hook] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "{store_name:9} latency at {rate} msg/s for {seconds} s ({} stored; {} on the stream, {} by webhook): \
+         end of DATA -> 250 p50 {:.1} ms p99 {:.1} ms | -> stream p50 {:.1} ms p99 {:.1} ms | -> webhook p50 {:.1} ms p99 {:.1} ms",
+        sent.len(),
+        to_stream.len(),
+        to_hook.len(),
+        percentile(&ack, 0.5),
+        percentile(&ack, 0.99),
+        percentile(&to_stream, 0.5),
+        percentile(&to_stream, 0.99),
+        percentile(&to_hook, 0.5),
+        percentile(&to_hook, 0.99),
+    );
+    stop.cancel();
+    let _ = server.await;
     Ok(())
 }

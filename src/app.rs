@@ -190,7 +190,13 @@ impl App {
             workers.spawn(crate::outbound::worker::worker_loop(self.state.clone(), shutdown.clone()));
         }
         let stop = shutdown.clone();
-        axum::serve(self.http, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+        // No Nagle: event-stream frames and small answers go out as written.
+        let listener = axum::serve::ListenerExt::tap_io(self.http, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
         // The listener has drained; stop the workers (they finish their current step).
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
