@@ -101,11 +101,18 @@ async fn delete_team(State(state): State<AppState>, p: Principal) -> ApiResult<S
     if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::TeamDelete) {
         return Err(ApiError::forbidden("Only the owner can delete the team"));
     }
+    // The rows go by cascade; the message bodies on disk after the commit.
+    let messages = crate::store::inbound::of_team(&mut tx, &p.team_id).await?;
     if !people::delete_team(&mut tx, &p.team_id).await? {
         return Err(ApiError::not_found("team"));
     }
     state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
+    for m in &messages {
+        if let Err(e) = state.blobs.delete(&m.blob_key).await {
+            tracing::warn!(key = %m.blob_key, error = %e, "could not remove the body of a deleted team's message");
+        }
+    }
     tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -147,3 +147,11 @@ pub async fn of_mailbox(conn: &mut Conn, team_id: &str, mailbox_id: &str) -> sql
     .fetch_all(conn)
     .await
 }
+
+/// Every message of the team, for deleting the team with its bodies.
+pub async fn of_team(conn: &mut Conn, team_id: &str) -> sqlx::Result<Vec<Expired>> {
+    sqlx::query_as("SELECT id, team_id, mailbox_id, blob_key, size_bytes FROM inbound_messages WHERE team_id = $1")
+        .bind(team_id)
+        .fetch_all(conn)
+        .await
+}

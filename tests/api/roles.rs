@@ -141,6 +141,10 @@ async fn only_the_owner_deletes_the_team_and_it_takes_everything_with_it() {
     let app = TestApp::spawn().await;
     let t = team(&app).await;
     let key = app.create_key(&t.owner.token, json!({"name": "k", "kind": "infrastructure"})).await;
+    let report = app.send_smtp("ann@example.org", &["roles@localhost"], b"Subject: kept?\r\n\r\nbody\r\n").await;
+    assert_eq!(report["data"][0], 250, "{report}");
+    let bodies = || walk(&app.dir.path().join("blobs"));
+    assert_eq!(bodies().len(), 1, "the message body is on disk");
     for p in [&t.member, &t.developer, &t.admin] {
         expect_error(app.delete("/api/v1/team", &p.token).await, StatusCode::FORBIDDEN, "permission_denied").await;
     }
@@ -153,9 +157,13 @@ async fn only_the_owner_deletes_the_team_and_it_takes_everything_with_it() {
         "SELECT COUNT(*) FROM providers WHERE team_id = $1",
         "SELECT COUNT(*) FROM invitations WHERE team_id = $1",
         "SELECT COUNT(*) FROM audit_log WHERE team_id = $1",
+        "SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1",
+        "SELECT COUNT(*) FROM events WHERE team_id = $1",
+        "SELECT COUNT(*) FROM usage_records WHERE team_id = $1",
     ] {
         assert_eq!(app.count(table, &t.owner.team_id).await, 0, "{table}");
     }
+    assert!(bodies().is_empty(), "message bodies went with the team");
     // Its key stops working; its people keep their accounts but have no team.
     let res = app.get("/api/v1/keys", key["key"].as_str().unwrap()).await;
     expect_error(res, StatusCode::UNAUTHORIZED, "authentication_failed").await;
@@ -224,4 +232,15 @@ async fn a_transfer_racing_a_removal_leaves_exactly_one_owner() {
             assert_eq!(removal.status(), StatusCode::NO_CONTENT);
         }
     }
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
 }
