@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Events-out benchmarks (webhooks and the SSE stream).
-# Usage: bench/events.sh [EVENTS] [STREAMS] [streams-h2|streams]  (streams = one HTTP/1.1 connection each)
+# Usage: bench/events.sh [EVENTS] [STREAMS] [streams-h2|streams]
+#   streams-h2: HTTP/2, 200 streams per connection, opened one connection at a time;
+#   streams: one HTTP/1.1 connection per stream.
 #   (a) webhook deliveries per second to a local receiver answering 200 at once, beside
 #       a plain HTTP client driving the same receiver (reference), SQLite and PostgreSQL;
 #   (b) STREAMS concurrent GET /api/v1/mailbox/events streams held by one server
