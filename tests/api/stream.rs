@@ -284,8 +284,9 @@ async fn an_event_reaches_streams_on_every_node() {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         let mut remote = Sse { body: Box::pin(res.bytes_stream()), buf: String::new() };
-        // Give the stream a moment to subscribe, then commit on the first node.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The stream is open (its 200 came after it subscribed); commit on the first
+        // node. Should the second node's LISTEN still be connecting, it wakes every
+        // stream once connected, so no fixed wait is needed.
         let id = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"from": "node one"})).await;
         let (got, kind, data) = remote.next_event(Duration::from_secs(5)).await;
         let _ = node.kill();
