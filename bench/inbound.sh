@@ -98,10 +98,15 @@ for l in open('$dir/log'):
 import sys
 qs = {}
 for l in sys.stdin:
-    if l.startswith("sendmux_smtp_data_to_reply_seconds{quantile="):
-        k = l.split("\"")[1]; qs[k] = float(l.split()[-1]) * 1000
-p50, p99 = qs.get("0.5", 0), qs.get("0.99", 0)
-print(f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")')
+    if "{quantile=\"0.5\"}" in l or "{quantile=\"0.99\"}" in l:
+        name, rest = l.split("{", 1)
+        qs[(name, rest.split("\"")[1])] = float(l.split()[-1])
+ms = lambda n, q: qs.get((n, q), 0) * 1000
+reply, blob, commit = "sendmux_smtp_data_to_reply_seconds", "sendmux_inbound_blob_write_seconds", "sendmux_inbound_commit_seconds"
+p50, p99 = "0.5", "0.99"
+batch = qs.get(("sendmux_inbound_commit_batch_size", p50), 0)
+print(f"p50 {ms(reply, p50):.1f} ms, p99 {ms(reply, p99):.1f} ms (p50 of stages: body write {ms(blob, p50):.1f} ms,"
+      f" commit {ms(commit, p50):.1f} ms for {batch:.0f} messages)")')
   echo "sendmux ($label): $r msg/s = $(python3 -c "print(f'{$r / $SINK_RATE:.2f}')") x smtp-sink; stored $stored/$MESSAGES (events readable: $events); end of DATA -> 250: $q"
   [ "$stored" = "$MESSAGES" ] || { echo "not every message was stored"; exit 1; }
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -162,6 +162,13 @@ impl App {
                 shutdown.clone(),
             ));
         }
+        if !self.state.settings.is_postgres() {
+            workers.spawn(crate::jobs::checkpoint_loop(
+                self.state.store.clone(),
+                std::time::Duration::from_millis(200),
+                shutdown.clone(),
+            ));
+        }
         workers.spawn(crate::jobs::maintenance_loop(
             self.state.clone(),
             std::time::Duration::from_secs(600),

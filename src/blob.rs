@@ -32,7 +32,27 @@ pub struct FsBlobStore {
 struct DirSync {
     requested: AtomicU64,
     synced: AtomicU64,
-    lock: tokio::sync::Mutex<()>,
+    lock: parking_lot::Mutex<()>,
+}
+
+impl DirSync {
+    /// Takes a ticket: call once the new file exists.
+    fn ticket(&self) -> u64 {
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Returns once a folder fsync that began after `ticket` was taken has finished,
+    /// running one if none has. Blocking: called on the blocking pool.
+    fn sync_after(&self, dir: &Path, ticket: u64) -> std::io::Result<()> {
+        let _turn = self.lock.lock();
+        if self.synced.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        let upto = self.requested.load(Ordering::Acquire);
+        sync_dir(dir)?;
+        self.synced.fetch_max(upto, Ordering::Release);
+        Ok(())
+    }
 }
 
 impl FsBlobStore {
@@ -44,19 +64,6 @@ impl FsBlobStore {
 
     fn dir_sync(&self, dir: &Path) -> Arc<DirSync> {
         self.dirs.lock().entry(dir.to_path_buf()).or_default().clone()
-    }
-
-    async fn sync_dir_after(&self, dir: &Path, ticket: u64) -> std::io::Result<()> {
-        let ds = self.dir_sync(dir);
-        let _turn = ds.lock.lock().await;
-        if ds.synced.load(Ordering::Acquire) >= ticket {
-            return Ok(());
-        }
-        let upto = ds.requested.load(Ordering::Acquire);
-        let path = dir.to_path_buf();
-        blocking(move || sync_dir(&path)).await?;
-        ds.synced.fetch_max(upto, Ordering::Release);
-        Ok(())
     }
 
     fn path(&self, key: &str) -> std::io::Result<PathBuf> {
@@ -100,12 +107,17 @@ impl BlobStore for FsBlobStore {
             let path = self.path(key)?;
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
             let bytes = bytes.to_vec();
-            let file = blocking(move || write_file(&path, &bytes)).await?;
-            // The name exists now: the file's data and its folder entry are flushed
-            // side by side, the folder's fsync shared with concurrent writers.
-            let ticket = self.dir_sync(&dir).requested.fetch_add(1, Ordering::AcqRel) + 1;
-            let (data, name) = tokio::join!(blocking(move || file.sync_all()), self.sync_dir_after(&dir, ticket));
-            data.and(name)
+            let dir_sync = self.dir_sync(&dir);
+            // One trip to the blocking pool: write, flush the data, then make the name
+            // durable with a folder fsync shared with concurrent writers (often one
+            // of them has already run it by the time the data is flushed).
+            blocking(move || {
+                let file = write_file(&path, &bytes)?;
+                let ticket = dir_sync.ticket();
+                file.sync_data()?;
+                dir_sync.sync_after(&dir, ticket)
+            })
+            .await
         })
     }
 

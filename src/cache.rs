@@ -16,8 +16,26 @@ pub const TTL_MS: i64 = 1_000;
 #[derive(Default)]
 pub struct ReadCache {
     enabled: bool,
-    generations: RwLock<HashMap<String, u64>>,
+    generations: RwLock<Generations>,
     entries: RwLock<HashMap<(String, String), Entry>>,
+    /// Answers looked up by a key that names no team (a recipient address), each kept
+    /// with the team it turned out to belong to.
+    shared: RwLock<HashMap<String, Shared>>,
+}
+
+#[derive(Default)]
+struct Generations {
+    teams: HashMap<String, u64>,
+    /// Bumped with every team's generation: a load that cannot name its team before it
+    /// runs is stored only if no change at all committed meanwhile.
+    epoch: u64,
+}
+
+struct Shared {
+    team_id: String,
+    generation: u64,
+    loaded_at: i64,
+    value: std::sync::Arc<dyn std::any::Any + Send + Sync>,
 }
 
 struct Entry {
@@ -33,7 +51,42 @@ impl ReadCache {
 
     /// The team's current generation; pass it to [`ReadCache::put`] after loading.
     pub fn generation(&self, team_id: &str) -> u64 {
-        self.generations.read().get(team_id).copied().unwrap_or(0)
+        self.generations.read().teams.get(team_id).copied().unwrap_or(0)
+    }
+
+    /// The count of changes to any team; pass it to [`ReadCache::put_shared`].
+    pub fn epoch(&self) -> u64 {
+        self.generations.read().epoch
+    }
+
+    /// An answer stored by [`ReadCache::put_shared`], while its team is unchanged.
+    pub fn get_shared<T: Clone + 'static>(&self, key: &str, now: i64) -> Option<T> {
+        if !self.enabled {
+            return None;
+        }
+        let shared = self.shared.read();
+        let entry = shared.get(key)?;
+        let fresh = entry.generation == self.generation(&entry.team_id) && now - entry.loaded_at < TTL_MS;
+        fresh.then(|| entry.value.downcast_ref::<T>().cloned()).flatten()
+    }
+
+    /// Stores `value`, found under `key` and belonging to `team_id`, unless any team
+    /// changed since `epoch` was read (before loading it).
+    pub fn put_shared<T: Send + Sync + 'static>(&self, key: &str, team_id: &str, epoch: u64, loaded_at: i64, value: T) {
+        if !self.enabled {
+            return;
+        }
+        let mut shared = self.shared.write();
+        let generations = self.generations.read();
+        if generations.epoch != epoch {
+            return;
+        }
+        let generation = generations.teams.get(team_id).copied().unwrap_or(0);
+        if shared.len() > 20_000 {
+            shared.clear();
+        }
+        let value = std::sync::Arc::new(value);
+        shared.insert(key.to_owned(), Shared { team_id: team_id.to_owned(), generation, loaded_at, value });
     }
 
     pub fn get(&self, team_id: &str, key: &str, now: i64) -> Option<bytes::Bytes> {
@@ -65,7 +118,9 @@ impl ReadCache {
         if !self.enabled {
             return;
         }
-        *self.generations.write().entry(team_id.to_owned()).or_insert(0) += 1;
+        let mut generations = self.generations.write();
+        *generations.teams.entry(team_id.to_owned()).or_insert(0) += 1;
+        generations.epoch += 1;
     }
 }
 
@@ -86,6 +141,19 @@ mod tests {
         c.put("t", "k", before, 10, "stale".into());
         assert!(c.get("t", "k", 11).is_none());
         assert!(c.get("other", "k", 11).is_none());
+        // Shared answers: hidden by a change to their team, never stored across any change.
+        let epoch = c.epoch();
+        c.put_shared("rcpt:a@x", "t", epoch, 20, 7u32);
+        assert_eq!(c.get_shared::<u32>("rcpt:a@x", 21), Some(7));
+        assert_eq!(c.get_shared::<u32>("rcpt:a@x", 20 + TTL_MS), None, "expired");
+        c.invalidate("other");
+        assert_eq!(c.get_shared::<u32>("rcpt:a@x", 22), Some(7), "another team's change");
+        c.invalidate("t");
+        assert_eq!(c.get_shared::<u32>("rcpt:a@x", 23), None);
+        let before = c.epoch();
+        c.invalidate("other");
+        c.put_shared("rcpt:b@x", "t", before, 24, 8u32);
+        assert_eq!(c.get_shared::<u32>("rcpt:b@x", 25), None, "a change raced the load");
         let disabled = ReadCache::new(false);
         disabled.put("t", "k", 0, 0, "x".into());
         assert!(disabled.get("t", "k", 1).is_none());

@@ -6,6 +6,27 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+
+/// Runs `task` on a thread of its own (with a single-threaded runtime), for a loop that
+/// everything else waits on: a group committer. On the shared runtime it queues behind
+/// every request task at each of its statements, and its whole group waits with it.
+pub fn spawn_dedicated<F>(name: &str, task: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!(error = %e, name, "no runtime for a dedicated thread; sharing the main one");
+            tokio::spawn(task);
+            return;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name(name.to_owned()).spawn(move || runtime.block_on(task)) {
+        // The task is gone with the closure: its callers get "stopped" errors, not a hang.
+        tracing::error!(error = %e, name, "cannot start a thread");
+    }
+}
 use crate::store::{events, now_ms};
 
 /// One maintenance pass: drop events and webhook payloads past their retention, and
@@ -74,6 +95,20 @@ pub async fn expire_messages(state: &AppState) -> anyhow::Result<usize> {
         tracing::info!(removed = total, "expired inbound messages removed");
     }
     Ok(total)
+}
+
+/// SQLite: checkpoints the write-ahead log every `every` until `shutdown` (see
+/// `Store::checkpoint`).
+pub async fn checkpoint_loop(store: crate::store::Store, every: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Runs maintenance every `every` until `shutdown`.

@@ -170,25 +170,39 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
 }
 
 /// Writes the rows, events and usage of one message's copies into `tx`.
-async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[&MessageRow], to: &[String]) -> anyhow::Result<()> {
-    for m in rows {
-        q::insert(tx, m).await?;
-        let kind = if m.is_spam != 0 { "message.received.spam" } else { "message.received" };
-        let data = json!({
-            "message_id": m.id,
-            "mailbox_id": m.mailbox_id,
-            "from": m.from_address,
-            "to": to,
-            "rcpt_to": m.rcpt_to,
-            "subject": m.subject,
-            "spam": {"score": m.spam_score, "verdict": if m.is_spam != 0 { "spam" } else { "ham" }},
-            "url": format!("/api/v1/mailboxes/{}/messages/{}", m.mailbox_id, m.id),
-        });
-        let subject = Subject { mailbox_id: Some(&m.mailbox_id), message_id: Some(&m.id), ..Default::default() };
-        events::append(backend, tx, &m.team_id, kind, subject, data).await?;
-        usage::record(tx, &m.team_id, usage::INBOUND_EMAILS, 1, &format!("inbound:{}", m.id)).await?;
-        usage::storage_change(tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), m.size_bytes, m.received_at).await?;
-    }
+/// Writes the rows of `rows` — each with the envelope recipients of its message — and
+/// everything that goes with them: one event each, the usage unit, the stored bytes.
+/// One multi-row statement per table (per chunk), whatever the number of messages.
+async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[(&MessageRow, &[String])]) -> anyhow::Result<()> {
+    let messages: Vec<&MessageRow> = rows.iter().map(|(m, _)| *m).collect();
+    q::insert_many(tx, backend, &messages).await?;
+    let events: Vec<(&str, &str, Subject<'_>, serde_json::Value)> = rows
+        .iter()
+        .map(|(m, to)| {
+            let kind = if m.is_spam != 0 { "message.received.spam" } else { "message.received" };
+            let data = json!({
+                "message_id": m.id,
+                "mailbox_id": m.mailbox_id,
+                "from": m.from_address,
+                "to": to,
+                "rcpt_to": m.rcpt_to,
+                "subject": m.subject,
+                "spam": {"score": m.spam_score, "verdict": if m.is_spam != 0 { "spam" } else { "ham" }},
+                "url": format!("/api/v1/mailboxes/{}/messages/{}", m.mailbox_id, m.id),
+            });
+            let subject = Subject { mailbox_id: Some(&m.mailbox_id), message_id: Some(&m.id), ..Default::default() };
+            (m.team_id.as_str(), kind, subject, data)
+        })
+        .collect();
+    events::append_many(backend, tx, &events).await?;
+    let units: Vec<usage::Unit<'_>> =
+        messages.iter().map(|m| (m.team_id.as_str(), usage::INBOUND_EMAILS, format!("inbound:{}", m.id))).collect();
+    usage::record_units(tx, backend, &units).await?;
+    let stored: Vec<usage::StorageChange<'_>> = messages
+        .iter()
+        .map(|m| (m.team_id.as_str(), Some(m.mailbox_id.as_str()), Some(m.id.as_str()), m.size_bytes, m.received_at))
+        .collect();
+    usage::storage_changes(tx, backend, &stored).await?;
     Ok(())
 }
 
@@ -218,7 +232,7 @@ impl Committer {
     /// webhook worker look at the log at once.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Committer {
         let (jobs, mut rx) = mpsc::channel::<(CommitJob, BodyWrite)>(4 * MAX_BATCH);
-        tokio::spawn(async move {
+        crate::jobs::spawn_dedicated("sendmux-inbound", async move {
             while let Some(first) = rx.recv().await {
                 let mut waiting = vec![first];
                 while waiting.len() < MAX_BATCH {
@@ -288,9 +302,7 @@ impl Committer {
             batch.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
         rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
         let mut tx = store.begin().await?;
-        for (row, to) in rows {
-            write_rows(store.backend(), &mut tx, &[row], to).await?;
-        }
+        write_rows(store.backend(), &mut tx, &rows).await?;
         tx.commit().await?;
         Ok(())
     }

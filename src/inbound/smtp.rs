@@ -3,6 +3,7 @@
 
 use crate::smtp::session::{Envelope, Handler, Reply};
 use crate::state::AppState;
+use crate::store::mailboxes::MailboxRow;
 
 use super::{Incoming, Outcome, Recipient, Source};
 
@@ -15,13 +16,27 @@ impl Handler for SmtpHandler {
 
     async fn recipient(&self, address: &str) -> Result<Option<Recipient>, Reply> {
         let address = address.trim().to_lowercase();
+        // On one node (SQLite) a known mailbox is answered from memory; any change to
+        // its team, or to any team while it loads, sends the next lookup to the store.
+        let key = format!("rcpt:{address}");
+        let now = crate::store::now_ms();
+        let cache = &self.state.cache;
+        if let Some(mailbox) = cache.get_shared::<MailboxRow>(&key, now) {
+            return Ok(Some(mailbox.into()));
+        }
+        let epoch = cache.epoch();
         let found = async {
             let mut conn = self.state.store.pool().acquire().await?;
             crate::store::inbound::mailbox_by_address(&mut conn, &address).await
         }
         .await;
         match found {
-            Ok(m) => Ok(m.map(Recipient::from)),
+            Ok(m) => {
+                if let Some(mailbox) = &m {
+                    cache.put_shared(&key, &mailbox.team_id, epoch, now, mailbox.clone());
+                }
+                Ok(m.map(Recipient::from))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "recipient lookup failed");
                 Err(Reply::new(451, "4.3.0 Temporary failure looking up the recipient, try again later"))

@@ -55,7 +55,7 @@ impl Committer {
     /// `bus` is rung for the teams of every committed group.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Self {
         let (sender, mut rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(async move {
+        crate::jobs::spawn_dedicated("sendmux-accept", async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
                 while jobs.len() < MAX_GROUP {
@@ -68,7 +68,11 @@ impl Committer {
                     jobs.iter().flat_map(|(a, _)| a.messages.iter().map(|m| m.team_id.clone())).collect();
                 teams.sort_unstable();
                 teams.dedup();
-                if run_group(&store, jobs).await {
+                metrics::histogram!("sendmux_outbound_accept_batch_size").record(jobs.len() as f64);
+                let started = std::time::Instant::now();
+                let committed = run_group(&store, jobs).await;
+                metrics::histogram!("sendmux_outbound_accept_commit_seconds").record(started.elapsed().as_secs_f64());
+                if committed {
                     for team in &teams {
                         bus.notify(team);
                     }
@@ -154,7 +158,7 @@ async fn write_group(store: &Store, jobs: &[Job], decided: &mut [Option<ApiResul
         .flat_map(|((job, _), _)| job.messages.iter())
         .collect();
     if !rows.is_empty() {
-        q::insert_messages(&mut tx, &rows).await?;
+        q::insert_messages(&mut tx, store.backend(), &rows).await?;
         let items: Vec<(&str, &str, Subject<'_>, Value)> = rows
             .iter()
             .map(|r| {

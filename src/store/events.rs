@@ -176,7 +176,18 @@ pub async fn head(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
 
 /// Deletes events older than `cutoff` (ms); returns how many went.
 pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM events WHERE created_at < $1").bind(cutoff).execute(conn).await?.rows_affected())
+    // By position rather than by a `created_at` index, which every append would have to
+    // maintain: everything before the oldest event still inside the window. Finding it
+    // walks the log from its start, through exactly the rows about to go.
+    Ok(sqlx::query(
+        "DELETE FROM events WHERE seq < COALESCE( \
+             (SELECT seq FROM events WHERE created_at >= $1 ORDER BY seq LIMIT 1), \
+             (SELECT MAX(seq) + 1 FROM events))",
+    )
+    .bind(cutoff)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// Appends several events in one statement per 16 (group commit of accepted mail). On
@@ -211,26 +222,10 @@ pub async fn append_many(
             (id, payload)
         })
         .collect();
-    for (chunk, ids) in items.chunks(16).zip(built.chunks(16)) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let b = r * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                )
-            })
-            .collect();
+    for (chunk, ids) in items.chunks(super::INSERT_CHUNK).zip(built.chunks(super::INSERT_CHUNK)) {
         let sql = format!(
             "INSERT INTO events (id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at) VALUES {}",
-            marks.join(", ")
+            super::values_list(backend, chunk.len(), 8)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for ((team_id, kind, subject, _), (id, payload)) in chunk.iter().zip(ids) {

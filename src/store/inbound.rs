@@ -1,8 +1,8 @@
 //! Inbound message rows (one per mailbox copy) and the routing lookup from a recipient
 //! address to its mailbox.
 
-use super::Conn;
 use super::mailboxes::MailboxRow;
+use super::{Backend, Conn};
 
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct MessageRow {
@@ -69,6 +69,39 @@ pub async fn insert(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()> {
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Inserts `rows` with multi-row statements: one round trip per [`super::INSERT_CHUNK`].
+pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(super::INSERT_CHUNK) {
+        let sql =
+            format!("INSERT INTO inbound_messages ({COLUMNS}) VALUES {}", super::values_list(backend, chunk.len(), 19));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(&m.id)
+                .bind(&m.team_id)
+                .bind(&m.mailbox_id)
+                .bind(&m.blob_key)
+                .bind(m.size_bytes)
+                .bind(&m.source)
+                .bind(m.remote_ip.as_deref())
+                .bind(m.helo.as_deref())
+                .bind(&m.mail_from)
+                .bind(&m.rcpt_to)
+                .bind(m.from_address.as_deref())
+                .bind(m.from_name.as_deref())
+                .bind(m.subject.as_deref())
+                .bind(m.header_message_id.as_deref())
+                .bind(m.attachment_count)
+                .bind(m.spam_score)
+                .bind(m.is_spam)
+                .bind(&m.auth_results)
+                .bind(m.received_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 pub async fn get(conn: &mut Conn, team_id: &str, mailbox_id: &str, id: &str) -> sqlx::Result<Option<MessageRow>> {

@@ -59,12 +59,17 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.database_max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every acquire is a round trip to the connection's worker
+            // thread; an SQLite connection is a file handle in this process and cannot
+            // go stale. PostgreSQL connections can (a server restart), so they are tested.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA wal_autocheckpoint = 16384;",
                         )
                         .await?;
                     }
@@ -118,6 +123,17 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite: copies committed pages from the write-ahead log back into the database
+    /// file, without waiting for or blocking writers. `serve` runs it in the background
+    /// (`jobs::checkpoint_loop`) so commits do not pay for it; connections checkpoint by
+    /// themselves only as a backstop, once the log reaches 64 MiB.
+    pub async fn checkpoint(&self) -> sqlx::Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     pub async fn ping(&self) -> sqlx::Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
@@ -138,6 +154,34 @@ impl Store {
 }
 
 /// Milliseconds since the Unix epoch.
+/// The `VALUES` list of a multi-row insert of `rows` rows of `cols` columns.
+/// SQLite gets anonymous `?` parameters: it resolves a numbered `$n` by scanning the
+/// statement's parameter names, which is quadratic in a wide insert.
+pub fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => {
+                    out.push('$');
+                    out.push_str(&(r * cols + c + 1).to_string());
+                }
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Rows per multi-row insert: 32 rows of 18 columns stay well under both engines'
+/// parameter limits.
+pub const INSERT_CHUNK: usize = 32;
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

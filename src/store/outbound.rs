@@ -31,15 +31,12 @@ const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr
 
 /// Inserts many messages, one statement per 8 rows (SQLite looks each `$n` up by a
 /// linear scan, so very wide statements cost more per row than they save).
-pub async fn insert_messages(conn: &mut Conn, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(8) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let cols: Vec<String> = (1..=18).map(|c| format!("${}", r * 18 + c)).collect();
-                format!("({})", cols.join(", "))
-            })
-            .collect();
-        let sql = format!("INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) VALUES {}", marks.join(", "));
+pub async fn insert_messages(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(super::INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) VALUES {}",
+            super::values_list(backend, chunk.len(), 18)
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in chunk {
             q = q

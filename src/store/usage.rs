@@ -1,7 +1,7 @@
 //! Usage metering: billable units and stored bytes, written in the transaction of the
 //! work they measure.
 
-use super::{Conn, now_ms};
+use super::{Backend, Conn, now_ms};
 
 /// Billable metrics (SPEC §10).
 pub const OUTBOUND_EMAILS: &str = "outbound_emails";
@@ -25,6 +25,59 @@ pub async fn record(conn: &mut Conn, team_id: &str, metric: &str, quantity: i64,
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// One billable unit: `(team_id, metric, unit_key)`, quantity 1.
+pub type Unit<'a> = (&'a str, &'a str, String);
+
+/// [`record`] for many units of quantity 1 in multi-row statements; a unit already
+/// recorded is skipped the same way.
+pub async fn record_units(conn: &mut Conn, backend: Backend, units: &[Unit<'_>]) -> sqlx::Result<()> {
+    let now = now_ms();
+    for chunk in units.chunks(super::INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO usage_records (id, team_id, metric, quantity, unit_key, created_at) VALUES {} \
+             ON CONFLICT (unit_key) DO NOTHING",
+            super::values_list(backend, chunk.len(), 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (team_id, metric, unit_key) in chunk {
+            q = q
+                .bind(format!("use_{}", ulid::Ulid::new()))
+                .bind(*team_id)
+                .bind(*metric)
+                .bind(1i64)
+                .bind(unit_key)
+                .bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A change of stored bytes: `(team_id, mailbox_id, message_id, delta_bytes, at)`.
+pub type StorageChange<'a> = (&'a str, Option<&'a str>, Option<&'a str>, i64, i64);
+
+/// [`storage_change`] for many changes in multi-row statements.
+pub async fn storage_changes(conn: &mut Conn, backend: Backend, changes: &[StorageChange<'_>]) -> sqlx::Result<()> {
+    for chunk in changes.chunks(super::INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO storage_changes (id, team_id, mailbox_id, message_id, delta_bytes, created_at) VALUES {}",
+            super::values_list(backend, chunk.len(), 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (team_id, mailbox_id, message_id, delta, at) in chunk {
+            q = q
+                .bind(format!("stc_{}", ulid::Ulid::new()))
+                .bind(*team_id)
+                .bind(*mailbox_id)
+                .bind(*message_id)
+                .bind(*delta)
+                .bind(*at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Records a change of the team's stored bytes (+ on store, - on delete).

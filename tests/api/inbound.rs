@@ -108,6 +108,28 @@ async fn unknown_mailboxes_are_550_and_oversized_messages_552() {
     assert_eq!(app.inbox(&key).await.len(), 1, "only the small message is stored");
 }
 
+/// Recipients are looked up from memory on SQLite: a deleted mailbox must stop
+/// receiving at once, and a new one at the same address must get the next message.
+#[tokio::test]
+async fn a_deleted_mailbox_refuses_the_very_next_message() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@gone.test", "Gone").await;
+    let mbx = app.create_mailbox(&owner.token, "box@mail.test").await;
+    let report = app.send_smtp("a@sender.test", &["box@mail.test"], SIMPLE).await;
+    assert_eq!(data_code(&report), 250, "{report}");
+
+    let path = format!("/api/v1/mailboxes/{}", mbx["id"].as_str().unwrap());
+    expect_status(app.delete(&path, &owner.token).await, StatusCode::NO_CONTENT).await;
+    let report = app.send_smtp("a@sender.test", &["box@mail.test"], SIMPLE).await;
+    assert_eq!(report["rcpt"][0][0], 550, "{report}");
+
+    let (again, key) = app.mailbox_with_key(&owner.token, "box@mail.test", &["mailbox.read"]).await;
+    assert_ne!(again["id"], mbx["id"]);
+    let report = app.send_smtp("a@sender.test", &["box@mail.test"], SIMPLE).await;
+    assert_eq!(data_code(&report), 250, "{report}");
+    assert_eq!(app.inbox(&key).await.len(), 1, "the message went to the new mailbox");
+}
+
 #[tokio::test]
 async fn starttls_then_send() {
     let app = TestApp::spawn().await;
