@@ -261,113 +261,90 @@ async fn suppress_all(tx: &mut Tx, row: &MessageRow, rejected: &[(String, String
     Ok(())
 }
 
-/// Writes one message's result; skipped entirely when the claim was lost.
-async fn record(state: &AppState, tx: &mut Tx, d: &Done, now: i64) -> sqlx::Result<()> {
-    let row = &d.row;
+/// Writes the results of a batch: per message its status (skipped entirely when the
+/// claim was lost) and suppressions, then every attempt, event and usage unit of the
+/// batch in multi-row statements.
+async fn record_all(state: &AppState, tx: &mut Tx, done: &[Done], now: i64) -> sqlx::Result<()> {
     let backend = state.store.backend();
-    let subject =
-        || Subject { delivery_group_id: Some(&row.delivery_group_id), message_id: Some(&row.id), ..Default::default() };
-    let (status, provider_id, pmid, last_error, next) = match &d.result {
-        Final::Sent { provider_id, provider_message_id, delivered, .. } => (
-            if *delivered { "delivered" } else { "sent" },
-            Some(provider_id.as_str()),
-            provider_message_id.as_deref(),
-            None,
-            now,
-        ),
-        Final::Bounced { provider_id, response, .. } => {
-            ("bounced", Some(provider_id.as_str()), None, Some(response.as_str()), now)
-        }
-        Final::Deferred { reason, next_attempt_at } => {
-            ("deferred", None, None, Some(reason.as_str()), *next_attempt_at)
-        }
-        Final::Failed { reason } => ("failed", None, None, Some(reason.as_str()), now),
-        Final::Suppressed { .. } => ("suppressed", None, None, None, now),
-    };
-    for a in &d.attempts {
-        metrics::histogram!("sendmux_outbound_attempt_seconds", "provider_type" => a.provider_type.clone(), "outcome" => a.outcome.clone())
-            .record(a.duration_ms as f64 / 1000.0);
-    }
-    if !q::finish(tx, &row.team_id, &row.id, row.attempts, status, provider_id, pmid, last_error, next, now).await? {
-        tracing::warn!(message_id = %row.id, "lost the claim on a message; another worker owns it now");
-        return Ok(());
-    }
-    for a in &d.attempts {
-        q::insert_attempt(tx, a).await?;
-    }
-    match &d.result {
-        Final::Sent { provider_id, managed, provider_message_id, response, delivered, rejected, suppressed } => {
-            let extra = json!({"provider_id": provider_id, "provider_message_id": provider_message_id,
-                "response": response, "suppressed": suppressed});
-            events::append(backend, tx, &row.team_id, "message.sent", subject(), event_data(row, extra.clone()))
-                .await?;
-            if *delivered {
-                events::append(backend, tx, &row.team_id, "message.delivered", subject(), event_data(row, extra))
-                    .await?;
+    let mut attempts: Vec<&AttemptRow> = Vec::new();
+    let mut items: Vec<(&str, &str, Subject<'_>, Value)> = Vec::new();
+    let mut units: Vec<usage::Unit<'_>> = Vec::new();
+    for d in done {
+        let row = &d.row;
+        let subject = || Subject {
+            delivery_group_id: Some(&row.delivery_group_id),
+            message_id: Some(&row.id),
+            ..Default::default()
+        };
+        let (status, provider_id, pmid, last_error, next) = match &d.result {
+            Final::Sent { provider_id, provider_message_id, delivered, .. } => (
+                if *delivered { "delivered" } else { "sent" },
+                Some(provider_id.as_str()),
+                provider_message_id.as_deref(),
+                None,
+                now,
+            ),
+            Final::Bounced { provider_id, response, .. } => {
+                ("bounced", Some(provider_id.as_str()), None, Some(response.as_str()), now)
             }
-            if !rejected.is_empty() {
+            Final::Deferred { reason, next_attempt_at } => {
+                ("deferred", None, None, Some(reason.as_str()), *next_attempt_at)
+            }
+            Final::Failed { reason } => ("failed", None, None, Some(reason.as_str()), now),
+            Final::Suppressed { .. } => ("suppressed", None, None, None, now),
+        };
+        for a in &d.attempts {
+            metrics::histogram!("sendmux_outbound_attempt_seconds", "provider_type" => a.provider_type.clone(), "outcome" => a.outcome.clone())
+                .record(a.duration_ms as f64 / 1000.0);
+        }
+        if !q::finish(tx, &row.team_id, &row.id, row.attempts, status, provider_id, pmid, last_error, next, now).await?
+        {
+            tracing::warn!(message_id = %row.id, "lost the claim on a message; another worker owns it now");
+            continue;
+        }
+        attempts.extend(&d.attempts);
+        let team = row.team_id.as_str();
+        match &d.result {
+            Final::Sent { provider_id, managed, provider_message_id, response, delivered, rejected, suppressed } => {
+                let extra = json!({"provider_id": provider_id, "provider_message_id": provider_message_id,
+                    "response": response, "suppressed": suppressed});
+                items.push((team, "message.sent", subject(), event_data(row, extra.clone())));
+                if *delivered {
+                    items.push((team, "message.delivered", subject(), event_data(row, extra)));
+                }
+                if !rejected.is_empty() {
+                    suppress_all(tx, row, rejected, now).await?;
+                    let bounced: Vec<Value> =
+                        rejected.iter().map(|(a, r)| json!({"address": a, "response": r})).collect();
+                    let data = event_data(row, json!({"bounced": bounced, "provider_id": provider_id}));
+                    items.push((team, "message.bounced", subject(), data));
+                }
+                let metric = if *managed { usage::MANAGED_SES_EMAILS } else { usage::OUTBOUND_EMAILS };
+                units.push((team, metric, format!("outbound:{}", row.id)));
+            }
+            Final::Bounced { provider_id, response, rejected } => {
                 suppress_all(tx, row, rejected, now).await?;
                 let bounced: Vec<Value> = rejected.iter().map(|(a, r)| json!({"address": a, "response": r})).collect();
-                events::append(
-                    backend,
-                    tx,
-                    &row.team_id,
-                    "message.bounced",
-                    subject(),
-                    event_data(row, json!({"bounced": bounced, "provider_id": provider_id})),
-                )
-                .await?;
+                let data =
+                    event_data(row, json!({"bounced": bounced, "provider_id": provider_id, "response": response}));
+                items.push((team, "message.bounced", subject(), data));
             }
-            let metric = if *managed { usage::MANAGED_SES_EMAILS } else { usage::OUTBOUND_EMAILS };
-            usage::record(tx, &row.team_id, metric, 1, &format!("outbound:{}", row.id)).await?;
-        }
-        Final::Bounced { provider_id, response, rejected } => {
-            suppress_all(tx, row, rejected, now).await?;
-            let bounced: Vec<Value> = rejected.iter().map(|(a, r)| json!({"address": a, "response": r})).collect();
-            events::append(
-                backend,
-                tx,
-                &row.team_id,
-                "message.bounced",
-                subject(),
-                event_data(row, json!({"bounced": bounced, "provider_id": provider_id, "response": response})),
-            )
-            .await?;
-        }
-        Final::Deferred { reason, next_attempt_at } => {
-            events::append(
-                backend,
-                tx,
-                &row.team_id,
-                "message.deferred",
-                subject(),
-                event_data(row, json!({"reason": reason, "next_attempt_at": crate::store::rfc3339(*next_attempt_at)})),
-            )
-            .await?;
-        }
-        Final::Failed { reason } => {
-            events::append(
-                backend,
-                tx,
-                &row.team_id,
-                "message.failed",
-                subject(),
-                event_data(row, json!({"reason": reason})),
-            )
-            .await?;
-        }
-        Final::Suppressed { addresses } => {
-            events::append(
-                backend,
-                tx,
-                &row.team_id,
-                "message.suppressed",
-                subject(),
-                event_data(row, json!({"suppressed": addresses})),
-            )
-            .await?;
+            Final::Deferred { reason, next_attempt_at } => {
+                let data = json!({"reason": reason, "next_attempt_at": crate::store::rfc3339(*next_attempt_at)});
+                items.push((team, "message.deferred", subject(), event_data(row, data)));
+            }
+            Final::Failed { reason } => {
+                items.push((team, "message.failed", subject(), event_data(row, json!({"reason": reason}))));
+            }
+            Final::Suppressed { addresses } => {
+                let data = event_data(row, json!({"suppressed": addresses}));
+                items.push((team, "message.suppressed", subject(), data));
+            }
         }
     }
+    q::insert_attempts(tx, backend, &attempts).await?;
+    events::append_many(backend, tx, &items).await?;
+    usage::record_units(tx, backend, &units).await?;
     Ok(())
 }
 
@@ -385,9 +362,7 @@ pub async fn run_batch(state: &AppState) -> anyhow::Result<usize> {
     let done: Vec<Done> = futures::future::join_all(rows.into_iter().map(|r| attempt(state, &ctx, r))).await;
     let now = now_ms();
     let mut tx = state.store.begin().await?;
-    for d in &done {
-        record(state, &mut tx, d, now).await?;
-    }
+    record_all(state, &mut tx, &done, now).await?;
     tx.commit().await?;
     let mut teams: Vec<&str> = done.iter().map(|d| d.row.team_id.as_str()).collect();
     teams.sort_unstable();

@@ -181,23 +181,30 @@ pub struct AttemptRow {
 
 const ATTEMPT_COLUMNS: &str = "id, team_id, message_id, delivery_group_id, provider_id, provider_type, outcome, response, duration_ms, created_at";
 
-pub async fn insert_attempt(conn: &mut Conn, a: &AttemptRow) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO outbound_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-    )))
-    .bind(&a.id)
-    .bind(&a.team_id)
-    .bind(&a.message_id)
-    .bind(&a.delivery_group_id)
-    .bind(&a.provider_id)
-    .bind(&a.provider_type)
-    .bind(&a.outcome)
-    .bind(&a.response)
-    .bind(a.duration_ms)
-    .bind(a.created_at)
-    .execute(conn)
-    .await
-    .map(|_| ())
+/// Inserts attempts with multi-row statements.
+pub async fn insert_attempts(conn: &mut Conn, backend: Backend, attempts: &[&AttemptRow]) -> sqlx::Result<()> {
+    for chunk in attempts.chunks(super::INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO outbound_attempts ({ATTEMPT_COLUMNS}) VALUES {}",
+            super::values_list(backend, chunk.len(), 10)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(&a.team_id)
+                .bind(&a.message_id)
+                .bind(&a.delivery_group_id)
+                .bind(&a.provider_id)
+                .bind(&a.provider_type)
+                .bind(&a.outcome)
+                .bind(&a.response)
+                .bind(a.duration_ms)
+                .bind(a.created_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 pub async fn attempts_of(conn: &mut Conn, team_id: &str, message_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
