@@ -96,8 +96,14 @@ async fn failed_attempts_retry_with_the_same_event_and_bytes_and_survive_a_resta
     let hits = down.wait_for(2).await;
     assert_eq!(hits[1].headers["x-sendmux-event-id"], second);
     assert_eq!(hits[1].body, hits[0].body);
-    let ok = app.get(&format!("{path}?status=succeeded"), &owner.token).await;
-    assert_eq!(expect_status(ok, StatusCode::OK).await["data"].as_array().unwrap().len(), 2);
+    // The receiver has its answer before the worker records it: wait for the record.
+    let succeeded = wait_for_value("both successes are recorded", Duration::from_secs(10), || async {
+        let ok = app.get(&format!("{path}?status=succeeded"), &owner.token).await;
+        let n = expect_status(ok, StatusCode::OK).await["data"].as_array().unwrap().len();
+        (n >= 2).then_some(n)
+    })
+    .await;
+    assert_eq!(succeeded, 2);
 }
 
 #[tokio::test]
