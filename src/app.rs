@@ -169,6 +169,12 @@ impl App {
                 shutdown.clone(),
             ));
         }
+        let sweeper = self.state.clone();
+        workers.spawn(async move {
+            if let Err(e) = crate::inbound::sweep_orphaned_bodies(&sweeper).await {
+                tracing::warn!(error = %format!("{e:#}"), "sweeping unreferenced message bodies failed");
+            }
+        });
         workers.spawn(crate::jobs::maintenance_loop(
             self.state.clone(),
             std::time::Duration::from_secs(600),

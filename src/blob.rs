@@ -16,6 +16,9 @@ pub trait BlobStore: Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Vec<u8>>>;
     /// Removes `key`; a missing key is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<()>>;
+    /// Every key last written before `cutoff`: candidates for the sweep of bodies that
+    /// no row references (`inbound::sweep_orphaned_bodies`).
+    fn keys_older_than(&self, cutoff: std::time::SystemTime) -> BoxFuture<'_, std::io::Result<Vec<String>>>;
 }
 
 /// Bodies as files under `<data>/blobs/<team>/<message>.eml`.
@@ -137,6 +140,29 @@ impl BlobStore for FsBlobStore {
             }
         })
     }
+
+    fn keys_older_than(&self, cutoff: std::time::SystemTime) -> BoxFuture<'_, std::io::Result<Vec<String>>> {
+        let root = self.root.clone();
+        Box::pin(blocking(move || {
+            let mut keys = Vec::new();
+            for team in std::fs::read_dir(&root)? {
+                let team = team?;
+                if !team.file_type()?.is_dir() {
+                    continue;
+                }
+                let team_name = team.file_name().to_string_lossy().into_owned();
+                for file in std::fs::read_dir(team.path())? {
+                    let file = file?;
+                    let name = file.file_name().to_string_lossy().into_owned();
+                    let Some(message) = name.strip_suffix(".eml") else { continue };
+                    if file.metadata()?.modified()? < cutoff {
+                        keys.push(format!("{team_name}/{message}"));
+                    }
+                }
+            }
+            Ok(keys)
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +180,17 @@ mod tests {
         store.delete("team_1/msg_1").await.unwrap();
         assert!(store.get("team_1/msg_1").await.is_err());
         assert!(store.put("../etc/passwd", b"x").await.is_err());
+
+        store.put("team_1/old", b"x").await.unwrap();
+        store.put("team_2/new", b"y").await.unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("blobs/team_1/old.eml"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(store.keys_older_than(hour_ago).await.unwrap(), ["team_1/old"]);
     }
 }

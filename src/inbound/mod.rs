@@ -319,6 +319,32 @@ impl Committer {
     }
 }
 
+/// How old an unreferenced body must be before the sweep removes it: far longer than
+/// any write takes to reach its commit (SMTP's own DATA timeout is 10 minutes).
+pub const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes bodies older than [`ORPHAN_AGE`] that no message row references. A crash
+/// between a body's write and its commit leaves one (the message was never
+/// acknowledged, so the sender retries); so does a crash between a deletion's commit
+/// and its file removals. `serve` runs it once at start. Returns how many went.
+pub async fn sweep_orphaned_bodies(state: &AppState) -> anyhow::Result<usize> {
+    let cutoff = std::time::SystemTime::now() - ORPHAN_AGE;
+    let keys = state.blobs.keys_older_than(cutoff).await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let referenced: std::collections::HashSet<String> =
+        q::referenced_blob_keys(&mut conn, state.store.backend(), &keys).await?.into_iter().collect();
+    drop(conn);
+    let mut removed = 0;
+    for key in keys.iter().filter(|k| !referenced.contains(*k)) {
+        state.blobs.delete(key).await?;
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed message bodies that no message references");
+    }
+    Ok(removed)
+}
+
 async fn discard_blobs(state: &AppState, rows: &[MessageRow]) {
     for r in rows {
         if let Err(e) = state.blobs.delete(&r.blob_key).await {

@@ -104,6 +104,24 @@ pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]
     Ok(())
 }
 
+/// Which of `keys` (`<team_id>/<message_id>`, as bodies are stored) a message row
+/// references; looked up by message id, the primary key.
+pub async fn referenced_blob_keys(conn: &mut Conn, backend: Backend, keys: &[String]) -> sqlx::Result<Vec<String>> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len())
+            .map(|i| if backend == Backend::Sqlite { "?".to_owned() } else { format!("${i}") })
+            .collect();
+        let sql = format!("SELECT blob_key FROM inbound_messages WHERE id IN ({})", marks.join(", "));
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            q = q.bind(key.rsplit('/').next().unwrap_or(key).to_owned());
+        }
+        found.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
 pub async fn get(conn: &mut Conn, team_id: &str, mailbox_id: &str, id: &str) -> sqlx::Result<Option<MessageRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND id = $3"

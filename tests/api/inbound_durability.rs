@@ -80,3 +80,32 @@ async fn a_message_acknowledged_with_250_survives_kill_9() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bytes.as_ref(), body.as_slice());
 }
+
+/// A crash between a body's write and its commit leaves a file no row points at; the
+/// sweep at start removes such files once they are an hour old, and only those.
+#[tokio::test]
+async fn bodies_no_message_references_are_swept_and_stored_ones_kept() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@sweep.test", "Sweep").await;
+    let (_, key) = app.mailbox_with_key(&owner.token, "box@mail.test", &["mailbox.read"]).await;
+    let report = app.send_smtp("a@sender.test", &["box@mail.test"], b"Subject: kept\r\n\r\nbody\r\n").await;
+    assert_eq!(report["data"][0], 250, "{report}");
+    let id = app.inbox(&key).await[0]["id"].as_str().unwrap().to_owned();
+
+    let orphan = format!("{}/msg_01ORPHANEDBYACRASH000000", owner.team_id);
+    let fresh_orphan = format!("{}/msg_01WRITTENJUSTNOW000000000", owner.team_id);
+    app.state.blobs.put(&orphan, b"never committed").await.unwrap();
+    app.state.blobs.put(&fresh_orphan, b"still on its way to a commit").await.unwrap();
+    let blobs = app.state.settings.data_dir.join("blobs");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for k in [orphan.clone(), format!("{}/{id}", owner.team_id)] {
+        let file = std::fs::File::options().write(true).open(blobs.join(format!("{k}.eml"))).unwrap();
+        file.set_modified(two_hours_ago).unwrap();
+    }
+
+    assert_eq!(sendmux::inbound::sweep_orphaned_bodies(&app.state).await.unwrap(), 1);
+    assert!(app.state.blobs.get(&orphan).await.is_err(), "the old unreferenced body is gone");
+    assert!(app.state.blobs.get(&fresh_orphan).await.is_ok(), "a recent one may still be committed: kept");
+    assert_eq!(app.raw_message(&key, &id).await, b"Subject: kept\r\n\r\nbody\r\n", "a stored message keeps its body");
+    assert_eq!(sendmux::inbound::sweep_orphaned_bodies(&app.state).await.unwrap(), 0);
+}
