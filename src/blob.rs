@@ -36,9 +36,27 @@ struct DirSync {
     requested: AtomicU64,
     synced: AtomicU64,
     lock: parking_lot::Mutex<()>,
+    /// The folder's own entry in its parent is durable (this process fsynced the parent
+    /// after creating, or finding, the folder).
+    entry_durable: std::sync::atomic::AtomicBool,
 }
 
 impl DirSync {
+    /// Creates the folder if needed and makes its entry durable, once per process:
+    /// every writer until then fsyncs the parent itself, so none relies on another
+    /// writer's fsync that may not have happened yet.
+    fn ensure_folder(&self, dir: &Path) -> std::io::Result<()> {
+        if self.entry_durable.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        self.entry_durable.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Takes a ticket: call once the new file exists.
     fn ticket(&self) -> u64 {
         self.requested.fetch_add(1, Ordering::AcqRel) + 1
@@ -84,17 +102,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Creates and writes the file (a new folder is fsynced into its parent at once); the
-/// caller then fsyncs the file and its folder. A crash before that may leave a partial
-/// file, but no row points at it yet: rows are committed only after `put` returns.
+/// Creates and writes the file (its folder exists and is durable: `ensure_folder`);
+/// the caller then fsyncs the file and its folder. A crash before that may leave a
+/// partial file, but no row points at it yet: rows are committed only after `put`
+/// returns.
 fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("blob path without folder"))?;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
-    }
     let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
     Ok(f)
@@ -115,6 +127,7 @@ impl BlobStore for FsBlobStore {
             // durable with a folder fsync shared with concurrent writers (often one
             // of them has already run it by the time the data is flushed).
             blocking(move || {
+                dir_sync.ensure_folder(&dir)?;
                 let file = write_file(&path, &bytes)?;
                 let ticket = dir_sync.ticket();
                 file.sync_data()?;

@@ -7,10 +7,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-/// Runs `task` on a thread of its own (with a single-threaded runtime), for a loop that
-/// everything else waits on: a group committer. On the shared runtime it queues behind
-/// every request task at each of its statements, and its whole group waits with it.
-pub fn spawn_dedicated<F>(name: &str, task: F)
+/// Runs a group committer — the loop everything else waits on — on a thread of its own
+/// (with a single-threaded runtime) when the store is SQLite: on the shared runtime it
+/// queues behind every request task at each of its statements, and its whole group
+/// waits with it. On PostgreSQL it stays on the shared runtime: a connection the pool
+/// opened from another runtime would have its socket driven by that runtime's thread
+/// for the rest of its life, whoever used it.
+pub fn spawn_committer<F>(backend: crate::store::Backend, name: &str, task: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        crate::store::Backend::Sqlite => spawn_dedicated(name, task),
+        crate::store::Backend::Postgres => {
+            tokio::spawn(task);
+        }
+    }
+}
+
+/// Runs `task` on a thread of its own, with a single-threaded runtime.
+fn spawn_dedicated<F>(name: &str, task: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {

@@ -232,7 +232,7 @@ impl Committer {
     /// webhook worker look at the log at once.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Committer {
         let (jobs, mut rx) = mpsc::channel::<(CommitJob, BodyWrite)>(4 * MAX_BATCH);
-        crate::jobs::spawn_dedicated("sendmux-inbound", async move {
+        crate::jobs::spawn_committer(store.backend(), "sendmux-inbound", async move {
             while let Some(first) = rx.recv().await {
                 let mut waiting = vec![first];
                 while waiting.len() < MAX_BATCH {

@@ -55,7 +55,7 @@ impl Committer {
     /// `bus` is rung for the teams of every committed group.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Self {
         let (sender, mut rx) = mpsc::channel::<Job>(4096);
-        crate::jobs::spawn_dedicated("sendmux-accept", async move {
+        crate::jobs::spawn_committer(store.backend(), "sendmux-accept", async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
                 while jobs.len() < MAX_GROUP {

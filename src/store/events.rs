@@ -190,7 +190,7 @@ pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64
     .rows_affected())
 }
 
-/// Appends several events in one statement per 16 (group commit of accepted mail). On
+/// Appends several events with multi-row statements (`super::insert_chunks`). On
 /// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
 /// several teams cannot deadlock on them.
 pub async fn append_many(
@@ -222,7 +222,7 @@ pub async fn append_many(
             (id, payload)
         })
         .collect();
-    for (chunk, ids) in items.chunks(super::INSERT_CHUNK).zip(built.chunks(super::INSERT_CHUNK)) {
+    for (chunk, ids) in super::insert_chunks(items).zip(super::insert_chunks(&built)) {
         let sql = format!(
             "INSERT INTO events (id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at) VALUES {}",
             super::values_list(backend, chunk.len(), 8)

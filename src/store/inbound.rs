@@ -73,7 +73,7 @@ pub async fn insert(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()> {
 
 /// Inserts `rows` with multi-row statements: one round trip per [`super::INSERT_CHUNK`].
 pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(super::INSERT_CHUNK) {
+    for chunk in super::insert_chunks(rows) {
         let sql =
             format!("INSERT INTO inbound_messages ({COLUMNS}) VALUES {}", super::values_list(backend, chunk.len(), 19));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -69,7 +69,8 @@ impl Store {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA wal_autocheckpoint = 16384;",
+                             PRAGMA wal_autocheckpoint = 16384; \
+                             PRAGMA journal_size_limit = 67108864;",
                         )
                         .await?;
                     }
@@ -153,7 +154,6 @@ impl Store {
     }
 }
 
-/// Milliseconds since the Unix epoch.
 /// The `VALUES` list of a multi-row insert of `rows` rows of `cols` columns.
 /// SQLite gets anonymous `?` parameters: it resolves a numbered `$n` by scanning the
 /// statement's parameter names, which is quadratic in a wide insert.
@@ -178,10 +178,27 @@ pub fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
     out
 }
 
-/// Rows per multi-row insert: 32 rows of 18 columns stay well under both engines'
-/// parameter limits.
+/// Most rows per multi-row insert: 32 rows of up to 19 columns stay well under both
+/// engines' parameter limits.
 pub const INSERT_CHUNK: usize = 32;
 
+/// Splits `rows` for multi-row inserts into chunks of 32, 16, 8, 4, 2 or 1 rows, so
+/// each table's insert has at most six statement texts and they all stay in the
+/// connection's prepared-statement cache (a text per batch size would not).
+pub fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = INSERT_CHUNK.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -203,5 +220,21 @@ pub fn page<T>(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> (Ve
         (rows, next)
     } else {
         (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn inserts_are_split_into_a_few_fixed_sizes_keeping_every_row_in_order() {
+        let rows: Vec<usize> = (0..77).collect();
+        let sizes: Vec<usize> = insert_chunks(&rows).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [32, 32, 8, 4, 1]);
+        assert_eq!(insert_chunks(&rows).flatten().copied().collect::<Vec<_>>(), rows);
+        assert_eq!(insert_chunks::<u8>(&[]).count(), 0);
+        assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(values_list(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
     }
 }

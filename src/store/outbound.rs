@@ -29,10 +29,9 @@ const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr
      mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
      expires_at, created_at, updated_at";
 
-/// Inserts many messages, one statement per 8 rows (SQLite looks each `$n` up by a
-/// linear scan, so very wide statements cost more per row than they save).
+/// Inserts many messages with multi-row statements (`super::insert_chunks`).
 pub async fn insert_messages(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(super::INSERT_CHUNK) {
+    for chunk in super::insert_chunks(rows) {
         let sql = format!(
             "INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) VALUES {}",
             super::values_list(backend, chunk.len(), 18)
@@ -183,7 +182,7 @@ const ATTEMPT_COLUMNS: &str = "id, team_id, message_id, delivery_group_id, provi
 
 /// Inserts attempts with multi-row statements.
 pub async fn insert_attempts(conn: &mut Conn, backend: Backend, attempts: &[&AttemptRow]) -> sqlx::Result<()> {
-    for chunk in attempts.chunks(super::INSERT_CHUNK) {
+    for chunk in super::insert_chunks(attempts) {
         let sql = format!(
             "INSERT INTO outbound_attempts ({ATTEMPT_COLUMNS}) VALUES {}",
             super::values_list(backend, chunk.len(), 10)

@@ -34,7 +34,7 @@ pub type Unit<'a> = (&'a str, &'a str, String);
 /// recorded is skipped the same way.
 pub async fn record_units(conn: &mut Conn, backend: Backend, units: &[Unit<'_>]) -> sqlx::Result<()> {
     let now = now_ms();
-    for chunk in units.chunks(super::INSERT_CHUNK) {
+    for chunk in super::insert_chunks(units) {
         let sql = format!(
             "INSERT INTO usage_records (id, team_id, metric, quantity, unit_key, created_at) VALUES {} \
              ON CONFLICT (unit_key) DO NOTHING",
@@ -60,7 +60,7 @@ pub type StorageChange<'a> = (&'a str, Option<&'a str>, Option<&'a str>, i64, i6
 
 /// [`storage_change`] for many changes in multi-row statements.
 pub async fn storage_changes(conn: &mut Conn, backend: Backend, changes: &[StorageChange<'_>]) -> sqlx::Result<()> {
-    for chunk in changes.chunks(super::INSERT_CHUNK) {
+    for chunk in super::insert_chunks(changes) {
         let sql = format!(
             "INSERT INTO storage_changes (id, team_id, mailbox_id, message_id, delta_bytes, created_at) VALUES {}",
             super::values_list(backend, chunk.len(), 6)

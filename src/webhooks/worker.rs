@@ -214,7 +214,6 @@ pub async fn run_once(state: &AppState, sender: &Sender, max: usize) -> anyhow::
 
     let attempted = results.len();
     let mut tx = state.store.begin().await?;
-    let mut teams: Vec<String> = Vec::new();
     for (claimed, outcome, disable) in &results {
         if !q::record_attempt(&mut tx, claimed, outcome).await? {
             continue;
@@ -229,14 +228,10 @@ pub async fn run_once(state: &AppState, sender: &Sender, max: usize) -> anyhow::
                 q::disable(&mut tx, &claimed.webhook_id, "failed without a success for 5 days").await?;
             }
         }
-        if !teams.contains(&claimed.team_id) {
-            teams.push(claimed.team_id.clone());
-        }
     }
+    // Only delivery bookkeeping changed: no read served from `state.cache` depends on
+    // it, so the teams' cached answers (and recipient lookups) stay valid.
     tx.commit().await?;
-    for team in teams {
-        state.cache.invalidate(&team);
-    }
     metrics::counter!("sendmux_webhook_attempts_total").increment(attempted as u64);
     Ok(attempted)
 }
