@@ -82,6 +82,17 @@ pub enum Outcome {
 pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let raw = Arc::new(incoming.raw);
+    let mut recipients = incoming.recipients;
+    // One copy per mailbox, however often it was named, in a stable order.
+    recipients.sort_by(|a, b| (&a.team_id, &a.mailbox_id).cmp(&(&b.team_id, &b.mailbox_id)));
+    recipients.dedup_by(|a, b| a.mailbox_id == b.mailbox_id);
+    let ids: Vec<String> = recipients.iter().map(|_| MessageId::new().into_string()).collect();
+    let key_of = |i: usize| format!("{}/{}", recipients[i].team_id, ids[i]);
+    // 1. The bytes, flushed, before any row points at them. When every mailbox keeps
+    //    spam, every copy will be stored whatever the verdict, so the writes start
+    //    now, beside parsing and authentication; otherwise once the verdict is known.
+    let early = recipients.iter().all(|r| r.accept_spam);
+    let bodies = early.then(|| write_bodies(state, &raw, (0..recipients.len()).map(key_of).collect()));
     // Parsing runs off the async threads; a panic in the parser only costs the summary.
     let summary = {
         let raw = raw.clone();
@@ -104,22 +115,17 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     });
     let (score, signals) = score::score(&auth, &summary, &raw);
 
-    let mut recipients = incoming.recipients;
-    // One copy per mailbox, however often it was named, in a stable order.
-    recipients.sort_by(|a, b| (&a.team_id, &a.mailbox_id).cmp(&(&b.team_id, &b.mailbox_id)));
-    recipients.dedup_by(|a, b| a.mailbox_id == b.mailbox_id);
     let received_at = now_ms();
     let auth_json = json!({"authentication": auth, "signals": signals}).to_string();
     let mut rows = Vec::new();
-    for r in &recipients {
+    for (i, r) in recipients.iter().enumerate() {
         let is_spam = score >= r.spam_threshold;
         if is_spam && !r.accept_spam {
             continue;
         }
-        let id = MessageId::new().into_string();
         rows.push(MessageRow {
-            blob_key: format!("{}/{}", r.team_id, id),
-            id,
+            blob_key: key_of(i),
+            id: ids[i].clone(),
             team_id: r.team_id.clone(),
             mailbox_id: r.mailbox_id.clone(),
             size_bytes: raw.len() as i64,
@@ -144,20 +150,9 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
         return Ok(Outcome::RefusedAsSpam { score });
     }
 
-    // 1. The bytes, flushed, before any row points at them: the writes start now and
-    //    the committer waits for them before it puts the rows in a transaction, so a
-    //    message's body fsync overlaps its wait for the commit in progress.
-    let bodies = {
-        let state = state.clone();
-        let raw = raw.clone();
-        let keys: Vec<String> = rows.iter().map(|r| r.blob_key.clone()).collect();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let written = futures::future::join_all(keys.iter().map(|k| state.blobs.put(k, &raw))).await;
-            metrics::histogram!("sendmux_inbound_blob_write_seconds").record(started.elapsed().as_secs_f64());
-            written.into_iter().collect::<std::io::Result<Vec<()>>>().map(|_| ())
-        })
-    };
+    // The bodies' writes (started above, or now): the committer waits for them before
+    // it puts the rows in a transaction, so their fsyncs overlap the wait for a commit.
+    let bodies = bodies.unwrap_or_else(|| write_bodies(state, &raw, rows.iter().map(|r| r.blob_key.clone()).collect()));
     // 2. Rows, events and usage in one transaction, once the bytes are durable.
     if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone(), bodies).await {
         discard_blobs(state, &rows).await;
@@ -169,7 +164,18 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     Ok(Outcome::Stored(rows))
 }
 
-/// Writes the rows, events and usage of one message's copies into `tx`.
+/// Starts writing `raw` under every key (each durable when the task ends).
+fn write_bodies(state: &AppState, raw: &Arc<Vec<u8>>, keys: Vec<String>) -> BodyWrite {
+    let state = state.clone();
+    let raw = raw.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let written = futures::future::join_all(keys.iter().map(|k| state.blobs.put(k, &raw))).await;
+        metrics::histogram!("sendmux_inbound_blob_write_seconds").record(started.elapsed().as_secs_f64());
+        written.into_iter().collect::<std::io::Result<Vec<()>>>().map(|_| ())
+    })
+}
+
 /// Writes the rows of `rows` — each with the envelope recipients of its message — and
 /// everything that goes with them: one event each, the usage unit, the stored bytes.
 /// One multi-row statement per table (per chunk), whatever the number of messages.
