@@ -42,35 +42,6 @@ pub async fn mailbox_by_address(conn: &mut Conn, address: &str) -> sqlx::Result<
     .await
 }
 
-pub async fn insert(conn: &mut Conn, m: &MessageRow) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO inbound_messages ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-    )))
-    .bind(&m.id)
-    .bind(&m.team_id)
-    .bind(&m.mailbox_id)
-    .bind(&m.blob_key)
-    .bind(m.size_bytes)
-    .bind(&m.source)
-    .bind(m.remote_ip.as_deref())
-    .bind(m.helo.as_deref())
-    .bind(&m.mail_from)
-    .bind(&m.rcpt_to)
-    .bind(m.from_address.as_deref())
-    .bind(m.from_name.as_deref())
-    .bind(m.subject.as_deref())
-    .bind(m.header_message_id.as_deref())
-    .bind(m.attachment_count)
-    .bind(m.spam_score)
-    .bind(m.is_spam)
-    .bind(&m.auth_results)
-    .bind(m.received_at)
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
 /// Inserts `rows` with multi-row statements: one round trip per [`super::INSERT_CHUNK`].
 pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
     for chunk in super::insert_chunks(rows) {

@@ -261,8 +261,16 @@ async fn retries_and_replays_count_once_and_refused_mail_is_not_billed() {
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     assert!(usage::record(&mut conn, team, "outbound_emails", 1, "outbound:msg_retried").await.unwrap());
     assert!(!usage::record(&mut conn, team, "outbound_emails", 1, "outbound:msg_retried").await.unwrap());
+    // So in the batched form the workers use, within a statement and across statements
+    // (on a team of its own, so the counts below stay this team's).
+    let other = app.signup("o@once-batched.test", "Once batched").await;
+    let backend = app.state.store.backend();
+    let unit = || (other.team_id.as_str(), "outbound_emails", "outbound:msg_batched".to_owned());
+    usage::record_units(&mut conn, backend, &[unit(), unit()]).await.unwrap();
+    usage::record_units(&mut conn, backend, &[unit()]).await.unwrap();
     drop(conn);
     assert_eq!(qty(&billing(&app, &owner.token, "").await, "outbound_emails"), "1");
+    assert_eq!(qty(&billing(&app, &other.token, "").await, "outbound_emails"), "1");
 
     // A send deferred by the relay (451) and delivered on retry is billed once.
     let prv = smtp_provider(&app, &owner.token, "relay", relay.port, None).await;
