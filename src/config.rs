@@ -322,9 +322,9 @@ impl Settings {
         let opt_secret = |key: &str| get(key).filter(|(_, v)| !v.is_empty()).map(|(_, v)| Secret::new(v));
 
         let http_addr =
-            parse_as(get("http_addr"), "127.0.0.1:8080".parse().expect("literal"), "an address like 127.0.0.1:8080")?;
+            parse_as(get("http_addr"), SocketAddr::from(([127, 0, 0, 1], 8080)), "an address like 127.0.0.1:8080")?;
         let smtp_addr =
-            parse_as(get("smtp_addr"), "127.0.0.1:2525".parse().expect("literal"), "an address like 127.0.0.1:2525")?;
+            parse_as(get("smtp_addr"), SocketAddr::from(([127, 0, 0, 1], 2525)), "an address like 127.0.0.1:2525")?;
         let data_dir = PathBuf::from(get("data_dir").map(|(_, v)| v).unwrap_or("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(bad(&var("data_dir"), "must not be empty"));

@@ -80,10 +80,11 @@ pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]
 pub async fn referenced_blob_keys(conn: &mut Conn, backend: Backend, keys: &[String]) -> sqlx::Result<Vec<String>> {
     let mut found = Vec::new();
     for chunk in keys.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len())
-            .map(|i| if backend == Backend::Sqlite { "?".to_owned() } else { format!("${i}") })
-            .collect();
-        let sql = format!("SELECT blob_key FROM inbound_messages WHERE id IN ({})", marks.join(", "));
+        // One "row" of parameters is exactly an `IN (…)` list.
+        let sql = format!(
+            "SELECT blob_key FROM inbound_messages WHERE id IN {}",
+            super::values_list(backend, 1, chunk.len())
+        );
         let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
         for key in chunk {
             q = q.bind(key.rsplit('/').next().unwrap_or(key).to_owned());
