@@ -16,7 +16,7 @@ use crate::auth::perms::Perm;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::MessageId;
-use crate::outbound::accept::{Accept, Answer, Idempotency};
+use crate::outbound::accept::{Accept, Answer, Idempotency, Queued};
 use crate::outbound::mime;
 use crate::outbound::validate::{self, Email, EmailIn};
 use crate::state::AppState;
@@ -138,6 +138,7 @@ async fn accept(
         key,
         hash: hex::encode(Sha256::digest(body)),
     });
+    let messages = messages.iter().map(Queued::new).collect();
     let res = match state.outbound.accept.run(Accept { idempotency, messages, answer }).await? {
         Answer::Fresh(answer) => {
             state.outbound.wake.notify_one();

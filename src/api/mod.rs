@@ -116,28 +116,35 @@ pub fn router(state: AppState) -> Router {
 async fn request_context(req: Request, next: Next) -> Response {
     let id = IncreaseRequestId::new().into_string();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
+    // `instrument`, not `span.enter()`: a guard held across an await leaves the span
+    // off whatever the request runs on after its first suspension.
     let mut res = REQUEST_ID
-        .scope(id.clone(), async move {
-            let _enter = span.enter();
-            let res = next.run(req).await;
-            let status = res.status();
-            let is_json = res
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/json"));
-            if (status.is_client_error() || status.is_server_error()) && !is_json {
-                let mut wrapped = ApiError::for_status(status).into_response();
-                for name in [header::ALLOW, header::RETRY_AFTER] {
-                    if let Some(v) = res.headers().get(&name) {
-                        wrapped.headers_mut().insert(name, v.clone());
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(
+                async move {
+                    let res = next.run(req).await;
+                    let status = res.status();
+                    let is_json = res
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("application/json"));
+                    if (status.is_client_error() || status.is_server_error()) && !is_json {
+                        let mut wrapped = ApiError::for_status(status).into_response();
+                        for name in [header::ALLOW, header::RETRY_AFTER] {
+                            if let Some(v) = res.headers().get(&name) {
+                                wrapped.headers_mut().insert(name, v.clone());
+                            }
+                        }
+                        wrapped
+                    } else {
+                        res
                     }
-                }
-                wrapped
-            } else {
-                res
-            }
-        })
+                },
+                span,
+            ),
+        )
         .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::ids::MessageId;
 use crate::state::AppState;
-use crate::store::events::{self, Subject};
+use crate::store::events::{self, NewEvent, Subject};
 use crate::store::inbound::{self as q, MessageRow};
 use crate::store::{Backend, Store, Tx, now_ms, usage};
 use authenticate::AuthResults;
@@ -200,6 +200,8 @@ async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[(&MessageRow, &[Strin
             (m.team_id.as_str(), kind, subject, data)
         })
         .collect();
+    let events: Vec<NewEvent> =
+        events.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
     events::append_many(backend, tx, &events).await?;
     let units: Vec<usage::Unit<'_>> =
         messages.iter().map(|m| (m.team_id.as_str(), usage::INBOUND_EMAILS, format!("inbound:{}", m.id))).collect();

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::events::{self, Subject};
+use crate::store::events::{self, NewEvent, Subject};
 use crate::store::outbound::{self as q, MessageRow};
-use crate::store::{Store, now_ms};
+use crate::store::{JsonRows, Store, now_ms, to_json_row};
 
 /// How long an `Idempotency-Key` answers with its first response.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -28,8 +28,32 @@ pub struct Idempotency {
 /// One accepted request: the messages to queue and the answer that goes with them.
 pub struct Accept {
     pub idempotency: Option<Idempotency>,
-    pub messages: Vec<MessageRow>,
+    pub messages: Vec<Queued>,
     pub answer: Value,
+}
+
+/// A message ready to queue: its row and its `message.queued` event, serialised on the
+/// request's own task so the committer only joins bytes.
+pub struct Queued {
+    team_id: String,
+    row: String,
+    event: NewEvent,
+}
+
+impl Queued {
+    pub fn new(row: &MessageRow) -> Self {
+        let subject = Subject {
+            delivery_group_id: Some(row.delivery_group_id.as_str()),
+            message_id: Some(row.id.as_str()),
+            ..Default::default()
+        };
+        let data = super::worker::event_data(row, json!({}));
+        Queued {
+            team_id: row.team_id.clone(),
+            row: to_json_row(row),
+            event: NewEvent::new(&row.team_id, "message.queued", subject, data),
+        }
+    }
 }
 
 pub enum Answer {
@@ -151,26 +175,19 @@ async fn write_group(store: &Store, jobs: &[Job], decided: &mut [Option<ApiResul
             }
         }
     }
-    let rows: Vec<&MessageRow> = jobs
+    let queued: Vec<&Queued> = jobs
         .iter()
         .zip(decided.iter())
         .filter(|(_, d)| d.is_none())
         .flat_map(|((job, _), _)| job.messages.iter())
         .collect();
-    if !rows.is_empty() {
-        q::insert_messages(&mut tx, store.backend(), &rows).await?;
-        let items: Vec<(&str, &str, Subject<'_>, Value)> = rows
-            .iter()
-            .map(|r| {
-                let subject = Subject {
-                    delivery_group_id: Some(r.delivery_group_id.as_str()),
-                    message_id: Some(r.id.as_str()),
-                    ..Default::default()
-                };
-                (r.team_id.as_str(), "message.queued", subject, super::worker::event_data(r, json!({})))
-            })
-            .collect();
-        events::append_many(store.backend(), &mut tx, &items).await?;
+    if !queued.is_empty() {
+        let mut rows = JsonRows::new();
+        for m in &queued {
+            rows.push_json(&m.row);
+        }
+        q::insert_messages(&mut tx, store.backend(), rows).await?;
+        events::append_many(store.backend(), &mut tx, queued.iter().map(|m| &m.event)).await?;
     }
     tx.commit().await
 }

@@ -13,7 +13,7 @@ use super::validate::Email;
 use super::{Outcome, mime, routing, ses};
 use crate::ids::AttemptId;
 use crate::state::AppState;
-use crate::store::events::{self, Subject};
+use crate::store::events::{self, NewEvent, Subject};
 use crate::store::outbound::{self as q, AttemptRow, MessageRow};
 use crate::store::{Tx, now_ms, providers, usage};
 
@@ -343,7 +343,9 @@ async fn record_all(state: &AppState, tx: &mut Tx, done: &[Done], now: i64) -> s
         }
     }
     q::insert_attempts(tx, backend, &attempts).await?;
-    events::append_many(backend, tx, &items).await?;
+    let events: Vec<NewEvent> =
+        items.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
+    events::append_many(backend, tx, &events).await?;
     usage::record_units(tx, backend, &units).await?;
     Ok(())
 }

@@ -41,54 +41,10 @@ pub async fn append(
     kind: &str,
     subject: Subject<'_>,
     data: serde_json::Value,
-) -> sqlx::Result<EventRow> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(team_id).execute(&mut **tx).await?;
-    }
-    let id = EventId::new().into_string();
-    let created_at = now_ms();
-    let payload = serde_json::json!({
-        "id": id,
-        "type": kind,
-        "created_at": super::rfc3339(created_at),
-        "data": data,
-    })
-    .to_string();
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
-    )
-    .bind(&id)
-    .bind(team_id)
-    .bind(kind)
-    .bind(subject.mailbox_id)
-    .bind(subject.delivery_group_id)
-    .bind(subject.message_id)
-    .bind(&payload)
-    .bind(created_at)
-    .fetch_one(&mut **tx)
-    .await?;
-    // Transactional outbox: the deliveries commit with the event, or neither does.
-    for webhook in super::webhooks::enabled_of_team(tx, team_id).await? {
-        if webhook.wants(kind, subject.mailbox_id) {
-            super::webhooks::enqueue(tx, team_id, &webhook.id, &id, kind, &payload).await?;
-        }
-    }
-    if backend == Backend::Postgres {
-        // Delivered to every node's listener when (and only if) this transaction commits.
-        sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(team_id).execute(&mut **tx).await?;
-    }
-    Ok(EventRow {
-        seq,
-        id,
-        team_id: team_id.to_owned(),
-        kind: kind.to_owned(),
-        mailbox_id: subject.mailbox_id.map(str::to_owned),
-        delivery_group_id: subject.delivery_group_id.map(str::to_owned),
-        message_id: subject.message_id.map(str::to_owned),
-        payload,
-        created_at,
-    })
+) -> sqlx::Result<NewEvent> {
+    let event = NewEvent::new(team_id, kind, subject, data);
+    append_many(backend, tx, std::iter::once(&event)).await?;
+    Ok(event)
 }
 
 pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<EventRow>> {
@@ -190,73 +146,112 @@ pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64
     .rows_affected())
 }
 
-/// Appends several events with multi-row statements (`super::insert_chunks`). On
-/// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
-/// several teams cannot deadlock on them.
-pub async fn append_many(
+/// An event ready for the log: its id, time, payload and log row are fixed when it is
+/// made — usually on the task of the request or session that caused it — so a group
+/// commit only joins bytes.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub team_id: String,
+    pub kind: String,
+    pub mailbox_id: Option<String>,
+    /// The exact JSON delivered to webhooks and streams.
+    pub payload: String,
+    /// The row for `events`, as JSON (`super::insert_json`).
+    row: String,
+}
+
+#[derive(serde::Serialize)]
+struct EventInsert<'a> {
+    id: &'a str,
+    team_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    mailbox_id: Option<&'a str>,
+    delivery_group_id: Option<&'a str>,
+    message_id: Option<&'a str>,
+    payload: &'a str,
+    created_at: i64,
+}
+
+const INSERT_COLUMNS: &str = "id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at";
+
+impl NewEvent {
+    /// An event of `kind` for `team_id` with `data` as its `data`; the payload is
+    /// `{"id", "type", "created_at", "data"}`.
+    pub fn new(team_id: &str, kind: &str, subject: Subject<'_>, data: serde_json::Value) -> Self {
+        let id = EventId::new().into_string();
+        let created_at = now_ms();
+        let payload = serde_json::json!({
+            "id": id,
+            "type": kind,
+            "created_at": super::rfc3339(created_at),
+            "data": data,
+        })
+        .to_string();
+        let row = super::to_json_row(&EventInsert {
+            id: &id,
+            team_id,
+            kind,
+            mailbox_id: subject.mailbox_id,
+            delivery_group_id: subject.delivery_group_id,
+            message_id: subject.message_id,
+            payload: &payload,
+            created_at,
+        });
+        NewEvent {
+            id,
+            team_id: team_id.to_owned(),
+            kind: kind.to_owned(),
+            mailbox_id: subject.mailbox_id.map(str::to_owned),
+            payload,
+            row,
+        }
+    }
+}
+
+/// Appends `events` to their teams' logs inside `tx`, in the order given, with one
+/// statement for the events and one for their webhook deliveries. On PostgreSQL the
+/// teams' append locks are taken in id order, so concurrent writers of several teams
+/// cannot deadlock on them.
+pub async fn append_many<'a>(
     backend: Backend,
     tx: &mut Tx,
-    items: &[(&str, &str, Subject<'_>, serde_json::Value)],
+    events: impl IntoIterator<Item = &'a NewEvent> + Clone,
 ) -> sqlx::Result<()> {
-    if backend == Backend::Postgres {
-        let mut teams: Vec<&str> = items.iter().map(|i| i.0).collect();
-        teams.sort_unstable();
-        teams.dedup();
-        for team in teams {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(team).execute(&mut **tx).await?;
-        }
+    let mut teams: Vec<&str> = events.clone().into_iter().map(|e| e.team_id.as_str()).collect();
+    if teams.is_empty() {
+        return Ok(());
     }
-    let created_at = now_ms();
-    // Ids and payloads first: the same bytes go into the log and the deliveries.
-    let built: Vec<(String, String)> = items
-        .iter()
-        .map(|(_, kind, _, data)| {
-            let id = EventId::new().into_string();
-            let payload = serde_json::json!({
-                "id": id,
-                "type": kind,
-                "created_at": super::rfc3339(created_at),
-                "data": data,
-            })
-            .to_string();
-            (id, payload)
-        })
-        .collect();
-    for (chunk, ids) in super::insert_chunks(items).zip(super::insert_chunks(&built)) {
-        let sql = format!(
-            "INSERT INTO events (id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at) VALUES {}",
-            super::values_list(backend, chunk.len(), 8)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((team_id, kind, subject, _), (id, payload)) in chunk.iter().zip(ids) {
-            q = q
-                .bind(id)
-                .bind(*team_id)
-                .bind(*kind)
-                .bind(subject.mailbox_id)
-                .bind(subject.delivery_group_id)
-                .bind(subject.message_id)
-                .bind(payload)
-                .bind(created_at);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    // The outbox, as in `append`: deliveries commit with their events.
-    let mut teams: Vec<&str> = items.iter().map(|i| i.0).collect();
     teams.sort_unstable();
     teams.dedup();
-    for team in teams {
+    if backend == Backend::Postgres {
+        for team in &teams {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(*team).execute(&mut **tx).await?;
+        }
+    }
+    let mut rows = super::JsonRows::new();
+    for e in events.clone() {
+        rows.push_json(&e.row);
+    }
+    super::insert_json(tx, backend, "events", INSERT_COLUMNS, rows, "").await?;
+    // The outbox, as in `append`: deliveries commit with their events.
+    let mut deliveries = super::JsonRows::new();
+    for team in &teams {
         let hooks = super::webhooks::enabled_of_team(tx, team).await?;
-        for ((team_id, kind, subject, _), (id, payload)) in items.iter().zip(&built) {
-            if *team_id != team {
-                continue;
-            }
-            for hook in hooks.iter().filter(|h| h.wants(kind, subject.mailbox_id)) {
-                super::webhooks::enqueue(tx, team, &hook.id, id, kind, payload).await?;
+        if hooks.is_empty() {
+            continue;
+        }
+        for e in events.clone().into_iter().filter(|e| e.team_id == *team) {
+            for hook in hooks.iter().filter(|h| h.wants(&e.kind, e.mailbox_id.as_deref())) {
+                deliveries.push(&super::webhooks::new_delivery(team, &hook.id, &e.id, &e.kind, &e.payload));
             }
         }
-        if backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(team).execute(&mut **tx).await?;
+    }
+    super::webhooks::enqueue_many(tx, backend, deliveries).await?;
+    if backend == Backend::Postgres {
+        for team in &teams {
+            sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(*team).execute(&mut **tx).await?;
         }
     }
     Ok(())

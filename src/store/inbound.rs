@@ -4,7 +4,7 @@
 use super::mailboxes::MailboxRow;
 use super::{Backend, Conn};
 
-#[derive(sqlx::FromRow, Debug, Clone)]
+#[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct MessageRow {
     pub id: String,
     pub team_id: String,
@@ -42,37 +42,10 @@ pub async fn mailbox_by_address(conn: &mut Conn, address: &str) -> sqlx::Result<
     .await
 }
 
-/// Inserts `rows` with multi-row statements: one round trip per [`super::INSERT_CHUNK`].
+/// Inserts `rows` with one statement.
 pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    for chunk in super::insert_chunks(rows) {
-        let sql =
-            format!("INSERT INTO inbound_messages ({COLUMNS}) VALUES {}", super::values_list(backend, chunk.len(), 19));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in chunk {
-            q = q
-                .bind(&m.id)
-                .bind(&m.team_id)
-                .bind(&m.mailbox_id)
-                .bind(&m.blob_key)
-                .bind(m.size_bytes)
-                .bind(&m.source)
-                .bind(m.remote_ip.as_deref())
-                .bind(m.helo.as_deref())
-                .bind(&m.mail_from)
-                .bind(&m.rcpt_to)
-                .bind(m.from_address.as_deref())
-                .bind(m.from_name.as_deref())
-                .bind(m.subject.as_deref())
-                .bind(m.header_message_id.as_deref())
-                .bind(m.attachment_count)
-                .bind(m.spam_score)
-                .bind(m.is_spam)
-                .bind(&m.auth_results)
-                .bind(m.received_at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let rows = rows.iter().collect();
+    super::insert_json(conn, backend, "inbound_messages", COLUMNS, rows, "").await.map(|_| ())
 }
 
 /// Which of `keys` (`<team_id>/<message_id>`, as bodies are stored) a message row

@@ -154,9 +154,9 @@ impl Store {
     }
 }
 
-/// The `VALUES` list of a multi-row insert of `rows` rows of `cols` columns.
+/// The `VALUES` list of `rows` rows of `cols` parameters (an `IN (…)` list, for one).
 /// SQLite gets anonymous `?` parameters: it resolves a numbered `$n` by scanning the
-/// statement's parameter names, which is quadratic in a wide insert.
+/// statement's parameter names, which is quadratic in a long list.
 pub fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
     let mut out = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
@@ -178,24 +178,104 @@ pub fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
     out
 }
 
-/// Most rows per multi-row insert: 32 rows of up to 19 columns stay well under both
-/// engines' parameter limits.
-pub const INSERT_CHUNK: usize = 32;
+/// Rows for [`insert_json`]: a JSON array of objects whose keys are column names.
+/// Rows are usually serialised where they are made (`to_json_row`), on the task of the
+/// request or session that made them, so a group commit only joins bytes.
+#[derive(Debug, Default)]
+pub struct JsonRows {
+    array: String,
+    len: usize,
+}
 
-/// Splits `rows` for multi-row inserts into chunks of 32, 16, 8, 4, 2 or 1 rows, so
-/// each table's insert has at most six statement texts and they all stay in the
-/// connection's prepared-statement cache (a text per batch size would not).
-pub fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
+impl JsonRows {
+    pub fn new() -> Self {
+        Self { array: String::from("["), len: 0 }
+    }
+
+    /// Adds one row already serialised as a JSON object.
+    pub fn push_json(&mut self, object: &str) {
+        if self.len > 0 {
+            self.array.push(',');
         }
-        let n = INSERT_CHUNK.min(1 << rest.len().ilog2());
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        Some(chunk)
-    })
+        self.array.push_str(object);
+        self.len += 1;
+    }
+
+    /// Adds one row, serialising it.
+    pub fn push<T: serde::Serialize>(&mut self, row: &T) {
+        self.push_json(&to_json_row(row));
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn finish(mut self) -> String {
+        self.array.push(']');
+        self.array
+    }
+}
+
+impl<T: serde::Serialize> FromIterator<T> for JsonRows {
+    fn from_iter<I: IntoIterator<Item = T>>(rows: I) -> Self {
+        let mut out = JsonRows::new();
+        for row in rows {
+            out.push(&row);
+        }
+        out
+    }
+}
+
+/// One row as a JSON object. Serialising plain rows of strings and numbers cannot fail;
+/// should it ever, the row becomes `null` and its insert fails on the NOT NULL columns,
+/// inside the transaction, rather than panicking here.
+pub fn to_json_row<T: serde::Serialize>(row: &T) -> String {
+    serde_json::to_string(row).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Inserts every row of `rows` into `table` with one statement and one round trip,
+/// whatever their number: the rows travel as one JSON parameter that the engine
+/// unpacks (SQLite `json_each`, PostgreSQL `json_populate_recordset` with the table's
+/// own column types), in order. `columns` lists the columns to fill, comma-separated,
+/// each a key of the row objects; `tail` follows the statement (`ON CONFLICT …`).
+///
+/// One statement text per table keeps it in the prepared-statement cache, and on
+/// SQLite, where every statement is a round trip to the connection's worker thread,
+/// a batch costs one trip instead of one per row or per chunk of rows.
+pub async fn insert_json(
+    conn: &mut Conn,
+    backend: Backend,
+    table: &str,
+    columns: &str,
+    rows: JsonRows,
+    tail: &str,
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sql = json_insert_sql(backend, table, columns, tail);
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(rows.finish()).execute(conn).await?.rows_affected())
+}
+
+fn json_insert_sql(backend: Backend, table: &str, columns: &str, tail: &str) -> String {
+    match backend {
+        // `WHERE true` keeps an `ON CONFLICT` tail from parsing as a join constraint.
+        Backend::Sqlite => {
+            let values: Vec<String> = columns.split(',').map(|c| format!("value ->> '{}'", c.trim())).collect();
+            format!(
+                "INSERT INTO {table} ({columns}) SELECT {} FROM jsonb_each($1) WHERE true {tail}",
+                values.join(", ")
+            )
+        }
+        Backend::Postgres => format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, $1::json) \
+             WITH ORDINALITY AS r ORDER BY r.ordinality {tail}"
+        ),
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -224,17 +304,31 @@ pub fn page<T>(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> (Ve
 }
 
 #[cfg(test)]
-mod chunk_tests {
+mod json_rows_tests {
     use super::*;
 
     #[test]
-    fn inserts_are_split_into_a_few_fixed_sizes_keeping_every_row_in_order() {
-        let rows: Vec<usize> = (0..77).collect();
-        let sizes: Vec<usize> = insert_chunks(&rows).map(<[usize]>::len).collect();
-        assert_eq!(sizes, [32, 32, 8, 4, 1]);
-        assert_eq!(insert_chunks(&rows).flatten().copied().collect::<Vec<_>>(), rows);
-        assert_eq!(insert_chunks::<u8>(&[]).count(), 0);
+    fn rows_join_into_one_json_array_in_order() {
+        let mut rows: JsonRows = [serde_json::json!({"id": "a", "n": 1})].into_iter().collect();
+        rows.push_json(r#"{"id":"b","n":null}"#);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.finish(), r#"[{"id":"a","n":1},{"id":"b","n":null}]"#);
+        assert_eq!(JsonRows::new().finish(), "[]");
         assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(values_list(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn each_engine_unpacks_the_json_parameter_by_column_name() {
+        assert_eq!(
+            json_insert_sql(Backend::Sqlite, "t", "id, n", "ON CONFLICT (id) DO NOTHING"),
+            "INSERT INTO t (id, n) SELECT value ->> 'id', value ->> 'n' FROM jsonb_each($1) WHERE true \
+             ON CONFLICT (id) DO NOTHING"
+        );
+        assert_eq!(
+            json_insert_sql(Backend::Postgres, "t", "id, n", ""),
+            "INSERT INTO t (id, n) SELECT id, n FROM json_populate_recordset(NULL::t, $1::json) \
+             WITH ORDINALITY AS r ORDER BY r.ordinality "
+        );
     }
 }

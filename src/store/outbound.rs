@@ -3,7 +3,7 @@
 
 use super::{Backend, Conn, Store};
 
-#[derive(sqlx::FromRow, Debug, Clone)]
+#[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct MessageRow {
     pub id: String,
     pub team_id: String,
@@ -29,38 +29,10 @@ const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr
      mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
      expires_at, created_at, updated_at";
 
-/// Inserts many messages with multi-row statements (`super::insert_chunks`).
-pub async fn insert_messages(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    for chunk in super::insert_chunks(rows) {
-        let sql = format!(
-            "INSERT INTO outbound_messages ({MESSAGE_COLUMNS}) VALUES {}",
-            super::values_list(backend, chunk.len(), 18)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in chunk {
-            q = q
-                .bind(&m.id)
-                .bind(&m.team_id)
-                .bind(&m.delivery_group_id)
-                .bind(&m.status)
-                .bind(&m.from_addr)
-                .bind(&m.recipients)
-                .bind(&m.subject)
-                .bind(&m.request)
-                .bind(&m.mime_message_id)
-                .bind(m.provider_id.as_deref())
-                .bind(m.provider_message_id.as_deref())
-                .bind(m.last_error.as_deref())
-                .bind(m.attempts)
-                .bind(m.next_attempt_at)
-                .bind(m.locked_until)
-                .bind(m.expires_at)
-                .bind(m.created_at)
-                .bind(m.updated_at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+/// Inserts messages given as JSON rows ([`MessageRow`] through `super::to_json_row`)
+/// with one statement.
+pub async fn insert_messages(conn: &mut Conn, backend: Backend, rows: super::JsonRows) -> sqlx::Result<()> {
+    super::insert_json(conn, backend, "outbound_messages", MESSAGE_COLUMNS, rows, "").await.map(|_| ())
 }
 
 /// A message of the team; with `group`, only when it was sent through that group.
@@ -164,7 +136,7 @@ pub async fn set_status(conn: &mut Conn, team_id: &str, id: &str, status: &str, 
         .map(|_| ())
 }
 
-#[derive(sqlx::FromRow, Debug, Clone)]
+#[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct AttemptRow {
     pub id: String,
     pub team_id: String,
@@ -180,30 +152,10 @@ pub struct AttemptRow {
 
 const ATTEMPT_COLUMNS: &str = "id, team_id, message_id, delivery_group_id, provider_id, provider_type, outcome, response, duration_ms, created_at";
 
-/// Inserts attempts with multi-row statements.
+/// Inserts attempts with one statement.
 pub async fn insert_attempts(conn: &mut Conn, backend: Backend, attempts: &[&AttemptRow]) -> sqlx::Result<()> {
-    for chunk in super::insert_chunks(attempts) {
-        let sql = format!(
-            "INSERT INTO outbound_attempts ({ATTEMPT_COLUMNS}) VALUES {}",
-            super::values_list(backend, chunk.len(), 10)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in chunk {
-            q = q
-                .bind(&a.id)
-                .bind(&a.team_id)
-                .bind(&a.message_id)
-                .bind(&a.delivery_group_id)
-                .bind(&a.provider_id)
-                .bind(&a.provider_type)
-                .bind(&a.outcome)
-                .bind(&a.response)
-                .bind(a.duration_ms)
-                .bind(a.created_at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let rows = attempts.iter().collect();
+    super::insert_json(conn, backend, "outbound_attempts", ATTEMPT_COLUMNS, rows, "").await.map(|_| ())
 }
 
 pub async fn attempts_of(conn: &mut Conn, team_id: &str, message_id: &str) -> sqlx::Result<Vec<AttemptRow>> {

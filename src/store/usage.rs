@@ -30,54 +30,64 @@ pub async fn record(conn: &mut Conn, team_id: &str, metric: &str, quantity: i64,
 /// One billable unit: `(team_id, metric, unit_key)`, quantity 1.
 pub type Unit<'a> = (&'a str, &'a str, String);
 
-/// [`record`] for many units of quantity 1 in multi-row statements; a unit already
-/// recorded is skipped the same way.
+#[derive(serde::Serialize)]
+struct UsageInsert<'a> {
+    id: String,
+    team_id: &'a str,
+    metric: &'a str,
+    quantity: i64,
+    unit_key: &'a str,
+    created_at: i64,
+}
+
+/// [`record`] for many units of quantity 1 in one statement; a unit already recorded
+/// is skipped the same way.
 pub async fn record_units(conn: &mut Conn, backend: Backend, units: &[Unit<'_>]) -> sqlx::Result<()> {
     let now = now_ms();
-    for chunk in super::insert_chunks(units) {
-        let sql = format!(
-            "INSERT INTO usage_records (id, team_id, metric, quantity, unit_key, created_at) VALUES {} \
-             ON CONFLICT (unit_key) DO NOTHING",
-            super::values_list(backend, chunk.len(), 6)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (team_id, metric, unit_key) in chunk {
-            q = q
-                .bind(format!("use_{}", ulid::Ulid::new()))
-                .bind(*team_id)
-                .bind(*metric)
-                .bind(1i64)
-                .bind(unit_key)
-                .bind(now);
-        }
-        q.execute(&mut *conn).await?;
-    }
+    let rows = units
+        .iter()
+        .map(|(team_id, metric, unit_key)| UsageInsert {
+            id: format!("use_{}", ulid::Ulid::new()),
+            team_id,
+            metric,
+            quantity: 1,
+            unit_key,
+            created_at: now,
+        })
+        .collect();
+    let columns = "id, team_id, metric, quantity, unit_key, created_at";
+    super::insert_json(conn, backend, "usage_records", columns, rows, "ON CONFLICT (unit_key) DO NOTHING").await?;
     Ok(())
 }
 
 /// A change of stored bytes: `(team_id, mailbox_id, message_id, delta_bytes, at)`.
 pub type StorageChange<'a> = (&'a str, Option<&'a str>, Option<&'a str>, i64, i64);
 
-/// [`storage_change`] for many changes in multi-row statements.
+#[derive(serde::Serialize)]
+struct StorageInsert<'a> {
+    id: String,
+    team_id: &'a str,
+    mailbox_id: Option<&'a str>,
+    message_id: Option<&'a str>,
+    delta_bytes: i64,
+    created_at: i64,
+}
+
+/// [`storage_change`] for many changes in one statement.
 pub async fn storage_changes(conn: &mut Conn, backend: Backend, changes: &[StorageChange<'_>]) -> sqlx::Result<()> {
-    for chunk in super::insert_chunks(changes) {
-        let sql = format!(
-            "INSERT INTO storage_changes (id, team_id, mailbox_id, message_id, delta_bytes, created_at) VALUES {}",
-            super::values_list(backend, chunk.len(), 6)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (team_id, mailbox_id, message_id, delta, at) in chunk {
-            q = q
-                .bind(format!("stc_{}", ulid::Ulid::new()))
-                .bind(*team_id)
-                .bind(*mailbox_id)
-                .bind(*message_id)
-                .bind(*delta)
-                .bind(*at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let rows = changes
+        .iter()
+        .map(|&(team_id, mailbox_id, message_id, delta_bytes, created_at)| StorageInsert {
+            id: format!("stc_{}", ulid::Ulid::new()),
+            team_id,
+            mailbox_id,
+            message_id,
+            delta_bytes,
+            created_at,
+        })
+        .collect();
+    let columns = "id, team_id, mailbox_id, message_id, delta_bytes, created_at";
+    super::insert_json(conn, backend, "storage_changes", columns, rows, "").await.map(|_| ())
 }
 
 /// Records a change of the team's stored bytes (+ on store, - on delete).

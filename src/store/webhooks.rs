@@ -153,7 +153,7 @@ pub async fn valid_secrets(conn: &mut Conn, webhook_id: &str, now: i64) -> sqlx:
     .await
 }
 
-#[derive(sqlx::FromRow, Debug, Clone)]
+#[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct DeliveryRow {
     pub id: String,
     pub team_id: String,
@@ -171,17 +171,10 @@ pub struct DeliveryRow {
 const DELIVERY_COLUMNS: &str =
     "id, team_id, webhook_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at";
 
-/// Queues a delivery of `payload` to the webhook, due now.
-pub async fn enqueue(
-    conn: &mut Conn,
-    team_id: &str,
-    webhook_id: &str,
-    event_id: &str,
-    event_type: &str,
-    payload: &str,
-) -> sqlx::Result<DeliveryRow> {
+/// A delivery of `payload` to the webhook, due now, for [`enqueue_many`].
+pub fn new_delivery(team_id: &str, webhook_id: &str, event_id: &str, event_type: &str, payload: &str) -> DeliveryRow {
     let now = now_ms();
-    let row = DeliveryRow {
+    DeliveryRow {
         id: DeliveryId::new().into_string(),
         team_id: team_id.to_owned(),
         webhook_id: webhook_id.to_owned(),
@@ -193,7 +186,24 @@ pub async fn enqueue(
         next_attempt_at: Some(now),
         created_at: now,
         updated_at: now,
-    };
+    }
+}
+
+/// Queues the deliveries in `rows` (made by [`new_delivery`]) with one statement.
+pub async fn enqueue_many(conn: &mut Conn, backend: Backend, rows: super::JsonRows) -> sqlx::Result<()> {
+    super::insert_json(conn, backend, "webhook_deliveries", DELIVERY_COLUMNS, rows, "").await.map(|_| ())
+}
+
+/// Queues a delivery of `payload` to the webhook, due now.
+pub async fn enqueue(
+    conn: &mut Conn,
+    team_id: &str,
+    webhook_id: &str,
+    event_id: &str,
+    event_type: &str,
+    payload: &str,
+) -> sqlx::Result<DeliveryRow> {
+    let row = new_delivery(team_id, webhook_id, event_id, event_type, payload);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     )))
