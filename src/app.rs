@@ -169,10 +169,10 @@ impl App {
                 shutdown.clone(),
             ));
         }
-        let sweeper = self.state.clone();
+        let settler = self.state.clone();
         workers.spawn(async move {
-            if let Err(e) = crate::inbound::sweep_orphaned_bodies(&sweeper).await {
-                tracing::warn!(error = %format!("{e:#}"), "sweeping unreferenced message bodies failed");
+            if let Err(e) = crate::jobs::settle_abandoned_bodies(&settler).await {
+                tracing::warn!(error = %format!("{e:#}"), "settling message bodies left by a crash failed");
             }
         });
         workers.spawn(crate::jobs::maintenance_loop(

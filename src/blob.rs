@@ -1,209 +1,656 @@
-//! Raw message bodies: a key → bytes store behind one trait. The filesystem store keeps
-//! them in the data folder and makes a `put` durable (file and folder fsynced) before
-//! it returns; object storage can implement the same trait later.
+//! Raw message bodies behind one trait: inbound mail exactly as it arrived, and outbound
+//! requests as accepted. The filesystem store appends them to per-team segment files
+//! and makes a `put` durable before it returns; object storage can implement the same
+//! trait later.
+//!
+//! Why segments: a file per body cost a file creation, an fsync of the file and one of
+//! its folder per message, and on ext4 the inode allocation alone was a third of the
+//! ingest CPU. Here one writer thread appends every body waiting at that moment to its
+//! team's open segment and pays one `fdatasync` per segment per batch, so concurrent
+//! senders share their flushes the way the store's group commit shares its commits.
+//!
+//! Layout: `<root>/<team_id>/<segment>.open` while a writer appends to it (the writer
+//! holds an exclusive lock on it), renamed to `<segment>.seg` once sealed. A body's key
+//! is `<team_id>/<segment>:<offset>:<length>`. Bodies start on 4 KiB boundaries, so
+//! deleting one punches a hole over whole filesystem blocks and its bytes are gone from
+//! the disk at once; a sealed segment whose blocks are all punched is removed. Keys of
+//! the earlier layout (`<team_id>/<message_id>`, a file `<message_id>.eml`) are still read
+//! and deleted.
 
 use futures::future::BoxFuture;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
 
-/// Where raw message bytes live. Keys are `<team_id>/<message_id>`: ASCII letters,
-/// digits, `_` and one `/`.
+/// Where raw message bytes live.
 pub trait BlobStore: Send + Sync + 'static {
-    /// Stores `bytes` under `key`; when this returns Ok the bytes survive a crash.
-    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>>;
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Vec<u8>>>;
-    /// Removes `key`; a missing key is not an error.
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<()>>;
-    /// Every key last written before `cutoff`: candidates for the sweep of bodies that
-    /// no row references (`inbound::sweep_orphaned_bodies`).
-    fn keys_older_than(&self, cutoff: std::time::SystemTime) -> BoxFuture<'_, std::io::Result<Vec<String>>>;
+    /// Stores `bytes` for `team_id` and returns their key; when this returns Ok the
+    /// bytes survive a crash.
+    fn put(&self, team_id: &str, bytes: Arc<Vec<u8>>) -> BoxFuture<'_, io::Result<String>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Vec<u8>>>;
+    /// Removes the bytes under `key`; a missing key is not an error.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
+    /// Removes every body of the team.
+    fn delete_team<'a>(&'a self, team_id: &'a str) -> BoxFuture<'a, io::Result<()>>;
+    /// Segments that a writer left open (a crash) and that no live writer holds: their
+    /// bodies written after the last commit belong to no message (`recover`).
+    fn abandoned(&self) -> BoxFuture<'_, io::Result<Vec<Abandoned>>>;
+    /// Keeps the bodies of `keep` (keys in the abandoned segment), removes every other
+    /// byte of it, and seals it.
+    fn settle<'a>(&'a self, segment: &'a Abandoned, keep: &'a [String]) -> BoxFuture<'a, io::Result<usize>>;
 }
 
-/// Bodies as files under `<data>/blobs/<team>/<message>.eml`.
+/// A segment left open by a writer that is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Abandoned {
+    pub team_id: String,
+    pub segment: String,
+    /// When the segment was created (its name is a ULID), Unix ms.
+    pub created_ms: i64,
+}
+
+impl Abandoned {
+    /// The prefix shared by the keys of every body in this segment.
+    pub fn key_prefix(&self) -> String {
+        format!("{}/{}:", self.team_id, self.segment)
+    }
+}
+
+/// Bodies start at multiples of this, so a deleted body's blocks are its own.
+const ALIGN: u64 = 4096;
+/// A segment takes no more appends once it is this long.
+const SEGMENT_BYTES: u64 = 16 << 20;
+/// An open segment no put has touched for this long is sealed.
+const IDLE_SEAL: Duration = Duration::from_secs(300);
+/// An unlocked `.open` segment must be this old before it counts as abandoned: a writer
+/// locks its new segment right after creating it.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+fn align_up(n: u64) -> u64 {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// What a key names.
+#[derive(Debug, PartialEq)]
+enum Key<'a> {
+    /// A range of a segment.
+    Range { team: &'a str, segment: &'a str, offset: u64, len: u64 },
+    /// A file of the earlier layout.
+    File { team: &'a str, message: &'a str },
+}
+
+fn parse_key(key: &str) -> io::Result<Key<'_>> {
+    let bad = || io::Error::new(ErrorKind::InvalidInput, "bad blob key");
+    let (team, rest) = key.split_once('/').ok_or_else(bad)?;
+    if !valid_name(team) {
+        return Err(bad());
+    }
+    let mut parts = rest.split(':');
+    let name = parts.next().filter(|n| valid_name(n)).ok_or_else(bad)?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Ok(Key::File { team, message: name }),
+        (Some(offset), Some(len), None) => {
+            let offset: u64 = offset.parse().map_err(|_| bad())?;
+            let len: u64 = len.parse().map_err(|_| bad())?;
+            if !offset.is_multiple_of(ALIGN) || offset.checked_add(len).is_none() {
+                return Err(bad());
+            }
+            Ok(Key::Range { team, segment: name, offset, len })
+        }
+        _ => Err(bad()),
+    }
+}
+
+struct Put {
+    team_id: String,
+    bytes: Arc<Vec<u8>>,
+    reply: oneshot::Sender<io::Result<String>>,
+}
+
+enum Command {
+    Put(Put),
+    /// Forget the team's open segment, then remove its folder.
+    DeleteTeam(String, oneshot::Sender<io::Result<()>>),
+}
+
+/// Bodies in segment files under `<data>/blobs`.
 pub struct FsBlobStore {
     root: PathBuf,
-    dirs: parking_lot::Mutex<std::collections::HashMap<PathBuf, Arc<DirSync>>>,
-}
-
-/// Group fsync of one folder: a new file's name is durable once its folder is fsynced
-/// after the file was created. Concurrent writers in one folder share fsyncs: each
-/// takes a ticket after creating its file and returns once a sync that started after
-/// that ticket has finished.
-#[derive(Default)]
-struct DirSync {
-    requested: AtomicU64,
-    synced: AtomicU64,
-    lock: parking_lot::Mutex<()>,
-    /// The folder's own entry in its parent is durable (this process fsynced the parent
-    /// after creating, or finding, the folder).
-    entry_durable: std::sync::atomic::AtomicBool,
-}
-
-impl DirSync {
-    /// Creates the folder if needed and makes its entry durable, once per process:
-    /// every writer until then fsyncs the parent itself, so none relies on another
-    /// writer's fsync that may not have happened yet.
-    fn ensure_folder(&self, dir: &Path) -> std::io::Result<()> {
-        if self.entry_durable.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        std::fs::create_dir_all(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
-        self.entry_durable.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Takes a ticket: call once the new file exists.
-    fn ticket(&self) -> u64 {
-        self.requested.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// Returns once a folder fsync that began after `ticket` was taken has finished,
-    /// running one if none has. Blocking: called on the blocking pool.
-    fn sync_after(&self, dir: &Path, ticket: u64) -> std::io::Result<()> {
-        let _turn = self.lock.lock();
-        if self.synced.load(Ordering::Acquire) >= ticket {
-            return Ok(());
-        }
-        let upto = self.requested.load(Ordering::Acquire);
-        sync_dir(dir)?;
-        self.synced.fetch_max(upto, Ordering::Release);
-        Ok(())
-    }
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl FsBlobStore {
-    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+    /// Opens the store and starts its writer thread, which seals its segments and ends
+    /// when the store is dropped.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, dirs: Default::default() })
+        let (commands, rx) = mpsc::unbounded_channel();
+        let writer = Writer { root: root.clone(), open: HashMap::new(), durable_folders: Default::default() };
+        std::thread::Builder::new().name("sendmux-blobs".into()).spawn(move || writer.run(rx))?;
+        Ok(Self { root, commands })
     }
 
-    fn dir_sync(&self, dir: &Path) -> Arc<DirSync> {
-        self.dirs.lock().entry(dir.to_path_buf()).or_default().clone()
-    }
-
-    fn path(&self, key: &str) -> std::io::Result<PathBuf> {
-        let valid = !key.is_empty()
-            && key.split('/').count() <= 2
-            && key.split('/').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-        if !valid {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad blob key"));
-        }
-        Ok(self.root.join(format!("{key}.eml")))
+    fn legacy_path(&self, team: &str, message: &str) -> PathBuf {
+        self.root.join(team).join(format!("{message}.eml"))
     }
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Creates and writes the file (its folder exists and is durable: `ensure_folder`);
-/// the caller then fsyncs the file and its folder. A crash before that may leave a
-/// partial file, but no row points at it yet: rows are committed only after `put`
-/// returns.
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(bytes)?;
-    Ok(f)
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
 impl BlobStore for FsBlobStore {
-    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+    fn put(&self, team_id: &str, bytes: Arc<Vec<u8>>) -> BoxFuture<'_, io::Result<String>> {
+        let team_id = team_id.to_owned();
         Box::pin(async move {
-            let path = self.path(key)?;
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
-            let bytes = bytes.to_vec();
-            let dir_sync = self.dir_sync(&dir);
-            // One trip to the blocking pool: write, flush the data, then make the name
-            // durable with a folder fsync shared with concurrent writers (often one
-            // of them has already run it by the time the data is flushed).
-            blocking(move || {
-                dir_sync.ensure_folder(&dir)?;
-                let file = write_file(&path, &bytes)?;
-                let ticket = dir_sync.ticket();
-                file.sync_data()?;
-                dir_sync.sync_after(&dir, ticket)
-            })
-            .await
+            if !valid_name(&team_id) {
+                return Err(io::Error::new(ErrorKind::InvalidInput, "bad team id for a blob"));
+            }
+            let (reply, answer) = oneshot::channel();
+            self.commands
+                .send(Command::Put(Put { team_id, bytes, reply }))
+                .map_err(|_| io::Error::other("the blob writer stopped"))?;
+            answer.await.map_err(|_| io::Error::other("the blob writer stopped"))?
         })
     }
 
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Vec<u8>>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Vec<u8>>> {
         Box::pin(async move {
-            let path = self.path(key)?;
-            tokio::fs::read(path).await
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<()>> {
-        Box::pin(async move {
-            let path = self.path(key)?;
-            match tokio::fs::remove_file(path).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+            match parse_key(key)? {
+                Key::File { team, message } => tokio::fs::read(self.legacy_path(team, message)).await,
+                Key::Range { team, segment, offset, len } => {
+                    let (team, segment) = (team.to_owned(), segment.to_owned());
+                    let len = usize::try_from(len).map_err(|_| io::Error::new(ErrorKind::InvalidInput, "too long"))?;
+                    let root = self.root.clone();
+                    blocking(move || {
+                        let store = PathsOnly { root };
+                        let (file, _) = store.open(&team, &segment)?;
+                        let mut buf = vec![0; len];
+                        file.read_exact_at(&mut buf, offset)?;
+                        Ok(buf)
+                    })
+                    .await
+                }
             }
         })
     }
 
-    fn keys_older_than(&self, cutoff: std::time::SystemTime) -> BoxFuture<'_, std::io::Result<Vec<String>>> {
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let result = match parse_key(key)? {
+                Key::File { team, message } => tokio::fs::remove_file(self.legacy_path(team, message)).await,
+                Key::Range { team, segment, offset, len } => {
+                    let (team, segment) = (team.to_owned(), segment.to_owned());
+                    let root = self.root.clone();
+                    blocking(move || {
+                        let store = PathsOnly { root };
+                        let (file, sealed) = store.open_rw(&team, &segment)?;
+                        erase(&file, offset, align_up(len))?;
+                        // A sealed segment with no data block left holds nothing.
+                        if sealed && file.metadata()?.blocks() == 0 {
+                            std::fs::remove_file(store.path(&team, &segment, true))?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                }
+            };
+            match result {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    fn delete_team<'a>(&'a self, team_id: &'a str) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            if !valid_name(team_id) {
+                return Err(io::Error::new(ErrorKind::InvalidInput, "bad team id for a blob"));
+            }
+            let (reply, answer) = oneshot::channel();
+            self.commands
+                .send(Command::DeleteTeam(team_id.to_owned(), reply))
+                .map_err(|_| io::Error::other("the blob writer stopped"))?;
+            answer.await.map_err(|_| io::Error::other("the blob writer stopped"))?
+        })
+    }
+
+    fn abandoned(&self) -> BoxFuture<'_, io::Result<Vec<Abandoned>>> {
         let root = self.root.clone();
         Box::pin(blocking(move || {
-            let mut keys = Vec::new();
+            let mut found = Vec::new();
+            let cutoff = SystemTime::now() - ABANDONED_AFTER;
             for team in std::fs::read_dir(&root)? {
                 let team = team?;
-                if !team.file_type()?.is_dir() {
+                let team_id = team.file_name().to_string_lossy().into_owned();
+                if !team.file_type()?.is_dir() || !valid_name(&team_id) {
                     continue;
                 }
-                let team_name = team.file_name().to_string_lossy().into_owned();
                 for file in std::fs::read_dir(team.path())? {
                     let file = file?;
                     let name = file.file_name().to_string_lossy().into_owned();
-                    let Some(message) = name.strip_suffix(".eml") else { continue };
-                    if file.metadata()?.modified()? < cutoff {
-                        keys.push(format!("{team_name}/{message}"));
+                    let Some(segment) = name.strip_suffix(".open").filter(|s| valid_name(s)) else { continue };
+                    let Ok(created) = ulid::Ulid::from_string(segment) else { continue };
+                    if file.metadata()?.modified()? > cutoff {
+                        continue;
                     }
+                    // A live writer holds its segment's lock.
+                    let f = File::open(file.path())?;
+                    if f.try_lock().is_err() {
+                        continue;
+                    }
+                    found.push(Abandoned {
+                        team_id: team_id.clone(),
+                        segment: segment.to_owned(),
+                        created_ms: created.timestamp_ms() as i64,
+                    });
                 }
             }
-            Ok(keys)
+            Ok(found)
         }))
+    }
+
+    fn settle<'a>(&'a self, segment: &'a Abandoned, keep: &'a [String]) -> BoxFuture<'a, io::Result<usize>> {
+        let root = self.root.clone();
+        let segment = segment.clone();
+        let mut ranges = Vec::new();
+        for key in keep {
+            if let Ok(Key::Range { team, segment: s, offset, len }) = parse_key(key)
+                && team == segment.team_id
+                && s == segment.segment
+            {
+                ranges.push((offset, offset + align_up(len)));
+            }
+        }
+        Box::pin(blocking(move || {
+            let store = PathsOnly { root };
+            let open = store.path(&segment.team_id, &segment.segment, false);
+            let file = File::options().read(true).write(true).open(&open)?;
+            file.try_lock().map_err(|_| io::Error::other("the segment is in use"))?;
+            ranges.sort_unstable();
+            let end = align_up(file.metadata()?.len());
+            let (mut erased, mut at) = (0, 0);
+            for (start, stop) in ranges.into_iter().chain([(end, end)]) {
+                if start > at {
+                    erase(&file, at, start - at)?;
+                    erased += 1;
+                }
+                at = at.max(stop);
+            }
+            file.sync_all()?;
+            let sealed = store.path(&segment.team_id, &segment.segment, true);
+            if file.metadata()?.blocks() == 0 {
+                std::fs::remove_file(&open)?;
+            } else {
+                std::fs::rename(&open, &sealed)?;
+            }
+            Ok(erased)
+        }))
+    }
+}
+
+/// Path arithmetic for the blocking closures, which cannot borrow the store.
+struct PathsOnly {
+    root: PathBuf,
+}
+
+impl PathsOnly {
+    fn path(&self, team: &str, segment: &str, sealed: bool) -> PathBuf {
+        self.root.join(team).join(format!("{segment}.{}", if sealed { "seg" } else { "open" }))
+    }
+
+    fn open_with(&self, team: &str, segment: &str, write: bool) -> io::Result<(File, bool)> {
+        for sealed in [true, false, true] {
+            match File::options().read(true).write(write).open(self.path(team, segment, sealed)) {
+                Ok(f) => return Ok((f, sealed)),
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(ErrorKind::NotFound, "no such segment"))
+    }
+
+    fn open(&self, team: &str, segment: &str) -> io::Result<(File, bool)> {
+        self.open_with(team, segment, false)
+    }
+
+    fn open_rw(&self, team: &str, segment: &str) -> io::Result<(File, bool)> {
+        self.open_with(team, segment, true)
+    }
+}
+
+/// Removes `len` bytes at `offset` from the disk: a punched hole where the filesystem
+/// supports it (the blocks are freed), zeros written over them where it does not.
+fn erase(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{FallocateFlags, fallocate};
+        match fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let size = file.metadata()?.len();
+    let stop = size.min(offset + len);
+    let zeros = vec![0u8; ALIGN as usize];
+    let mut at = offset;
+    while at < stop {
+        let n = (stop - at).min(ALIGN);
+        file.write_all_at(&zeros[..n as usize], at)?;
+        at += n;
+    }
+    file.sync_data()
+}
+
+/// An open segment of one team.
+struct Segment {
+    name: String,
+    file: File,
+    len: u64,
+    last_put: std::time::Instant,
+}
+
+/// The writer thread: appends every put waiting at that moment, one write and one
+/// `fdatasync` per segment, then answers them all.
+struct Writer {
+    root: PathBuf,
+    open: HashMap<String, Segment>,
+    /// Team folders whose entry in `root` this process has made durable.
+    durable_folders: std::collections::HashSet<String>,
+}
+
+/// Most puts handled in one round.
+const MAX_ROUND: usize = 1024;
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut puts = Vec::new();
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Put(p) => puts.push(p),
+                    Command::DeleteTeam(team, reply) => {
+                        // Puts queued before the deletion are written first.
+                        self.write_round(std::mem::take(&mut puts));
+                        let _ = reply.send(self.delete_team(&team));
+                    }
+                }
+                if puts.len() < MAX_ROUND {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write_round(puts);
+            self.seal_idle();
+        }
+        // The store was dropped: seal everything, so a clean stop leaves nothing to recover.
+        let teams: Vec<String> = self.open.keys().cloned().collect();
+        for team in teams {
+            self.seal(&team);
+        }
+    }
+
+    fn write_round(&mut self, puts: Vec<Put>) {
+        if puts.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut by_team: HashMap<String, Vec<Put>> = HashMap::new();
+        for p in puts {
+            by_team.entry(p.team_id.clone()).or_default().push(p);
+        }
+        let mut written = Vec::new();
+        for (team, puts) in by_team {
+            match self.append(&team, &puts) {
+                Ok(keys) => written.push((team, puts, keys)),
+                Err(e) => {
+                    // What was appended may be torn: never append to that segment again.
+                    self.open.remove(&team);
+                    fail(puts, &e);
+                }
+            }
+        }
+        for (team, puts, keys) in written {
+            let synced = match self.open.get(&team) {
+                Some(segment) => segment.file.sync_data(),
+                None => Err(io::Error::other("segment lost")),
+            };
+            match synced {
+                Ok(()) => {
+                    for (p, key) in puts.into_iter().zip(keys) {
+                        let _ = p.reply.send(Ok(key));
+                    }
+                }
+                Err(e) => {
+                    // After a failed fsync the kernel may have dropped the pages.
+                    self.open.remove(&team);
+                    fail(puts, &e);
+                }
+            }
+        }
+        metrics::histogram!("sendmux_blob_write_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    /// Appends the team's puts to its open segment in one write; returns their keys.
+    fn append(&mut self, team: &str, puts: &[Put]) -> io::Result<Vec<String>> {
+        let full = self.open.get(team).is_some_and(|s| s.len >= SEGMENT_BYTES);
+        if full {
+            self.seal(team);
+        }
+        if !self.open.contains_key(team) {
+            let segment = self.create(team)?;
+            self.open.insert(team.to_owned(), segment);
+        }
+        let Some(segment) = self.open.get_mut(team) else { return Err(io::Error::other("segment lost")) };
+        let total: u64 = puts.iter().map(|p| align_up(p.bytes.len() as u64)).sum();
+        let mut buf = Vec::with_capacity(total as usize);
+        let mut keys = Vec::with_capacity(puts.len());
+        for p in puts {
+            let offset = segment.len + buf.len() as u64;
+            keys.push(format!("{team}/{}:{offset}:{}", segment.name, p.bytes.len()));
+            buf.extend_from_slice(&p.bytes);
+            buf.resize(align_up(buf.len() as u64) as usize, 0);
+        }
+        segment.file.write_all_at(&buf, segment.len)?;
+        segment.len += buf.len() as u64;
+        segment.last_put = std::time::Instant::now();
+        Ok(keys)
+    }
+
+    /// A new segment, locked, its name durable in the team's folder (and the folder's
+    /// in the root, the first time this process writes for the team).
+    fn create(&mut self, team: &str) -> io::Result<Segment> {
+        let folder = self.root.join(team);
+        if !self.durable_folders.contains(team) {
+            std::fs::create_dir_all(&folder)?;
+            File::open(&self.root)?.sync_all()?;
+            self.durable_folders.insert(team.to_owned());
+        }
+        let name = ulid::Ulid::new().to_string();
+        let file = File::options().read(true).write(true).create_new(true).open(folder.join(format!("{name}.open")))?;
+        file.try_lock().map_err(|_| io::Error::other("cannot lock a new segment"))?;
+        File::open(&folder)?.sync_all()?;
+        Ok(Segment { name, file, len: 0, last_put: std::time::Instant::now() })
+    }
+
+    /// Stops appending to the team's segment and renames it sealed. Every byte in it
+    /// was already flushed before its put was answered.
+    fn seal(&mut self, team: &str) {
+        let Some(segment) = self.open.remove(team) else { return };
+        let folder = self.root.join(team);
+        let from = folder.join(format!("{}.open", segment.name));
+        let to = folder.join(format!("{}.seg", segment.name));
+        if let Err(e) = std::fs::rename(&from, &to) {
+            // Left open, the segment is settled at the next start; nothing is lost.
+            tracing::warn!(segment = %from.display(), error = %e, "could not seal a message body segment");
+        }
+    }
+
+    fn seal_idle(&mut self) {
+        let idle: Vec<String> =
+            self.open.iter().filter(|(_, s)| s.last_put.elapsed() >= IDLE_SEAL).map(|(t, _)| t.clone()).collect();
+        for team in idle {
+            self.seal(&team);
+        }
+    }
+
+    fn delete_team(&mut self, team: &str) -> io::Result<()> {
+        self.open.remove(team);
+        self.durable_folders.remove(team);
+        match std::fs::remove_dir_all(self.root.join(team)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn fail(puts: Vec<Put>, e: &io::Error) {
+    for p in puts {
+        let _ = p.reply.send(Err(io::Error::new(e.kind(), e.to_string())));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn bytes(b: &[u8]) -> Arc<Vec<u8>> {
+        Arc::new(b.to_vec())
+    }
+
+    /// The writer thread seals its segments as it ends, after the store is dropped.
+    fn wait_sealed(folder: &Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_dir(folder).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".open")) {
+            assert!(std::time::Instant::now() < deadline, "the segment was not sealed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     #[tokio::test]
-    async fn put_get_delete_round_trip() {
+    async fn bodies_round_trip_and_deleting_one_leaves_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::new(dir.path().join("blobs")).unwrap();
-        let bytes = b"Subject: x\r\n\r\n\0\xff body\n".to_vec();
-        store.put("team_1/msg_1", &bytes).await.unwrap();
-        assert_eq!(store.get("team_1/msg_1").await.unwrap(), bytes);
-        store.delete("team_1/msg_1").await.unwrap();
-        store.delete("team_1/msg_1").await.unwrap();
-        assert!(store.get("team_1/msg_1").await.is_err());
-        assert!(store.put("../etc/passwd", b"x").await.is_err());
+        let a = b"Subject: x\r\n\r\n\0\xff body\n".to_vec();
+        let b = vec![b'b'; 5000];
+        let (ka, kb, kc) = tokio::join!(
+            store.put("team_1", Arc::new(a.clone())),
+            store.put("team_1", Arc::new(b.clone())),
+            store.put("team_2", bytes(b""))
+        );
+        let (ka, kb, kc) = (ka.unwrap(), kb.unwrap(), kc.unwrap());
+        assert_eq!(store.get(&ka).await.unwrap(), a);
+        assert_eq!(store.get(&kb).await.unwrap(), b);
+        assert_eq!(store.get(&kc).await.unwrap(), b"");
+        assert!(ka.starts_with("team_1/") && kc.starts_with("team_2/"));
 
-        store.put("team_1/old", b"x").await.unwrap();
-        store.put("team_2/new", b"y").await.unwrap();
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-        std::fs::File::options()
-            .write(true)
-            .open(dir.path().join("blobs/team_1/old.eml"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        assert_eq!(store.keys_older_than(hour_ago).await.unwrap(), ["team_1/old"]);
+        store.delete(&ka).await.unwrap();
+        store.delete(&ka).await.unwrap();
+        assert_eq!(store.get(&ka).await.unwrap(), vec![0; a.len()], "a deleted body's bytes are gone");
+        assert_eq!(store.get(&kb).await.unwrap(), b);
+
+        for bad in ["../etc/passwd", "team_1/x:1:2", "team_1/../x:0:1", "team_1", "team_1/seg:0:1:2", "a/b/c"] {
+            assert!(store.get(bad).await.is_err(), "{bad}");
+        }
+        assert!(store.put("../x", bytes(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_sealed_segment_goes_once_every_body_in_it_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = FsBlobStore::new(&root).unwrap();
+        let ka = store.put("team_1", bytes(&[1; 6000])).await.unwrap();
+        let kb = store.put("team_1", bytes(&[2; 100])).await.unwrap();
+        drop(store);
+        let folder = root.join("team_1");
+        wait_sealed(&folder);
+        let sealed = || std::fs::read_dir(&folder).unwrap().filter_map(|e| e.ok()).count();
+        let store = FsBlobStore::new(&root).unwrap();
+        assert_eq!(store.get(&kb).await.unwrap(), vec![2; 100]);
+        store.delete(&ka).await.unwrap();
+        assert_eq!(sealed(), 1, "a body is left");
+        store.delete(&kb).await.unwrap();
+        assert_eq!(sealed(), 0, "nothing is left in the segment");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_team_removes_its_bodies_and_later_puts_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = FsBlobStore::new(&root).unwrap();
+        let k = store.put("team_1", bytes(b"one")).await.unwrap();
+        let other = store.put("team_2", bytes(b"two")).await.unwrap();
+        store.delete_team("team_1").await.unwrap();
+        assert!(!root.join("team_1").exists());
+        assert!(store.get(&k).await.is_err());
+        assert_eq!(store.get(&other).await.unwrap(), b"two");
+        let again = store.put("team_1", bytes(b"three")).await.unwrap();
+        assert_eq!(store.get(&again).await.unwrap(), b"three");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_segment_keeps_only_what_is_referenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        // A writer that died: its segment is still `.open` and unlocked.
+        let store = FsBlobStore::new(&root).unwrap();
+        let kept = store.put("team_1", bytes(&[7; 5000])).await.unwrap();
+        let orphan = store.put("team_1", bytes(&[8; 5000])).await.unwrap();
+        let Key::Range { segment, .. } = parse_key(&kept).unwrap() else { panic!() };
+        let segment = segment.to_owned();
+        let open = root.join("team_1").join(format!("{segment}.open"));
+        let copy = root.join("team_1").join("copy");
+        std::fs::copy(&open, &copy).unwrap();
+        drop(store);
+        wait_sealed(&root.join("team_1"));
+        let _ = std::fs::remove_file(root.join("team_1").join(format!("{segment}.seg")));
+        std::fs::rename(&copy, &open).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(120);
+        File::options().write(true).open(&open).unwrap().set_modified(old).unwrap();
+
+        let store = FsBlobStore::new(&root).unwrap();
+        let found = store.abandoned().await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].team_id, "team_1");
+        assert!(kept.starts_with(&found[0].key_prefix()));
+        // A live writer's lock keeps it out.
+        let held = File::open(&open).unwrap();
+        held.lock().unwrap();
+        assert!(store.abandoned().await.unwrap().is_empty());
+        drop(held);
+
+        assert_eq!(store.settle(&found[0], std::slice::from_ref(&kept)).await.unwrap(), 1);
+        assert_eq!(store.get(&kept).await.unwrap(), vec![7; 5000]);
+        assert_eq!(store.get(&orphan).await.unwrap(), vec![0; 5000], "the unreferenced body is erased");
+        assert!(root.join("team_1").join(format!("{segment}.seg")).exists(), "settled segments are sealed");
+        assert!(store.abandoned().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_parse_strictly() {
+        assert_eq!(
+            parse_key("team_1/01ABC:4096:10").unwrap(),
+            Key::Range { team: "team_1", segment: "01ABC", offset: 4096, len: 10 }
+        );
+        assert_eq!(parse_key("team_1/msg_1").unwrap(), Key::File { team: "team_1", message: "msg_1" });
+        for bad in ["team_1/01ABC:100:10", "team_1/01ABC:x:1", "/01ABC:0:1", "team_1/", "team.1/msg"] {
+            assert!(parse_key(bad).is_err(), "{bad}");
+        }
     }
 }

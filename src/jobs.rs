@@ -61,6 +61,31 @@ pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
     Ok(removed)
 }
 
+/// How long before a segment's creation its bodies' message ids may have been made:
+/// an id is made just before its body is written, so this is generous.
+const BODY_ID_SLACK_MS: i64 = 3600 * 1000;
+
+/// Settles the blob segments that a crashed writer left open: the bodies some message
+/// row references stay, every other byte in them — bodies written but never committed,
+/// whose senders were never told they were accepted — is erased, and the segment is
+/// sealed. `serve` runs it once at start. Returns how many ranges were erased.
+pub async fn settle_abandoned_bodies(state: &AppState) -> anyhow::Result<usize> {
+    let mut erased = 0;
+    for segment in state.blobs.abandoned().await? {
+        let since = (segment.created_ms - BODY_ID_SLACK_MS).max(0) as u64;
+        let since_id = format!("{}{}", crate::ids::MessageId::PREFIX, ulid::Ulid::from_parts(since, 0));
+        let prefix = segment.key_prefix();
+        let mut conn = state.store.pool().acquire().await?;
+        let keep = crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?;
+        drop(conn);
+        erased += state.blobs.settle(&segment, &keep).await?;
+    }
+    if erased > 0 {
+        tracing::info!(erased, "erased message bodies that no message references (left by a crash)");
+    }
+    Ok(erased)
+}
+
 /// PostgreSQL: turns `NOTIFY sendmux_events` from any node into wake-ups on this one.
 /// After a lost connection it wakes every reader, who then re-read the log.
 pub async fn listen_for_events(state: AppState, url: String, shutdown: CancellationToken) {

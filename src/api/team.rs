@@ -102,16 +102,13 @@ async fn delete_team(State(state): State<AppState>, p: Principal) -> ApiResult<S
         return Err(ApiError::forbidden("Only the owner can delete the team"));
     }
     // The rows go by cascade; the message bodies on disk after the commit.
-    let messages = crate::store::inbound::of_team(&mut tx, &p.team_id).await?;
     if !people::delete_team(&mut tx, &p.team_id).await? {
         return Err(ApiError::not_found("team"));
     }
     state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
-    for m in &messages {
-        if let Err(e) = state.blobs.delete(&m.blob_key).await {
-            tracing::warn!(key = %m.blob_key, error = %e, "could not remove the body of a deleted team's message");
-        }
+    if let Err(e) = state.blobs.delete_team(&p.team_id).await {
+        tracing::warn!(team_id = %p.team_id, error = %e, "could not remove the message bodies of a deleted team");
     }
     tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -87,12 +87,11 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     recipients.sort_by(|a, b| (&a.team_id, &a.mailbox_id).cmp(&(&b.team_id, &b.mailbox_id)));
     recipients.dedup_by(|a, b| a.mailbox_id == b.mailbox_id);
     let ids: Vec<String> = recipients.iter().map(|_| MessageId::new().into_string()).collect();
-    let key_of = |i: usize| format!("{}/{}", recipients[i].team_id, ids[i]);
     // 1. The bytes, flushed, before any row points at them. When every mailbox keeps
     //    spam, every copy will be stored whatever the verdict, so the writes start
     //    now, beside parsing and authentication; otherwise once the verdict is known.
     let early = recipients.iter().all(|r| r.accept_spam);
-    let bodies = early.then(|| write_bodies(state, &raw, (0..recipients.len()).map(key_of).collect()));
+    let bodies = early.then(|| write_bodies(state, &raw, recipients.iter().map(|r| r.team_id.clone()).collect()));
     // Parsing runs off the async threads; a panic in the parser only costs the summary.
     let summary = {
         let raw = raw.clone();
@@ -118,13 +117,15 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     let received_at = now_ms();
     let auth_json = json!({"authentication": auth, "signals": signals}).to_string();
     let mut rows = Vec::new();
+    let mut kept = Vec::new();
     for (i, r) in recipients.iter().enumerate() {
         let is_spam = score >= r.spam_threshold;
         if is_spam && !r.accept_spam {
             continue;
         }
+        kept.push(i);
         rows.push(MessageRow {
-            blob_key: key_of(i),
+            blob_key: String::new(),
             id: ids[i].clone(),
             team_id: r.team_id.clone(),
             mailbox_id: r.mailbox_id.clone(),
@@ -150,11 +151,20 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
         return Ok(Outcome::RefusedAsSpam { score });
     }
 
-    // The bodies' writes (started above, or now): the committer waits for them before
-    // it puts the rows in a transaction, so their fsyncs overlap the wait for a commit.
-    let bodies = bodies.unwrap_or_else(|| write_bodies(state, &raw, rows.iter().map(|r| r.blob_key.clone()).collect()));
-    // 2. Rows, events and usage in one transaction, once the bytes are durable.
-    if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone(), bodies).await {
+    // The bodies' keys, once durable: started above (one per recipient), or now (one
+    // per row).
+    let keys = match bodies {
+        Some(write) => {
+            let keys = write.await??;
+            kept.iter().map(|&i| keys[i].clone()).collect()
+        }
+        None => write_bodies(state, &raw, rows.iter().map(|r| r.team_id.clone()).collect()).await??,
+    };
+    for (row, key) in rows.iter_mut().zip(keys) {
+        row.blob_key = key;
+    }
+    // 2. Rows, events and usage in one transaction.
+    if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone()).await {
         discard_blobs(state, &rows).await;
         return Err(e);
     }
@@ -164,15 +174,33 @@ pub async fn receive(state: &AppState, incoming: Incoming) -> anyhow::Result<Out
     Ok(Outcome::Stored(rows))
 }
 
-/// Starts writing `raw` under every key (each durable when the task ends).
-fn write_bodies(state: &AppState, raw: &Arc<Vec<u8>>, keys: Vec<String>) -> BodyWrite {
+/// Starts storing one copy of `raw` for each of `teams`; the task ends with their
+/// keys, in order, once every copy is durable.
+fn write_bodies(
+    state: &AppState,
+    raw: &Arc<Vec<u8>>,
+    teams: Vec<String>,
+) -> tokio::task::JoinHandle<std::io::Result<Vec<String>>> {
     let state = state.clone();
     let raw = raw.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        let written = futures::future::join_all(keys.iter().map(|k| state.blobs.put(k, &raw))).await;
+        let written = futures::future::join_all(teams.iter().map(|t| state.blobs.put(t, raw.clone()))).await;
         metrics::histogram!("sendmux_inbound_blob_write_seconds").record(started.elapsed().as_secs_f64());
-        written.into_iter().collect::<std::io::Result<Vec<()>>>().map(|_| ())
+        if let Some(failed) = written.iter().position(Result::is_err) {
+            // The message is refused as a whole: the copies that were written go too.
+            for key in written.iter().flatten() {
+                if let Err(e) = state.blobs.delete(key).await {
+                    tracing::warn!(key = %key, error = %e, "could not remove the body of a message that was not stored");
+                }
+            }
+            return Err(written
+                .into_iter()
+                .nth(failed)
+                .and_then(Result::err)
+                .unwrap_or_else(|| std::io::Error::other("write failed")));
+        }
+        written.into_iter().collect()
     })
 }
 
@@ -220,16 +248,13 @@ struct CommitJob {
     done: oneshot::Sender<anyhow::Result<()>>,
 }
 
-/// The write of a message's bodies, awaited before its rows are committed.
-type BodyWrite = tokio::task::JoinHandle<std::io::Result<()>>;
-
 /// Group commit for inbound messages: concurrent deliveries wait for one transaction
 /// that holds all of them, so the store pays one durable commit (one fsync) per batch
 /// instead of one per message. Each caller still hears back only after the commit
 /// that holds its rows; when a batch fails, its messages are retried one by one so a
 /// bad one cannot take the others down.
 pub struct Committer {
-    jobs: mpsc::Sender<(CommitJob, BodyWrite)>,
+    jobs: mpsc::Sender<CommitJob>,
 }
 
 /// At most this many messages share one transaction.
@@ -239,31 +264,15 @@ impl Committer {
     /// `bus` is rung for every team a committed batch touched, so streams and the
     /// webhook worker look at the log at once.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Committer {
-        let (jobs, mut rx) = mpsc::channel::<(CommitJob, BodyWrite)>(4 * MAX_BATCH);
+        let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
         crate::jobs::spawn_committer(store.backend(), "sendmux-inbound", async move {
             while let Some(first) = rx.recv().await {
-                let mut waiting = vec![first];
-                while waiting.len() < MAX_BATCH {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(job) => waiting.push(job),
+                        Ok(job) => batch.push(job),
                         Err(_) => break,
                     }
-                }
-                // Only messages whose bodies are durable join the transaction.
-                let mut batch = Vec::with_capacity(waiting.len());
-                for (job, bodies) in waiting {
-                    match bodies.await {
-                        Ok(Ok(())) => batch.push(job),
-                        Ok(Err(e)) => {
-                            let _ = job.done.send(Err(anyhow::Error::new(e).context("writing the raw message")));
-                        }
-                        Err(e) => {
-                            let _ = job.done.send(Err(anyhow::anyhow!("writing the raw message: {e}")));
-                        }
-                    }
-                }
-                if batch.is_empty() {
-                    continue;
                 }
                 metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
                 let started = Instant::now();
@@ -315,42 +324,13 @@ impl Committer {
         Ok(())
     }
 
-    /// Commits `rows` (the copies of one message) once `bodies` has written their raw
-    /// bytes; returns once the rows are durable.
-    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>, bodies: BodyWrite) -> anyhow::Result<()> {
+    /// Commits `rows` (the copies of one message, their bodies already durable);
+    /// returns once the rows are durable.
+    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>) -> anyhow::Result<()> {
         let (done, wait) = oneshot::channel();
-        self.jobs
-            .send((CommitJob { rows, to, done }, bodies))
-            .await
-            .map_err(|_| anyhow::anyhow!("the committer stopped"))?;
+        self.jobs.send(CommitJob { rows, to, done }).await.map_err(|_| anyhow::anyhow!("the committer stopped"))?;
         wait.await.map_err(|_| anyhow::anyhow!("the committer stopped"))?
     }
-}
-
-/// How old an unreferenced body must be before the sweep removes it: far longer than
-/// any write takes to reach its commit (SMTP's own DATA timeout is 10 minutes).
-pub const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Removes bodies older than [`ORPHAN_AGE`] that no message row references. A crash
-/// between a body's write and its commit leaves one (the message was never
-/// acknowledged, so the sender retries); so does a crash between a deletion's commit
-/// and its file removals. `serve` runs it once at start. Returns how many went.
-pub async fn sweep_orphaned_bodies(state: &AppState) -> anyhow::Result<usize> {
-    let cutoff = std::time::SystemTime::now() - ORPHAN_AGE;
-    let keys = state.blobs.keys_older_than(cutoff).await?;
-    let mut conn = state.store.pool().acquire().await?;
-    let referenced: std::collections::HashSet<String> =
-        q::referenced_blob_keys(&mut conn, state.store.backend(), &keys).await?.into_iter().collect();
-    drop(conn);
-    let mut removed = 0;
-    for key in keys.iter().filter(|k| !referenced.contains(*k)) {
-        state.blobs.delete(key).await?;
-        removed += 1;
-    }
-    if removed > 0 {
-        tracing::info!(removed, "removed message bodies that no message references");
-    }
-    Ok(removed)
 }
 
 async fn discard_blobs(state: &AppState, rows: &[MessageRow]) {

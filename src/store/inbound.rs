@@ -48,23 +48,15 @@ pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]
     super::insert_json(conn, backend, "inbound_messages", COLUMNS, rows, "").await.map(|_| ())
 }
 
-/// Which of `keys` (`<team_id>/<message_id>`, as bodies are stored) a message row
-/// references; looked up by message id, the primary key.
-pub async fn referenced_blob_keys(conn: &mut Conn, backend: Backend, keys: &[String]) -> sqlx::Result<Vec<String>> {
-    let mut found = Vec::new();
-    for chunk in keys.chunks(500) {
-        // One "row" of parameters is exactly an `IN (…)` list.
-        let sql = format!(
-            "SELECT blob_key FROM inbound_messages WHERE id IN {}",
-            super::values_list(backend, 1, chunk.len())
-        );
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            q = q.bind(key.rsplit('/').next().unwrap_or(key).to_owned());
-        }
-        found.extend(q.fetch_all(&mut *conn).await?);
-    }
-    Ok(found)
+/// The body keys starting with `prefix` (one blob segment's) of messages with an id
+/// at or after `since_id`: a bounded walk of the primary key, since a body's message id
+/// is made just before the body is written.
+pub async fn blob_keys_with_prefix(conn: &mut Conn, since_id: &str, prefix: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT blob_key FROM inbound_messages WHERE id >= $1 AND substr(blob_key, 1, length($2)) = $2")
+        .bind(since_id)
+        .bind(prefix)
+        .fetch_all(conn)
+        .await
 }
 
 pub async fn get(conn: &mut Conn, team_id: &str, mailbox_id: &str, id: &str) -> sqlx::Result<Option<MessageRow>> {
@@ -142,12 +134,4 @@ pub async fn of_mailbox(conn: &mut Conn, team_id: &str, mailbox_id: &str) -> sql
     .bind(mailbox_id)
     .fetch_all(conn)
     .await
-}
-
-/// Every message of the team, for deleting the team with its bodies.
-pub async fn of_team(conn: &mut Conn, team_id: &str) -> sqlx::Result<Vec<Expired>> {
-    sqlx::query_as("SELECT id, team_id, mailbox_id, blob_key, size_bytes FROM inbound_messages WHERE team_id = $1")
-        .bind(team_id)
-        .fetch_all(conn)
-        .await
 }

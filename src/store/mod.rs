@@ -261,7 +261,7 @@ pub async fn insert_json(
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(rows.finish()).execute(conn).await?.rows_affected())
 }
 
-fn json_insert_sql(backend: Backend, table: &str, columns: &str, tail: &str) -> String {
+pub fn json_insert_sql(backend: Backend, table: &str, columns: &str, tail: &str) -> String {
     match backend {
         // `WHERE true` keeps an `ON CONFLICT` tail from parsing as a join constraint.
         Backend::Sqlite => {

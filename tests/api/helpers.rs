@@ -276,6 +276,22 @@ impl TestApp {
     pub async fn count(&self, sql: &'static str, team_id: &str) -> i64 {
         sqlx::query_scalar(sql).bind(team_id).fetch_one(self.state.store.pool()).await.unwrap()
     }
+
+    /// The blob key of inbound message `id`'s body.
+    pub async fn body_key(&self, id: &str) -> String {
+        sqlx::query_scalar("SELECT blob_key FROM inbound_messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.state.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Whether the bytes stored under `key` are still on disk: a deleted body reads back
+    /// as zeros (its blocks were punched out of the segment) or not at all (its segment
+    /// went with it).
+    pub async fn body_on_disk(&self, key: &str) -> bool {
+        self.state.blobs.get(key).await.is_ok_and(|bytes| bytes.iter().any(|&b| b != 0))
+    }
 }
 
 impl Drop for TestApp {

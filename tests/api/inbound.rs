@@ -382,8 +382,8 @@ async fn messages_past_their_mailbox_retention_are_deleted_with_their_bodies() {
     app.send_smtp("s@sender.test", &["box@mail.test"], SIMPLE).await;
     let inbox = app.inbox(&key).await;
     let (fresh, old) = (inbox[0]["id"].as_str().unwrap(), inbox[1]["id"].as_str().unwrap());
-    let blob = app.dir.path().join(format!("blobs/{}/{old}.eml", owner.team_id));
-    assert!(blob.exists());
+    let (old_body, fresh_body) = (app.body_key(old).await, app.body_key(fresh).await);
+    assert!(app.body_on_disk(&old_body).await);
     let thirty_one_days_ago = sendmux::store::now_ms() - 31 * 86_400_000;
     sqlx::query("UPDATE inbound_messages SET received_at = $1 WHERE id = $2")
         .bind(thirty_one_days_ago)
@@ -394,7 +394,8 @@ async fn messages_past_their_mailbox_retention_are_deleted_with_their_bodies() {
     assert_eq!(sendmux::jobs::expire_messages(&app.state).await.unwrap(), 1);
     let left: Vec<Value> = app.inbox(&key).await.iter().map(|m| m["id"].clone()).collect();
     assert_eq!(left, [json!(fresh)]);
-    assert!(!blob.exists(), "the body went with the row");
+    assert!(!app.body_on_disk(&old_body).await, "the body went with the row");
+    assert!(app.body_on_disk(&fresh_body).await, "the other message keeps its body");
     let bytes: i64 =
         sqlx::query_scalar("SELECT CAST(SUM(delta_bytes) AS BIGINT) FROM storage_changes WHERE team_id = $1")
             .bind(&owner.team_id)
@@ -411,11 +412,11 @@ async fn deleting_a_mailbox_deletes_its_messages_and_their_bodies() {
     let mbx = app.create_mailbox(&owner.token, "box@mail.test").await;
     let report = app.send_smtp("s@sender.test", &["box@mail.test"], SIMPLE).await;
     let id = report["data"][1].as_str().unwrap().rsplit(' ').next().unwrap().to_owned();
-    let blob = app.dir.path().join(format!("blobs/{}/{id}.eml", owner.team_id));
-    assert!(blob.exists());
+    let body = app.body_key(&id).await;
+    assert!(app.body_on_disk(&body).await);
     let res = app.delete(&format!("/api/v1/mailboxes/{}", mbx["id"].as_str().unwrap()), &owner.token).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert!(!blob.exists());
+    assert!(!app.body_on_disk(&body).await);
     assert_eq!(app.count("SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1", &owner.team_id).await, 0);
     let bytes: i64 =
         sqlx::query_scalar("SELECT CAST(SUM(delta_bytes) AS BIGINT) FROM storage_changes WHERE team_id = $1")

@@ -81,31 +81,62 @@ async fn a_message_acknowledged_with_250_survives_kill_9() {
     assert_eq!(bytes.as_ref(), body.as_slice());
 }
 
-/// A crash between a body's write and its commit leaves a file no row points at; the
-/// sweep at start removes such files once they are an hour old, and only those.
+/// A crash between a body's write and its commit leaves bytes in the team's open
+/// segment that no row points at. At the next start the segment is settled: what a
+/// message references stays, everything else in it is erased, and it is sealed.
 #[tokio::test]
-async fn bodies_no_message_references_are_swept_and_stored_ones_kept() {
-    let app = TestApp::spawn().await;
-    let owner = app.signup("owner@sweep.test", "Sweep").await;
+async fn bodies_a_crash_left_uncommitted_are_erased_and_stored_ones_kept() {
+    let mut app = TestApp::spawn().await;
+    let owner = app.signup("owner@settle.test", "Settle").await;
     let (_, key) = app.mailbox_with_key(&owner.token, "box@mail.test", &["mailbox.read"]).await;
-    let report = app.send_smtp("a@sender.test", &["box@mail.test"], b"Subject: kept\r\n\r\nbody\r\n").await;
-    assert_eq!(report["data"][0], 250, "{report}");
-    let id = app.inbox(&key).await[0]["id"].as_str().unwrap().to_owned();
+    app.stop().await;
 
-    let orphan = format!("{}/msg_01ORPHANEDBYACRASH000000", owner.team_id);
-    let fresh_orphan = format!("{}/msg_01WRITTENJUSTNOW000000000", owner.team_id);
-    app.state.blobs.put(&orphan, b"never committed").await.unwrap();
-    app.state.blobs.put(&fresh_orphan, b"still on its way to a commit").await.unwrap();
-    let blobs = app.state.settings.data_dir.join("blobs");
-    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    for k in [orphan.clone(), format!("{}/{id}", owner.team_id)] {
-        let file = std::fs::File::options().write(true).open(blobs.join(format!("{k}.eml"))).unwrap();
-        file.set_modified(two_hours_ago).unwrap();
+    let (server, _, smtp) = serve(&app);
+    let (mut c, _) = RawSmtp::connect(smtp.parse().unwrap()).await;
+    let body = b"Subject: kept\r\n\r\nStored before the crash.\r\n";
+    let mut data = body.to_vec();
+    data.extend_from_slice(b".\r\n");
+    let (code, text) = c.transaction("a@x.test", "box@mail.test", &data).await;
+    assert_eq!(code, 250, "{text}");
+    let id = text.trim_end().rsplit(' ').next().unwrap().to_owned();
+    drop(server); // SIGKILL: the segment stays open
+
+    // What a writer that died before its commit leaves: a body appended after the last
+    // committed one.
+    let folder = app.dir.path().join("blobs").join(&owner.team_id);
+    let open: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "open"))
+        .collect();
+    assert_eq!(open.len(), 1, "one open segment: {open:?}");
+    let segment = open[0].clone();
+    let orphan = b"Subject: never committed\r\n\r\nNobody was told this arrived.\r\n";
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::options().write(true).open(&segment).unwrap();
+        let end = file.metadata().unwrap().len().div_ceil(4096) * 4096;
+        file.write_all_at(orphan, end).unwrap();
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(120)).unwrap();
     }
 
-    assert_eq!(sendmux::inbound::sweep_orphaned_bodies(&app.state).await.unwrap(), 1);
-    assert!(app.state.blobs.get(&orphan).await.is_err(), "the old unreferenced body is gone");
-    assert!(app.state.blobs.get(&fresh_orphan).await.is_ok(), "a recent one may still be committed: kept");
-    assert_eq!(app.raw_message(&key, &id).await, b"Subject: kept\r\n\r\nbody\r\n", "a stored message keeps its body");
-    assert_eq!(sendmux::inbound::sweep_orphaned_bodies(&app.state).await.unwrap(), 0);
+    let (server, http, _) = serve(&app);
+    let sealed = segment.with_extension("seg");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !sealed.exists() {
+        assert!(std::time::Instant::now() < deadline, "the abandoned segment was not settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bytes = std::fs::read(&sealed).unwrap();
+    assert!(!bytes.windows(orphan.len()).any(|w| w == orphan.as_slice()), "the uncommitted body is erased");
+    assert!(bytes.windows(body.len()).any(|w| w == body.as_slice()), "the stored body is kept");
+    let res = reqwest::Client::new()
+        .get(format!("http://{http}/api/v1/mailbox/messages/{id}/raw"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), body.as_slice());
+    drop(server);
 }
