@@ -119,8 +119,7 @@ async fn webhooks(n: u64) -> anyhow::Result<()> {
         for _ in 0..500.min(n - appended) {
             let subject = sendmux::store::events::Subject::default();
             let data = json!({"message_id": "msg_01J1M9C3K8ZQ4W8N5T2V7X6Y3B", "from": "a@example.com", "subject": "Benchmark"});
-            sendmux::store::events::append(state.store.backend(), &mut tx, &team, "message.received", subject, data)
-                .await?;
+            sendmux::store::events::append(&mut tx, &team, "message.received", subject, data).await?;
             appended += 1;
         }
         state.commit(tx, &team).await?;

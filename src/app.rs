@@ -111,8 +111,8 @@ impl App {
             shutdown: CancellationToken::new(),
             blobs: Box::new(blobs),
             mail_auth,
-            inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone()),
-            outbound: crate::outbound::Runtime::new(&settings, store.clone(), bus.clone()),
+            inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone())?,
+            outbound: crate::outbound::Runtime::new(&settings, store.clone(), bus.clone())?,
             store,
             settings,
         }));

@@ -7,42 +7,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-/// Runs a group committer — the loop everything else waits on — on a thread of its own
-/// (with a single-threaded runtime) when the store is SQLite: on the shared runtime it
-/// queues behind every request task at each of its statements, and its whole group
-/// waits with it. On PostgreSQL it stays on the shared runtime: a connection the pool
-/// opened from another runtime would have its socket driven by that runtime's thread
-/// for the rest of its life, whoever used it.
-pub fn spawn_committer<F>(backend: crate::store::Backend, name: &str, task: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    match backend {
-        crate::store::Backend::Sqlite => spawn_dedicated(name, task),
-        crate::store::Backend::Postgres => {
-            tokio::spawn(task);
-        }
-    }
+/// Starts a group committer — the loop everything else waits on — on a thread of its
+/// own. On SQLite the committers run there with a connection of their own
+/// (`store::writer::Direct`), so nothing they do waits for the runtime or another thread.
+pub fn spawn_thread(name: &str, run: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(run)?;
+    Ok(())
 }
 
-/// Runs `task` on a thread of its own, with a single-threaded runtime.
-fn spawn_dedicated<F>(name: &str, task: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::warn!(error = %e, name, "no runtime for a dedicated thread; sharing the main one");
-            tokio::spawn(task);
-            return;
+/// `first` and every job waiting behind it on `rx`, at most `max`: one group.
+pub fn drain<J>(first: J, rx: &mut tokio::sync::mpsc::Receiver<J>, max: usize) -> Vec<J> {
+    let mut group = vec![first];
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
         }
-    };
-    if let Err(e) = std::thread::Builder::new().name(name.to_owned()).spawn(move || runtime.block_on(task)) {
-        // The task is gone with the closure: its callers get "stopped" errors, not a hang.
-        tracing::error!(error = %e, name, "cannot start a thread");
     }
+    group
 }
+
 use crate::store::{events, now_ms};
 
 /// One maintenance pass: drop events and webhook payloads past their retention, and

@@ -138,7 +138,7 @@ async fn accept(
         key,
         hash: hex::encode(Sha256::digest(body)),
     });
-    let messages = messages.iter().map(Queued::new).collect();
+    let messages = messages.into_iter().map(Queued::new).collect();
     let res = match state.outbound.accept.run(Accept { idempotency, messages, answer }).await? {
         Answer::Fresh(answer) => {
             state.outbound.wake.notify_one();

@@ -188,7 +188,6 @@ async fn ses_notification(
     let Some(team) = provider_team.or_else(|| message.as_ref().map(|m| m.team_id.clone())) else {
         return Ok(axum::Json(json!({"ok": true, "matched": false})));
     };
-    let backend = state.store.backend();
     let mid = message.as_ref().map(|m| m.id.clone());
     match kind {
         "Bounce" if note["bounce"]["bounceType"] == "Permanent" => {
@@ -206,7 +205,6 @@ async fn ses_notification(
                 let bounced: Vec<Value> =
                     addrs.iter().map(|a| json!({"address": a, "response": "SES permanent bounce"})).collect();
                 events::append(
-                    backend,
                     &mut tx,
                     &team,
                     "message.bounced",
@@ -233,7 +231,6 @@ async fn ses_notification(
                 };
                 let recipients = addresses(&note["delivery"]["recipients"], "emailAddress");
                 events::append(
-                    backend,
                     &mut tx,
                     &team,
                     "message.delivered",

@@ -18,7 +18,8 @@ use crate::ids::MessageId;
 use crate::state::AppState;
 use crate::store::events::{self, NewEvent, Subject};
 use crate::store::inbound::{self as q, MessageRow};
-use crate::store::{Backend, Store, Tx, now_ms, usage};
+use crate::store::writer::{Batch, BatchConn, Writer};
+use crate::store::{Store, now_ms, usage};
 use authenticate::AuthResults;
 use tokio::sync::{mpsc, oneshot};
 
@@ -207,9 +208,9 @@ fn write_bodies(
 /// Writes the rows of `rows` — each with the envelope recipients of its message — and
 /// everything that goes with them: one event each, the usage unit, the stored bytes.
 /// One multi-row statement per table (per chunk), whatever the number of messages.
-async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[(&MessageRow, &[String])]) -> anyhow::Result<()> {
+async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> anyhow::Result<()> {
     let messages: Vec<&MessageRow> = rows.iter().map(|(m, _)| *m).collect();
-    q::insert_many(tx, backend, &messages).await?;
+    q::insert_many(w, &messages).await?;
     let events: Vec<(&str, &str, Subject<'_>, serde_json::Value)> = rows
         .iter()
         .map(|(m, to)| {
@@ -230,16 +231,30 @@ async fn write_rows(backend: Backend, tx: &mut Tx, rows: &[(&MessageRow, &[Strin
         .collect();
     let events: Vec<NewEvent> =
         events.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
-    events::append_many(backend, tx, &events).await?;
+    events::append_many(w, &events).await?;
     let units: Vec<usage::Unit<'_>> =
         messages.iter().map(|m| (m.team_id.as_str(), usage::INBOUND_EMAILS, format!("inbound:{}", m.id))).collect();
-    usage::record_units(tx, backend, &units).await?;
+    usage::record_units(w, &units).await?;
     let stored: Vec<usage::StorageChange<'_>> = messages
         .iter()
         .map(|m| (m.team_id.as_str(), Some(m.mailbox_id.as_str()), Some(m.id.as_str()), m.size_bytes, m.received_at))
         .collect();
-    usage::storage_changes(tx, backend, &stored).await?;
+    usage::storage_changes(w, &stored).await?;
     Ok(())
+}
+
+/// The messages of a batch, written in one transaction.
+struct Rows<'a>(&'a [CommitJob]);
+
+impl Batch for Rows<'_> {
+    async fn write(&mut self, w: &mut impl Writer) -> anyhow::Result<()> {
+        // Event appends lock per team on PostgreSQL: take the locks in one global order
+        // (team id), keeping arrival order within a team.
+        let mut rows: Vec<(&MessageRow, &[String])> =
+            self.0.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
+        rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
+        write_rows(w, &rows).await
+    }
 }
 
 struct CommitJob {
@@ -263,20 +278,14 @@ const MAX_BATCH: usize = 256;
 impl Committer {
     /// `bus` is rung for every team a committed batch touched, so streams and the
     /// webhook worker look at the log at once.
-    pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Committer {
+    pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> anyhow::Result<Committer> {
         let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
-        crate::jobs::spawn_committer(store.backend(), "sendmux-inbound", async move {
+        BatchConn::open(&store)?.spawn("sendmux-inbound", move |mut conn| async move {
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
+                let batch = crate::jobs::drain(first, &mut rx, MAX_BATCH);
                 metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
                 let started = Instant::now();
-                let written = Self::write(&store, &batch).await;
+                let written = conn.write(&mut Rows(&batch)).await;
                 metrics::histogram!("sendmux_inbound_commit_seconds").record(started.elapsed().as_secs_f64());
                 match written {
                     Ok(()) => {
@@ -292,12 +301,12 @@ impl Committer {
                         }
                     }
                     Err(e) if batch.len() == 1 => {
-                        let _ = batch.pop().map(|job| job.done.send(Err(e)));
+                        let _ = batch.into_iter().next().map(|job| job.done.send(Err(e)));
                     }
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch commit failed; retrying one by one");
                         for job in batch {
-                            let result = Self::write(&store, std::slice::from_ref(&job)).await;
+                            let result = conn.write(&mut Rows(std::slice::from_ref(&job))).await;
                             if result.is_ok() {
                                 for row in &job.rows {
                                     bus.notify(&row.team_id);
@@ -308,20 +317,8 @@ impl Committer {
                     }
                 }
             }
-        });
-        Committer { jobs }
-    }
-
-    async fn write(store: &Store, batch: &[CommitJob]) -> anyhow::Result<()> {
-        // Event appends lock per team on PostgreSQL: take the locks in one global order
-        // (team id), keeping arrival order within a team.
-        let mut rows: Vec<(&MessageRow, &[String])> =
-            batch.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
-        rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
-        let mut tx = store.begin().await?;
-        write_rows(store.backend(), &mut tx, &rows).await?;
-        tx.commit().await?;
-        Ok(())
+        })?;
+        Ok(Committer { jobs })
     }
 
     /// Commits `rows` (the copies of one message, their bodies already durable);

@@ -6,12 +6,16 @@
 //! `message.queued` events in multi-row inserts — and answers each after the commit.
 
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ApiError, ApiResult};
+use crate::events::Bus;
 use crate::store::events::{self, NewEvent, Subject};
 use crate::store::outbound::{self as q, MessageRow};
-use crate::store::{JsonRows, Store, now_ms, to_json_row};
+use crate::store::writer::{Batch, BatchConn, IdempotencyKey, Writer};
+use crate::store::{Store, now_ms};
 
 /// How long an `Idempotency-Key` answers with its first response.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -32,27 +36,23 @@ pub struct Accept {
     pub answer: Value,
 }
 
-/// A message ready to queue: its row and its `message.queued` event, serialised on the
-/// request's own task so the committer only joins bytes.
+/// A message ready to queue: its row and its `message.queued` event, made on the
+/// request's own task.
 pub struct Queued {
-    team_id: String,
-    row: String,
+    row: MessageRow,
     event: NewEvent,
 }
 
 impl Queued {
-    pub fn new(row: &MessageRow) -> Self {
+    pub fn new(row: MessageRow) -> Self {
         let subject = Subject {
             delivery_group_id: Some(row.delivery_group_id.as_str()),
             message_id: Some(row.id.as_str()),
             ..Default::default()
         };
-        let data = super::worker::event_data(row, json!({}));
-        Queued {
-            team_id: row.team_id.clone(),
-            row: to_json_row(row),
-            event: NewEvent::new(&row.team_id, "message.queued", subject, data),
-        }
+        let data = super::worker::event_data(&row, json!({}));
+        let event = NewEvent::new(&row.team_id, "message.queued", subject, data);
+        Queued { row, event }
     }
 }
 
@@ -73,37 +73,24 @@ pub struct Committer {
 const MAX_GROUP: usize = 256;
 
 impl Committer {
-    /// Starts the committer task. One: SQLite has one writer anyway, and on PostgreSQL
+    /// Starts the committer. One: SQLite has one writer anyway, and on PostgreSQL
     /// parallel groups could deadlock on each other's idempotency rows and per-team event
-    /// locks, taken in different orders.
-    /// `bus` is rung for the teams of every committed group.
-    pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> Self {
+    /// locks, taken in different orders. On SQLite it runs on a thread of its own with a
+    /// connection of its own (`store::writer`); on PostgreSQL it is a task of the shared
+    /// runtime, whose pool connections live there. `bus` is rung for the teams of every
+    /// committed group.
+    pub fn start(store: Store, bus: Arc<Bus>) -> anyhow::Result<Self> {
         let (sender, mut rx) = mpsc::channel::<Job>(4096);
-        crate::jobs::spawn_committer(store.backend(), "sendmux-accept", async move {
+        BatchConn::open(&store)?.spawn("sendmux-accept", move |mut conn| async move {
             while let Some(first) = rx.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
-                        Err(_) => break,
-                    }
-                }
-                let mut teams: Vec<String> =
-                    jobs.iter().flat_map(|(a, _)| a.messages.iter().map(|m| m.team_id.clone())).collect();
-                teams.sort_unstable();
-                teams.dedup();
-                metrics::histogram!("sendmux_outbound_accept_batch_size").record(jobs.len() as f64);
-                let started = std::time::Instant::now();
-                let committed = run_group(&store, jobs).await;
-                metrics::histogram!("sendmux_outbound_accept_commit_seconds").record(started.elapsed().as_secs_f64());
-                if committed {
-                    for team in &teams {
-                        bus.notify(team);
-                    }
-                }
+                let jobs = crate::jobs::drain(first, &mut rx, MAX_GROUP);
+                let started = Instant::now();
+                let mut group = Group { decided: (0..jobs.len()).map(|_| None).collect(), jobs };
+                let written = conn.write(&mut group).await;
+                group.answer(written, &bus, started);
             }
-        });
-        Self { sender }
+        })?;
+        Ok(Self { sender })
     }
 
     /// Queues `accept` in the next group and answers once the group committed.
@@ -114,56 +101,78 @@ impl Committer {
     }
 }
 
-/// Writes one group and answers its requests; true when it committed.
-async fn run_group(store: &Store, jobs: Vec<Job>) -> bool {
-    let mut decided: Vec<Option<ApiResult<Answer>>> = (0..jobs.len()).map(|_| None).collect();
-    match write_group(store, &jobs, &mut decided).await {
-        Ok(()) => {
-            for ((job, reply), d) in jobs.into_iter().zip(decided) {
-                let _ = reply.send(d.unwrap_or(Ok(Answer::Fresh(job.answer))));
+/// The requests committed together.
+struct Group {
+    jobs: Vec<Job>,
+    /// One slot per request: set for requests answered without queueing (replays and
+    /// conflicts).
+    decided: Vec<Option<ApiResult<Answer>>>,
+}
+
+impl Group {
+    /// Answers every request after the group's transaction ended as `written` says,
+    /// and rings the bus for its teams when it committed.
+    fn answer(self, written: anyhow::Result<()>, bus: &Bus, started: Instant) {
+        metrics::histogram!("sendmux_outbound_accept_batch_size").record(self.jobs.len() as f64);
+        metrics::histogram!("sendmux_outbound_accept_commit_seconds").record(started.elapsed().as_secs_f64());
+        match written {
+            Ok(()) => {
+                let mut teams: Vec<&str> =
+                    self.jobs.iter().flat_map(|(a, _)| a.messages.iter().map(|m| m.row.team_id.as_str())).collect();
+                teams.sort_unstable();
+                teams.dedup();
+                for team in teams {
+                    bus.notify(team);
+                }
+                for ((job, reply), d) in self.jobs.into_iter().zip(self.decided) {
+                    let _ = reply.send(d.unwrap_or(Ok(Answer::Fresh(job.answer))));
+                }
             }
-            true
-        }
-        Err(e) => {
-            // Nothing of the group was kept: every request gets the error, except those
-            // refused for their own reasons (which wrote nothing anyway).
-            let msg = format!("committing accepted mail: {e}");
-            for ((_, reply), d) in jobs.into_iter().zip(decided) {
-                let answer = match d {
-                    Some(Err(refusal)) => Err(refusal),
-                    _ => Err(ApiError::internal(&msg)),
-                };
-                let _ = reply.send(answer);
+            Err(e) => {
+                // Nothing of the group was kept: every request gets the error, except
+                // those refused for their own reasons (which wrote nothing anyway).
+                let msg = format!("committing accepted mail: {e:#}");
+                for ((_, reply), d) in self.jobs.into_iter().zip(self.decided) {
+                    let answer = match d {
+                        Some(Err(refusal)) => Err(refusal),
+                        _ => Err(ApiError::internal(&msg)),
+                    };
+                    let _ = reply.send(answer);
+                }
             }
-            false
         }
     }
 }
 
-/// Writes the group; `decided[i]` is set for requests answered without queueing
-/// (replays and conflicts).
-async fn write_group(store: &Store, jobs: &[Job], decided: &mut [Option<ApiResult<Answer>>]) -> sqlx::Result<()> {
-    let mut tx = store.begin().await?;
+impl Batch for Group {
+    /// Idempotency keys one by one, then every queued message and its event.
+    async fn write(&mut self, w: &mut impl Writer) -> anyhow::Result<()> {
+        write_group(w, &self.jobs, &mut self.decided).await
+    }
+}
+
+/// Writes one group in `w`'s transaction; `decided[i]` is set for requests answered
+/// without queueing (replays and conflicts).
+async fn write_group(
+    w: &mut impl Writer,
+    jobs: &[Job],
+    decided: &mut [Option<ApiResult<Answer>>],
+) -> anyhow::Result<()> {
     let now = now_ms();
     for (i, (job, _)) in jobs.iter().enumerate() {
         let Some(idem) = &job.idempotency else { continue };
+        let key = IdempotencyKey {
+            team_id: &idem.team_id,
+            scope: &idem.scope,
+            key: &idem.key,
+            hash: &idem.hash,
+            now,
+            ttl_ms: IDEMPOTENCY_TTL_MS,
+        };
         // Reserving writes nothing when the key is taken, so a refusal needs no rollback;
         // a later request of this same group with the key sees this one's row.
-        match q::idempotency_reserve(
-            &mut tx,
-            &idem.team_id,
-            &idem.scope,
-            &idem.key,
-            &idem.hash,
-            now,
-            IDEMPOTENCY_TTL_MS,
-        )
-        .await?
-        {
-            None => {
-                q::idempotency_save(&mut tx, &idem.team_id, &idem.scope, &idem.key, 202, &job.answer.to_string())
-                    .await?;
-            }
+        match w.idempotency_reserve(&key).await? {
+            None => w.idempotency_save(&key, 202, &job.answer.to_string()).await?,
             Some(prev) if prev.request_hash != idem.hash => {
                 decided[i] =
                     Some(Err(ApiError::conflict("This Idempotency-Key was used with a different request body")
@@ -182,12 +191,10 @@ async fn write_group(store: &Store, jobs: &[Job], decided: &mut [Option<ApiResul
         .flat_map(|((job, _), _)| job.messages.iter())
         .collect();
     if !queued.is_empty() {
-        let mut rows = JsonRows::new();
-        for m in &queued {
-            rows.push_json(&m.row);
-        }
-        q::insert_messages(&mut tx, store.backend(), rows).await?;
-        events::append_many(store.backend(), &mut tx, queued.iter().map(|m| &m.event)).await?;
+        let rows: Vec<&MessageRow> = queued.iter().map(|m| &m.row).collect();
+        q::insert_messages(w, &rows).await?;
+        let events: Vec<&NewEvent> = queued.iter().map(|m| &m.event).collect();
+        events::append_many(w, &events).await?;
     }
-    tx.commit().await
+    Ok(())
 }

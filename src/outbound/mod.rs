@@ -59,18 +59,18 @@ impl Runtime {
         settings: &crate::config::Settings,
         store: crate::store::Store,
         bus: std::sync::Arc<crate::events::Bus>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .connect_timeout(std::time::Duration::from_secs(10))
             .pool_max_idle_per_host(settings.outbound.smtp_pool_size)
             .build()
             .unwrap_or_default();
-        Self {
+        Ok(Self {
             smtp: smtp::SmtpPool::new(settings.outbound.smtp_pool_size),
             http,
             wake: tokio::sync::Notify::new(),
-            accept: accept::Committer::start(store, bus),
-        }
+            accept: accept::Committer::start(store, bus)?,
+        })
     }
 }

@@ -264,8 +264,7 @@ async fn suppress_all(tx: &mut Tx, row: &MessageRow, rejected: &[(String, String
 /// Writes the results of a batch: per message its status (skipped entirely when the
 /// claim was lost) and suppressions, then every attempt, event and usage unit of the
 /// batch in multi-row statements.
-async fn record_all(state: &AppState, tx: &mut Tx, done: &[Done], now: i64) -> sqlx::Result<()> {
-    let backend = state.store.backend();
+async fn record_all(tx: &mut Tx, done: &[Done], now: i64) -> anyhow::Result<()> {
     let mut attempts: Vec<&AttemptRow> = Vec::new();
     let mut items: Vec<(&str, &str, Subject<'_>, Value)> = Vec::new();
     let mut units: Vec<usage::Unit<'_>> = Vec::new();
@@ -342,11 +341,11 @@ async fn record_all(state: &AppState, tx: &mut Tx, done: &[Done], now: i64) -> s
             }
         }
     }
-    q::insert_attempts(tx, backend, &attempts).await?;
+    q::insert_attempts(tx, &attempts).await?;
     let events: Vec<NewEvent> =
         items.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
-    events::append_many(backend, tx, &events).await?;
-    usage::record_units(tx, backend, &units).await?;
+    events::append_many(tx, &events).await?;
+    usage::record_units(tx, &units).await?;
     Ok(())
 }
 
@@ -364,7 +363,7 @@ pub async fn run_batch(state: &AppState) -> anyhow::Result<usize> {
     let done: Vec<Done> = futures::future::join_all(rows.into_iter().map(|r| attempt(state, &ctx, r))).await;
     let now = now_ms();
     let mut tx = state.store.begin().await?;
-    record_all(state, &mut tx, &done, now).await?;
+    record_all(&mut tx, &done, now).await?;
     tx.commit().await?;
     let mut teams: Vec<&str> = done.iter().map(|d| d.row.team_id.as_str()).collect();
     teams.sort_unstable();

@@ -4,7 +4,8 @@
 //! PostgreSQL: a transaction-scoped advisory lock per team), so `seq` order is commit
 //! order within a team, and every reader reads within one team.
 
-use super::{Backend, Conn, Tx, now_ms};
+use super::writer::Writer;
+use super::{Conn, now_ms};
 use crate::ids::EventId;
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -31,19 +32,18 @@ pub struct Subject<'a> {
     pub message_id: Option<&'a str>,
 }
 
-/// Appends an event to the team's log inside `tx`; commit order is log order.
-/// `data` becomes the event's `data`; the stored payload is the exact JSON sent to
-/// webhooks and streams: `{"id", "type", "created_at", "data"}`.
+/// Appends an event to the team's log inside the writer's transaction; commit order
+/// is log order. `data` becomes the event's `data`; the stored payload is the exact
+/// JSON sent to webhooks and streams: `{"id", "type", "created_at", "data"}`.
 pub async fn append(
-    backend: Backend,
-    tx: &mut Tx,
+    w: &mut impl Writer,
     team_id: &str,
     kind: &str,
     subject: Subject<'_>,
     data: serde_json::Value,
-) -> sqlx::Result<NewEvent> {
+) -> anyhow::Result<NewEvent> {
     let event = NewEvent::new(team_id, kind, subject, data);
-    append_many(backend, tx, std::iter::once(&event)).await?;
+    append_many(w, std::slice::from_ref(&event)).await?;
     Ok(event)
 }
 
@@ -146,34 +146,24 @@ pub async fn delete_older_than(conn: &mut Conn, cutoff: i64) -> sqlx::Result<u64
     .rows_affected())
 }
 
-/// An event ready for the log: its id, time, payload and log row are fixed when it is
-/// made — usually on the task of the request or session that caused it — so a group
-/// commit only joins bytes.
-#[derive(Debug, Clone)]
+/// An event ready for the log: its id, time and payload are fixed when it is made —
+/// for accepted mail on the task of the request that caused it — so a group commit
+/// only copies them. Serialised, it is its row in `events`.
+#[derive(serde::Serialize, Debug, Clone)]
 pub struct NewEvent {
     pub id: String,
     pub team_id: String,
+    #[serde(rename = "type")]
     pub kind: String,
     pub mailbox_id: Option<String>,
+    pub delivery_group_id: Option<String>,
+    pub message_id: Option<String>,
     /// The exact JSON delivered to webhooks and streams.
     pub payload: String,
-    /// The row for `events`, as JSON (`super::insert_json`).
-    row: String,
+    pub created_at: i64,
 }
 
-#[derive(serde::Serialize)]
-struct EventInsert<'a> {
-    id: &'a str,
-    team_id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    mailbox_id: Option<&'a str>,
-    delivery_group_id: Option<&'a str>,
-    message_id: Option<&'a str>,
-    payload: &'a str,
-    created_at: i64,
-}
-
+/// The columns of `events` a [`NewEvent`] fills, in field order.
 const INSERT_COLUMNS: &str = "id, team_id, type, mailbox_id, delivery_group_id, message_id, payload, created_at";
 
 impl NewEvent {
@@ -189,70 +179,50 @@ impl NewEvent {
             "data": data,
         })
         .to_string();
-        let row = super::to_json_row(&EventInsert {
-            id: &id,
-            team_id,
-            kind,
-            mailbox_id: subject.mailbox_id,
-            delivery_group_id: subject.delivery_group_id,
-            message_id: subject.message_id,
-            payload: &payload,
-            created_at,
-        });
         NewEvent {
             id,
             team_id: team_id.to_owned(),
             kind: kind.to_owned(),
             mailbox_id: subject.mailbox_id.map(str::to_owned),
+            delivery_group_id: subject.delivery_group_id.map(str::to_owned),
+            message_id: subject.message_id.map(str::to_owned),
             payload,
-            row,
+            created_at,
         }
     }
 }
 
-/// Appends `events` to their teams' logs inside `tx`, in the order given, with one
-/// statement for the events and one for their webhook deliveries. On PostgreSQL the
-/// teams' append locks are taken in id order, so concurrent writers of several teams
-/// cannot deadlock on them.
-pub async fn append_many<'a>(
-    backend: Backend,
-    tx: &mut Tx,
-    events: impl IntoIterator<Item = &'a NewEvent> + Clone,
-) -> sqlx::Result<()> {
-    let mut teams: Vec<&str> = events.clone().into_iter().map(|e| e.team_id.as_str()).collect();
+/// Appends `events` to their teams' logs inside the writer's transaction, in the order
+/// given, with one statement for the events and one for their webhook deliveries. On
+/// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
+/// several teams cannot deadlock on them.
+pub async fn append_many<E>(w: &mut impl Writer, events: &[E]) -> anyhow::Result<()>
+where
+    E: std::borrow::Borrow<NewEvent> + serde::Serialize,
+{
+    let mut teams: Vec<&str> = events.iter().map(|e| e.borrow().team_id.as_str()).collect();
     if teams.is_empty() {
         return Ok(());
     }
     teams.sort_unstable();
     teams.dedup();
-    if backend == Backend::Postgres {
-        for team in &teams {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(*team).execute(&mut **tx).await?;
-        }
-    }
-    let mut rows = super::JsonRows::new();
-    for e in events.clone() {
-        rows.push_json(&e.row);
-    }
-    super::insert_json(tx, backend, "events", INSERT_COLUMNS, rows, "").await?;
-    // The outbox, as in `append`: deliveries commit with their events.
-    let mut deliveries = super::JsonRows::new();
     for team in &teams {
-        let hooks = super::webhooks::enabled_of_team(tx, team).await?;
-        if hooks.is_empty() {
-            continue;
-        }
-        for e in events.clone().into_iter().filter(|e| e.team_id == *team) {
+        w.lock_log(team).await?;
+    }
+    w.insert_rows("events", INSERT_COLUMNS, events, "").await?;
+    // The transactional outbox: deliveries commit with their events, or neither does.
+    let mut deliveries = Vec::new();
+    for team in &teams {
+        let hooks = w.subscribers(team).await?;
+        for e in events.iter().map(|e| e.borrow()).filter(|e| e.team_id == *team) {
             for hook in hooks.iter().filter(|h| h.wants(&e.kind, e.mailbox_id.as_deref())) {
-                deliveries.push(&super::webhooks::new_delivery(team, &hook.id, &e.id, &e.kind, &e.payload));
+                deliveries.push(super::webhooks::new_delivery(team, &hook.id, &e.id, &e.kind, &e.payload));
             }
         }
     }
-    super::webhooks::enqueue_many(tx, backend, deliveries).await?;
-    if backend == Backend::Postgres {
-        for team in &teams {
-            sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(*team).execute(&mut **tx).await?;
-        }
+    super::webhooks::enqueue_many(w, &deliveries).await?;
+    for team in &teams {
+        w.announce(team).await?;
     }
     Ok(())
 }

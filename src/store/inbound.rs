@@ -1,8 +1,9 @@
 //! Inbound message rows (one per mailbox copy) and the routing lookup from a recipient
 //! address to its mailbox.
 
+use super::Conn;
 use super::mailboxes::MailboxRow;
-use super::{Backend, Conn};
+use super::writer::Writer;
 
 #[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct MessageRow {
@@ -42,10 +43,8 @@ pub async fn mailbox_by_address(conn: &mut Conn, address: &str) -> sqlx::Result<
     .await
 }
 
-/// Inserts `rows` with one statement.
-pub async fn insert_many(conn: &mut Conn, backend: Backend, rows: &[&MessageRow]) -> sqlx::Result<()> {
-    let rows = rows.iter().collect();
-    super::insert_json(conn, backend, "inbound_messages", COLUMNS, rows, "").await.map(|_| ())
+pub async fn insert_many(w: &mut impl Writer, rows: &[&MessageRow]) -> anyhow::Result<()> {
+    w.insert_rows("inbound_messages", COLUMNS, rows, "").await.map(|_| ())
 }
 
 /// The body keys starting with `prefix` (one blob segment's) of messages with an id

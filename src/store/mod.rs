@@ -3,6 +3,7 @@
 //! engines: `$n` parameters, BIGINT millisecond timestamps, TEXT ids.
 
 pub mod audit;
+mod bind;
 pub mod events;
 pub mod inbound;
 pub mod keys;
@@ -13,6 +14,7 @@ pub mod people;
 pub mod providers;
 pub mod usage;
 pub mod webhooks;
+pub mod writer;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -35,7 +37,16 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database file, on SQLite.
+    sqlite_path: Option<std::path::PathBuf>,
 }
+
+/// Every SQLite connection's settings: the write-ahead log, durable commits, foreign
+/// keys, waiting for the write lock rather than failing, and checkpoints left to
+/// `jobs::checkpoint_loop` until the log reaches 64 MiB.
+pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 16384; \
+     PRAGMA journal_size_limit = 67108864;";
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -66,13 +77,7 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA wal_autocheckpoint = 16384; \
-                             PRAGMA journal_size_limit = 67108864;",
-                        )
-                        .await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                     }
                     Ok(())
                 })
@@ -83,7 +88,16 @@ impl Store {
                 Backend::Sqlite => "opening the SQLite database in the data folder".to_owned(),
                 Backend::Postgres => "connecting to PostgreSQL (SENDMUX_DATABASE_URL)".to_owned(),
             })?;
-        Ok(Self { pool, backend })
+        // The committers open their own connection to the same file (`writer::BatchConn`);
+        // an in-memory database cannot be shared that way, and keeps to the pool.
+        let sqlite_path = match backend {
+            Backend::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .ok()
+                .map(|o| o.get_filename().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty() && p.as_os_str() != ":memory:"),
+            Backend::Postgres => None,
+        };
+        Ok(Self { pool, backend, sqlite_path })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -101,6 +115,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The database file, on SQLite.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front
@@ -178,90 +197,26 @@ pub fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
     out
 }
 
-/// Rows for [`insert_json`]: a JSON array of objects whose keys are column names.
-/// Rows are usually serialised where they are made (`to_json_row`), on the task of the
-/// request or session that made them, so a group commit only joins bytes.
-#[derive(Debug, Default)]
-pub struct JsonRows {
-    array: String,
-    len: usize,
-}
-
-impl JsonRows {
-    pub fn new() -> Self {
-        Self { array: String::from("["), len: 0 }
-    }
-
-    /// Adds one row already serialised as a JSON object.
-    pub fn push_json(&mut self, object: &str) {
-        if self.len > 0 {
-            self.array.push(',');
-        }
-        self.array.push_str(object);
-        self.len += 1;
-    }
-
-    /// Adds one row, serialising it.
-    pub fn push<T: serde::Serialize>(&mut self, row: &T) {
-        self.push_json(&to_json_row(row));
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn finish(mut self) -> String {
-        self.array.push(']');
-        self.array
-    }
-}
-
-impl<T: serde::Serialize> FromIterator<T> for JsonRows {
-    fn from_iter<I: IntoIterator<Item = T>>(rows: I) -> Self {
-        let mut out = JsonRows::new();
-        for row in rows {
-            out.push(&row);
-        }
-        out
-    }
-}
-
-/// One row as a JSON object. Serialising plain rows of strings and numbers cannot fail;
-/// should it ever, the row becomes `null` and its insert fails on the NOT NULL columns,
-/// inside the transaction, rather than panicking here.
-pub fn to_json_row<T: serde::Serialize>(row: &T) -> String {
-    serde_json::to_string(row).unwrap_or_else(|_| "null".to_owned())
-}
-
-/// Inserts every row of `rows` into `table` with one statement and one round trip,
-/// whatever their number: the rows travel as one JSON parameter that the engine
-/// unpacks (SQLite `json_each`, PostgreSQL `json_populate_recordset` with the table's
-/// own column types), in order. `columns` lists the columns to fill, comma-separated,
-/// each a key of the row objects; `tail` follows the statement (`ON CONFLICT …`).
-///
-/// One statement text per table keeps it in the prepared-statement cache, and on
-/// SQLite, where every statement is a round trip to the connection's worker thread,
-/// a batch costs one trip instead of one per row or per chunk of rows.
-pub async fn insert_json(
+/// Inserts `rows` (a JSON array of objects whose keys are column names) into `table`
+/// with one statement and one round trip, whatever their number: the engine unpacks
+/// the one JSON parameter (SQLite `jsonb_each`, PostgreSQL `json_populate_recordset`
+/// with the table's own column types), in order. `columns` lists the columns to fill,
+/// comma-separated; `tail` follows the statement (`ON CONFLICT …`). One statement text
+/// per table keeps it in the prepared-statement cache. Used through sqlx
+/// (`writer::Writer::insert_rows`), where every statement is a round trip.
+async fn insert_json(
     conn: &mut Conn,
     backend: Backend,
     table: &str,
     columns: &str,
-    rows: JsonRows,
+    rows: String,
     tail: &str,
 ) -> sqlx::Result<u64> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
     let sql = json_insert_sql(backend, table, columns, tail);
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(rows.finish()).execute(conn).await?.rows_affected())
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(rows).execute(conn).await?.rows_affected())
 }
 
-pub fn json_insert_sql(backend: Backend, table: &str, columns: &str, tail: &str) -> String {
+fn json_insert_sql(backend: Backend, table: &str, columns: &str, tail: &str) -> String {
     match backend {
         // `WHERE true` keeps an `ON CONFLICT` tail from parsing as a join constraint.
         Backend::Sqlite => {
@@ -308,17 +263,6 @@ mod json_rows_tests {
     use super::*;
 
     #[test]
-    fn rows_join_into_one_json_array_in_order() {
-        let mut rows: JsonRows = [serde_json::json!({"id": "a", "n": 1})].into_iter().collect();
-        rows.push_json(r#"{"id":"b","n":null}"#);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows.finish(), r#"[{"id":"a","n":1},{"id":"b","n":null}]"#);
-        assert_eq!(JsonRows::new().finish(), "[]");
-        assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
-        assert_eq!(values_list(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
-    }
-
-    #[test]
     fn each_engine_unpacks_the_json_parameter_by_column_name() {
         assert_eq!(
             json_insert_sql(Backend::Sqlite, "t", "id, n", "ON CONFLICT (id) DO NOTHING"),
@@ -330,5 +274,7 @@ mod json_rows_tests {
             "INSERT INTO t (id, n) SELECT id, n FROM json_populate_recordset(NULL::t, $1::json) \
              WITH ORDINALITY AS r ORDER BY r.ordinality "
         );
+        assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(values_list(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
     }
 }

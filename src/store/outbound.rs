@@ -1,6 +1,7 @@
 //! Outbound messages (the send queue), their delivery attempts, the suppression list and
 //! idempotency keys of send requests.
 
+use super::writer::Writer;
 use super::{Backend, Conn, Store};
 
 #[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
@@ -29,10 +30,8 @@ const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr
      mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
      expires_at, created_at, updated_at";
 
-/// Inserts messages given as JSON rows ([`MessageRow`] through `super::to_json_row`)
-/// with one statement.
-pub async fn insert_messages(conn: &mut Conn, backend: Backend, rows: super::JsonRows) -> sqlx::Result<()> {
-    super::insert_json(conn, backend, "outbound_messages", MESSAGE_COLUMNS, rows, "").await.map(|_| ())
+pub async fn insert_messages(w: &mut impl Writer, rows: &[&MessageRow]) -> anyhow::Result<()> {
+    w.insert_rows("outbound_messages", MESSAGE_COLUMNS, rows, "").await.map(|_| ())
 }
 
 /// A message of the team; with `group`, only when it was sent through that group.
@@ -152,10 +151,8 @@ pub struct AttemptRow {
 
 const ATTEMPT_COLUMNS: &str = "id, team_id, message_id, delivery_group_id, provider_id, provider_type, outcome, response, duration_ms, created_at";
 
-/// Inserts attempts with one statement.
-pub async fn insert_attempts(conn: &mut Conn, backend: Backend, attempts: &[&AttemptRow]) -> sqlx::Result<()> {
-    let rows = attempts.iter().collect();
-    super::insert_json(conn, backend, "outbound_attempts", ATTEMPT_COLUMNS, rows, "").await.map(|_| ())
+pub async fn insert_attempts(w: &mut impl Writer, attempts: &[&AttemptRow]) -> anyhow::Result<()> {
+    w.insert_rows("outbound_attempts", ATTEMPT_COLUMNS, attempts, "").await.map(|_| ())
 }
 
 pub async fn attempts_of(conn: &mut Conn, team_id: &str, message_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
@@ -259,79 +256,6 @@ pub async fn delete_suppression(conn: &mut Conn, team_id: &str, address: &str) -
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// What an earlier request with the same idempotency key left.
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct IdempotencyRow {
-    pub request_hash: String,
-    pub status_code: Option<i64>,
-    pub response: Option<String>,
-}
-
-/// Reserves `key` for this request inside the caller's transaction. `None`: reserved
-/// (go ahead, then [`idempotency_save`]); `Some`: an earlier request holds it. A
-/// concurrent request with the same key waits on the unique index until the first
-/// commits (PostgreSQL) or on the write lock (SQLite), then sees its answer.
-pub async fn idempotency_reserve(
-    conn: &mut Conn,
-    team_id: &str,
-    scope: &str,
-    key: &str,
-    hash: &str,
-    now: i64,
-    ttl_ms: i64,
-) -> sqlx::Result<Option<IdempotencyRow>> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE team_id = $1 AND scope = $2 AND idem_key = $3 AND created_at < $4")
-        .bind(team_id)
-        .bind(scope)
-        .bind(key)
-        .bind(now - ttl_ms)
-        .execute(&mut *conn)
-        .await?;
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys (team_id, scope, idem_key, request_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (team_id, scope, idem_key) DO NOTHING",
-    )
-    .bind(team_id)
-    .bind(scope)
-    .bind(key)
-    .bind(hash)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 1 {
-        return Ok(None);
-    }
-    sqlx::query_as(
-        "SELECT request_hash, status_code, response FROM idempotency_keys WHERE team_id = $1 AND scope = $2 AND idem_key = $3",
-    )
-    .bind(team_id)
-    .bind(scope)
-    .bind(key)
-    .fetch_optional(conn)
-    .await
-}
-
-pub async fn idempotency_save(
-    conn: &mut Conn,
-    team_id: &str,
-    scope: &str,
-    key: &str,
-    status: i64,
-    response: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET status_code = $4, response = $5 WHERE team_id = $1 AND scope = $2 AND idem_key = $3",
-    )
-    .bind(team_id)
-    .bind(scope)
-    .bind(key)
-    .bind(status)
-    .bind(response)
-    .execute(conn)
-    .await
-    .map(|_| ())
 }
 
 /// Drops idempotency keys older than `cutoff` (maintenance).

@@ -1,7 +1,8 @@
 //! Usage metering: billable units and stored bytes, written in the transaction of the
 //! work they measure.
 
-use super::{Backend, Conn, now_ms};
+use super::writer::Writer;
+use super::{Conn, now_ms};
 
 /// Billable metrics (SPEC §10).
 pub const OUTBOUND_EMAILS: &str = "outbound_emails";
@@ -42,9 +43,9 @@ struct UsageInsert<'a> {
 
 /// [`record`] for many units of quantity 1 in one statement; a unit already recorded
 /// is skipped the same way.
-pub async fn record_units(conn: &mut Conn, backend: Backend, units: &[Unit<'_>]) -> sqlx::Result<()> {
+pub async fn record_units(w: &mut impl Writer, units: &[Unit<'_>]) -> anyhow::Result<()> {
     let now = now_ms();
-    let rows = units
+    let rows: Vec<UsageInsert<'_>> = units
         .iter()
         .map(|(team_id, metric, unit_key)| UsageInsert {
             id: format!("use_{}", ulid::Ulid::new()),
@@ -56,7 +57,7 @@ pub async fn record_units(conn: &mut Conn, backend: Backend, units: &[Unit<'_>])
         })
         .collect();
     let columns = "id, team_id, metric, quantity, unit_key, created_at";
-    super::insert_json(conn, backend, "usage_records", columns, rows, "ON CONFLICT (unit_key) DO NOTHING").await?;
+    w.insert_rows("usage_records", columns, &rows, "ON CONFLICT (unit_key) DO NOTHING").await?;
     Ok(())
 }
 
@@ -74,8 +75,8 @@ struct StorageInsert<'a> {
 }
 
 /// [`storage_change`] for many changes in one statement.
-pub async fn storage_changes(conn: &mut Conn, backend: Backend, changes: &[StorageChange<'_>]) -> sqlx::Result<()> {
-    let rows = changes
+pub async fn storage_changes(w: &mut impl Writer, changes: &[StorageChange<'_>]) -> anyhow::Result<()> {
+    let rows: Vec<StorageInsert<'_>> = changes
         .iter()
         .map(|&(team_id, mailbox_id, message_id, delta_bytes, created_at)| StorageInsert {
             id: format!("stc_{}", ulid::Ulid::new()),
@@ -87,7 +88,7 @@ pub async fn storage_changes(conn: &mut Conn, backend: Backend, changes: &[Stora
         })
         .collect();
     let columns = "id, team_id, mailbox_id, message_id, delta_bytes, created_at";
-    super::insert_json(conn, backend, "storage_changes", columns, rows, "").await.map(|_| ())
+    w.insert_rows("storage_changes", columns, &rows, "").await.map(|_| ())
 }
 
 /// Records a change of the team's stored bytes (+ on store, - on delete).

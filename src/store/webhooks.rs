@@ -19,7 +19,17 @@ pub struct WebhookRow {
     pub updated_at: i64,
 }
 
-impl WebhookRow {
+/// What fanning an event out needs of an enabled webhook.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct Subscriber {
+    pub id: String,
+    /// Comma list.
+    pub event_types: String,
+    /// Comma list; None means every mailbox.
+    pub mailbox_ids: Option<String>,
+}
+
+impl Subscriber {
     /// Whether an event of `kind` about `mailbox_id` goes to this endpoint.
     pub fn wants(&self, kind: &str, mailbox_id: Option<&str>) -> bool {
         let type_ok = self.event_types.split(',').any(|t| t == kind);
@@ -93,14 +103,6 @@ pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i
     .bind(limit)
     .fetch_all(conn)
     .await
-}
-
-/// The team's enabled endpoints (at most the webhook limit), to fan an event out.
-pub async fn enabled_of_team(conn: &mut Conn, team_id: &str) -> sqlx::Result<Vec<WebhookRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM webhooks WHERE team_id = $1 AND enabled = 1")))
-        .bind(team_id)
-        .fetch_all(conn)
-        .await
 }
 
 pub async fn count(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
@@ -189,9 +191,9 @@ pub fn new_delivery(team_id: &str, webhook_id: &str, event_id: &str, event_type:
     }
 }
 
-/// Queues the deliveries in `rows` (made by [`new_delivery`]) with one statement.
-pub async fn enqueue_many(conn: &mut Conn, backend: Backend, rows: super::JsonRows) -> sqlx::Result<()> {
-    super::insert_json(conn, backend, "webhook_deliveries", DELIVERY_COLUMNS, rows, "").await.map(|_| ())
+/// Queues the deliveries made by [`new_delivery`].
+pub async fn enqueue_many(w: &mut impl super::writer::Writer, rows: &[DeliveryRow]) -> anyhow::Result<()> {
+    w.insert_rows("webhook_deliveries", DELIVERY_COLUMNS, rows, "").await.map(|_| ())
 }
 
 /// Queues a delivery of `payload` to the webhook, due now.

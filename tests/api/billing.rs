@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use sendmux::outbound::worker::run_pending_jobs;
 use sendmux::store::usage;
+use sendmux::store::writer::{Batch, BatchConn, Writer};
 use serde_json::{Value, json};
 use std::str::FromStr;
 use std::time::Duration;
@@ -263,12 +264,16 @@ async fn retries_and_replays_count_once_and_refused_mail_is_not_billed() {
     assert!(!usage::record(&mut conn, team, "outbound_emails", 1, "outbound:msg_retried").await.unwrap());
     // So in the batched form the workers use, within a statement and across statements
     // (on a team of its own, so the counts below stay this team's).
-    let other = app.signup("o@once-batched.test", "Once batched").await;
-    let backend = app.state.store.backend();
-    let unit = || (other.team_id.as_str(), "outbound_emails", "outbound:msg_batched".to_owned());
-    usage::record_units(&mut conn, backend, &[unit(), unit()]).await.unwrap();
-    usage::record_units(&mut conn, backend, &[unit()]).await.unwrap();
+    // Through the committers' own connection (on SQLite) and through the pool.
     drop(conn);
+    let other = app.signup("o@once-batched.test", "Once batched").await;
+    let unit = || (other.team_id.as_str(), "outbound_emails", "outbound:msg_batched".to_owned());
+    let mut committer = BatchConn::open(&app.state.store).unwrap();
+    committer.write(&mut Units(vec![unit(), unit()])).await.unwrap();
+    committer.write(&mut Units(vec![unit()])).await.unwrap();
+    let mut tx = app.state.store.begin().await.unwrap();
+    usage::record_units(&mut tx, &[unit()]).await.unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(qty(&billing(&app, &owner.token, "").await, "outbound_emails"), "1");
     assert_eq!(qty(&billing(&app, &other.token, "").await, "outbound_emails"), "1");
 
@@ -577,5 +582,14 @@ async fn the_operator_sees_every_teams_month_in_the_cli_and_the_admin_api() {
         expect_status(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap(), StatusCode::OK).await;
     for path in ["/api/v1/admin/usage", "/api/v1/billing/usage"] {
         assert!(doc["paths"][path]["get"].is_object(), "{path}");
+    }
+}
+
+/// Usage units written as a committer writes them.
+struct Units<'a>(Vec<usage::Unit<'a>>);
+
+impl Batch for Units<'_> {
+    async fn write(&mut self, w: &mut impl Writer) -> anyhow::Result<()> {
+        usage::record_units(w, &self.0).await
     }
 }

@@ -8,8 +8,7 @@ use serde_json::json;
 async fn append(app: &TestApp, team_id: &str, kind: &str, n: i64) -> String {
     let store = &app.state.store;
     let mut tx = store.begin().await.unwrap();
-    let row =
-        events::append(store.backend(), &mut tx, team_id, kind, Subject::default(), json!({"n": n})).await.unwrap();
+    let row = events::append(&mut tx, team_id, kind, Subject::default(), json!({"n": n})).await.unwrap();
     tx.commit().await.unwrap();
     row.id
 }
@@ -91,16 +90,9 @@ async fn a_resuming_reader_sees_every_event_once_in_order_while_writers_race() {
         tasks.spawn(async move {
             for i in 0..per_writer {
                 let mut tx = store.begin().await.unwrap();
-                events::append(
-                    store.backend(),
-                    &mut tx,
-                    &team,
-                    "message.received",
-                    Subject::default(),
-                    json!({"w": w, "i": i}),
-                )
-                .await
-                .unwrap();
+                events::append(&mut tx, &team, "message.received", Subject::default(), json!({"w": w, "i": i}))
+                    .await
+                    .unwrap();
                 tokio::time::sleep(std::time::Duration::from_micros(((w * 7 + i * 13) % 5) as u64 * 300)).await;
                 tx.commit().await.unwrap();
             }

@@ -345,7 +345,7 @@ pub async fn emit(app: &TestApp, team_id: &str, mailbox_id: Option<&str>, kind: 
     let store = &app.state.store;
     let mut tx = store.begin().await.unwrap();
     let subject = Subject { mailbox_id, ..Default::default() };
-    let row = events::append(store.backend(), &mut tx, team_id, kind, subject, data).await.unwrap();
+    let row = events::append(&mut tx, team_id, kind, subject, data).await.unwrap();
     app.state.commit(tx, team_id).await.unwrap();
     row.id
 }

@@ -156,16 +156,9 @@ async fn a_client_resuming_with_the_last_id_gets_every_event_once_in_order() {
                 let store = &state_app.store;
                 let mut tx = store.begin().await.unwrap();
                 let subject = sendmux::store::events::Subject { mailbox_id: Some(&mailbox), ..Default::default() };
-                let row = sendmux::store::events::append(
-                    store.backend(),
-                    &mut tx,
-                    &team,
-                    "message.received",
-                    subject,
-                    json!({"n": n}),
-                )
-                .await
-                .unwrap();
+                let row = sendmux::store::events::append(&mut tx, &team, "message.received", subject, json!({"n": n}))
+                    .await
+                    .unwrap();
                 state_app.commit(tx, &team).await.unwrap();
                 ids.push(row.id);
                 tokio::time::sleep(Duration::from_millis(15)).await;

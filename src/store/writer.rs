@@ -1,0 +1,321 @@
+//! The statements of the hot write paths (group commits of accepted and inbound mail,
+//! the send workers' results, the event log and its outbox), written once against
+//! [`Writer`] and run either in a sqlx transaction or, on SQLite, in a transaction of a
+//! committer thread's own connection.
+//!
+//! Why a connection of its own: through sqlx every SQLite statement is a round trip to
+//! the connection's worker thread — two thread wake-ups, ~60 µs on a 2-core VM even when
+//! idle and several times that under load — and a group commit makes four to six of
+//! them while every sender in the group waits. A committer thread that owns a
+//! connection (rusqlite, on the same file and the same bundled SQLite) runs them as
+//! plain calls: its futures are always ready, and one poll runs them.
+
+use std::future::Future;
+
+use super::webhooks::Subscriber;
+use serde::Serialize;
+
+use super::Backend;
+
+/// What an earlier request with the same idempotency key left.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct IdempotencyRow {
+    pub request_hash: String,
+    pub status_code: Option<i64>,
+    pub response: Option<String>,
+}
+
+/// A transaction that batch writers write in.
+pub trait Writer {
+    fn backend(&self) -> Backend;
+
+    /// Inserts `rows` into `table`; `columns` (comma-separated) are the rows' fields,
+    /// in order; `tail` follows the statement (`ON CONFLICT …`). Returns how many went
+    /// in.
+    fn insert_rows<T: Serialize>(
+        &mut self,
+        table: &str,
+        columns: &str,
+        rows: &[T],
+        tail: &str,
+    ) -> impl Future<Output = anyhow::Result<u64>>;
+
+    /// The team's enabled webhooks, for fanning its events out.
+    fn subscribers(&mut self, team_id: &str) -> impl Future<Output = anyhow::Result<Vec<Subscriber>>>;
+
+    /// Serialises appends to the team's event log until this transaction ends, so log
+    /// order is commit order. SQLite's write lock already does.
+    fn lock_log(&mut self, team_id: &str) -> impl Future<Output = anyhow::Result<()>>;
+
+    /// Tells every node, when this transaction commits, that the team's log grew.
+    /// SQLite has one node, whose bus the committer rings.
+    fn announce(&mut self, team_id: &str) -> impl Future<Output = anyhow::Result<()>>;
+
+    /// Reserves an idempotency key: `None` when this call took it, otherwise what the
+    /// request that holds it left. An expired key is taken over.
+    fn idempotency_reserve(
+        &mut self,
+        key: &IdempotencyKey<'_>,
+    ) -> impl Future<Output = anyhow::Result<Option<IdempotencyRow>>>;
+
+    /// Stores the answer of the request that reserved `key`.
+    fn idempotency_save(
+        &mut self,
+        key: &IdempotencyKey<'_>,
+        status: i64,
+        response: &str,
+    ) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+/// An idempotency key of a send request, scoped to its team and delivery group.
+pub struct IdempotencyKey<'a> {
+    pub team_id: &'a str,
+    pub scope: &'a str,
+    pub key: &'a str,
+    /// SHA-256 of the request body, hex.
+    pub hash: &'a str,
+    pub now: i64,
+    /// Keys older than this are expired.
+    pub ttl_ms: i64,
+}
+
+const SUBSCRIBERS: &str = "SELECT id, event_types, mailbox_ids FROM webhooks WHERE team_id = $1 AND enabled = 1";
+const IDEMPOTENCY_EXPIRE: &str =
+    "DELETE FROM idempotency_keys WHERE team_id = $1 AND scope = $2 AND idem_key = $3 AND created_at < $4";
+const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency_keys (team_id, scope, idem_key, request_hash, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team_id, scope, idem_key) DO NOTHING";
+const IDEMPOTENCY_GET: &str = "SELECT request_hash, status_code, response FROM idempotency_keys WHERE team_id = $1 AND scope = $2 AND idem_key = $3";
+const IDEMPOTENCY_SAVE: &str =
+    "UPDATE idempotency_keys SET status_code = $4, response = $5 WHERE team_id = $1 AND scope = $2 AND idem_key = $3";
+
+impl Writer for sqlx::Transaction<'_, sqlx::Any> {
+    fn backend(&self) -> Backend {
+        if (**self).backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }
+    }
+
+    /// One statement for all the rows, which travel as one JSON parameter.
+    async fn insert_rows<T: Serialize>(
+        &mut self,
+        table: &str,
+        columns: &str,
+        rows: &[T],
+        tail: &str,
+    ) -> anyhow::Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.backend();
+        Ok(super::insert_json(self, backend, table, columns, serde_json::to_string(rows)?, tail).await?)
+    }
+
+    async fn subscribers(&mut self, team_id: &str) -> anyhow::Result<Vec<Subscriber>> {
+        Ok(sqlx::query_as(SUBSCRIBERS).bind(team_id).fetch_all(&mut **self).await?)
+    }
+
+    async fn lock_log(&mut self, team_id: &str) -> anyhow::Result<()> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind(team_id)
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn announce(&mut self, team_id: &str) -> anyhow::Result<()> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(team_id).execute(&mut **self).await?;
+        }
+        Ok(())
+    }
+
+    async fn idempotency_reserve(&mut self, k: &IdempotencyKey<'_>) -> anyhow::Result<Option<IdempotencyRow>> {
+        sqlx::query(IDEMPOTENCY_EXPIRE)
+            .bind(k.team_id)
+            .bind(k.scope)
+            .bind(k.key)
+            .bind(k.now - k.ttl_ms)
+            .execute(&mut **self)
+            .await?;
+        let done = sqlx::query(IDEMPOTENCY_INSERT)
+            .bind(k.team_id)
+            .bind(k.scope)
+            .bind(k.key)
+            .bind(k.hash)
+            .bind(k.now)
+            .execute(&mut **self)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(None);
+        }
+        Ok(sqlx::query_as(IDEMPOTENCY_GET)
+            .bind(k.team_id)
+            .bind(k.scope)
+            .bind(k.key)
+            .fetch_optional(&mut **self)
+            .await?)
+    }
+
+    async fn idempotency_save(&mut self, k: &IdempotencyKey<'_>, status: i64, response: &str) -> anyhow::Result<()> {
+        sqlx::query(IDEMPOTENCY_SAVE)
+            .bind(k.team_id)
+            .bind(k.scope)
+            .bind(k.key)
+            .bind(status)
+            .bind(response)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a group committer writes in one transaction.
+pub trait Batch {
+    fn write(&mut self, w: &mut impl Writer) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+/// Where a group committer writes its batches: on SQLite a connection of its own,
+/// used only from the committer's thread; on PostgreSQL the pool, from a task of the
+/// shared runtime (a pool connection stays tied to the runtime that opened it).
+pub enum BatchConn {
+    Direct(rusqlite::Connection),
+    Pool(super::Store),
+}
+
+impl BatchConn {
+    pub fn open(store: &super::Store) -> anyhow::Result<BatchConn> {
+        match store.sqlite_path() {
+            Some(path) => {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.execute_batch(super::SQLITE_PRAGMAS)?;
+                Ok(BatchConn::Direct(conn))
+            }
+            None => Ok(BatchConn::Pool(store.clone())),
+        }
+    }
+
+    /// Writes `batch` in one transaction that holds the write lock from its start (as
+    /// `Store::begin` does) and commits it; nothing of it is kept on an error.
+    pub async fn write(&mut self, batch: &mut impl Batch) -> anyhow::Result<()> {
+        match self {
+            BatchConn::Direct(conn) => {
+                let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                in_place(batch.write(&mut tx))?;
+                Ok(tx.commit()?)
+            }
+            BatchConn::Pool(store) => {
+                let mut tx = store.begin().await?;
+                batch.write(&mut tx).await?;
+                Ok(tx.commit().await?)
+            }
+        }
+    }
+
+    /// Runs `committer`, a loop that ends when its queue closes, where its connection
+    /// wants it: a thread of its own for a direct connection, else the shared runtime.
+    pub fn spawn<F>(self, name: &str, committer: impl FnOnce(BatchConn) -> F + Send + 'static) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            BatchConn::Direct(_) => {
+                std::thread::Builder::new()
+                    .name(name.to_owned())
+                    .spawn(move || futures::executor::block_on(committer(self)))?;
+            }
+            BatchConn::Pool(_) => {
+                tokio::spawn(committer(self));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a write on the direct connection, whose futures never wait: one poll, in place.
+/// (Not an executor's `block_on`: the committer's own loop already runs in one.)
+fn in_place<T>(write: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let mut write = std::pin::pin!(write);
+    match write.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => Err(anyhow::anyhow!("a direct SQLite write waited; it never should")),
+    }
+}
+
+/// The statement texts above with SQLite's numbered parameters: to SQLite `$4` is a
+/// parameter *named* "$4", numbered by first appearance; `?4` is the fourth.
+fn numbered(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+impl Writer for rusqlite::Transaction<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    /// A prepared insert run once per row, its parameters bound straight from the rows.
+    async fn insert_rows<T: Serialize>(
+        &mut self,
+        table: &str,
+        columns: &str,
+        rows: &[T],
+        tail: &str,
+    ) -> anyhow::Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let names: Vec<&str> = columns.split(',').map(str::trim).collect();
+        let params: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!("INSERT INTO {table} ({columns}) VALUES ({}) {tail}", params.join(", "));
+        let mut stmt = self.prepare_cached(&sql)?;
+        let mut inserted = 0;
+        for row in rows {
+            super::bind::bind_row(&mut stmt, &names, row)?;
+            inserted += stmt.raw_execute()? as u64;
+        }
+        Ok(inserted)
+    }
+
+    async fn subscribers(&mut self, team_id: &str) -> anyhow::Result<Vec<Subscriber>> {
+        let mut stmt = self.prepare_cached(&numbered(SUBSCRIBERS))?;
+        let rows = stmt.query_map([team_id], |r| {
+            Ok(Subscriber { id: r.get(0)?, event_types: r.get(1)?, mailbox_ids: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn lock_log(&mut self, _team_id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn announce(&mut self, _team_id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn idempotency_reserve(&mut self, k: &IdempotencyKey<'_>) -> anyhow::Result<Option<IdempotencyRow>> {
+        use rusqlite::OptionalExtension;
+        self.prepare_cached(&numbered(IDEMPOTENCY_EXPIRE))?.execute(rusqlite::params![
+            k.team_id,
+            k.scope,
+            k.key,
+            k.now - k.ttl_ms
+        ])?;
+        let taken = self
+            .prepare_cached(&numbered(IDEMPOTENCY_INSERT))?
+            .execute(rusqlite::params![k.team_id, k.scope, k.key, k.hash, k.now])?;
+        if taken == 1 {
+            return Ok(None);
+        }
+        Ok(self
+            .prepare_cached(&numbered(IDEMPOTENCY_GET))?
+            .query_row(rusqlite::params![k.team_id, k.scope, k.key], |r| {
+                Ok(IdempotencyRow { request_hash: r.get(0)?, status_code: r.get(1)?, response: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    async fn idempotency_save(&mut self, k: &IdempotencyKey<'_>, status: i64, response: &str) -> anyhow::Result<()> {
+        self.prepare_cached(&numbered(IDEMPOTENCY_SAVE))?
+            .execute(rusqlite::params![k.team_id, k.scope, k.key, status, response])?;
+        Ok(())
+    }
+}
