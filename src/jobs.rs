@@ -32,7 +32,7 @@ use crate::store::{events, now_ms};
 /// One maintenance pass: drop events and webhook payloads past their retention, and
 /// inbound messages past their mailbox's retention. Returns the events removed.
 pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.write_conn().await?;
     let cutoff = now_ms() - crate::events::RETENTION_MS;
     let removed = events::delete_older_than(&mut conn, cutoff).await?;
     let purged = crate::store::webhooks::purge_payloads(&mut conn, cutoff).await?;

@@ -107,6 +107,8 @@ async fn login(State(state): State<AppState>, Json(input): Json<LoginIn>) -> Api
         (true, Some(user)) => user,
         _ => return Err(ApiError::unauthenticated("Wrong email or password")),
     };
+    drop(conn);
+    let mut conn = state.store.write_conn().await?;
     let (token, expires) = new_session(&state, &mut conn, &user.id).await?;
     let team_id: Option<String> =
         people::session_memberships(&mut conn, &token_hash(&token)).await?.into_iter().find_map(|m| m.team_id);
@@ -120,7 +122,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
     if !token.starts_with(SESSION_PREFIX) {
         return Err(ApiError::unauthenticated("Only a session token can log out"));
     }
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.write_conn().await?;
     if !people::revoke_session(&mut conn, &token_hash(token)).await? {
         return Err(ApiError::unauthenticated("Invalid or expired session"));
     }

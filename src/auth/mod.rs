@@ -264,7 +264,7 @@ impl Authenticator {
         let store = self.store.clone();
         let key_id = key_id.to_owned();
         tokio::spawn(async move {
-            if let Ok(mut conn) = store.pool().acquire().await
+            if let Ok(mut conn) = store.write_conn().await
                 && let Err(e) = key_q::touch(&mut conn, &key_id, now).await
             {
                 tracing::warn!(key_id, error = %e, "could not record key use");

@@ -24,8 +24,53 @@ use std::time::Duration;
 
 use crate::config::Settings;
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 pub type Conn = sqlx::AnyConnection;
+
+/// A write transaction ([`Store::begin`]); it derefs to sqlx's. On SQLite it also holds
+/// this process's turn to write (see `Store::writers`).
+pub struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::Transaction<'static, sqlx::Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> sqlx::Result<()> {
+        self.inner.commit().await
+    }
+}
+
+/// A pool connection for statements that write outside a transaction
+/// ([`Store::write_conn`]); on SQLite it holds this process's turn to write.
+pub struct WriteConn {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -39,11 +84,25 @@ pub struct Store {
     backend: Backend,
     /// The database file, on SQLite.
     sqlite_path: Option<std::path::PathBuf>,
+    /// SQLite: this process's writers take turns here, first come first served, before
+    /// `BEGIN IMMEDIATE`. SQLite's own lock is not fair: a writer that finds it taken
+    /// sleeps in growing steps (up to 100 ms) and tries again, so against a committer
+    /// that writes batch after batch it loses nearly every time — a webhook claim was
+    /// seen waiting over a second — and after `busy_timeout` fails.
+    writers: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Every SQLite connection's settings: the write-ahead log, durable commits, foreign
 /// keys, waiting for the write lock rather than failing, and checkpoints left to
 /// `jobs::checkpoint_loop` until the log reaches 64 MiB.
+/// How long a writer waits for its turn, as SQLite's `busy_timeout` would.
+const WRITE_TURN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Frames (pages) in the write-ahead log past which a committer starts it over
+/// (32 MiB): half the other connections' backstop (`wal_autocheckpoint` in
+/// [`SQLITE_PRAGMAS`]).
+pub(crate) const WAL_RESTART_FRAMES: i64 = 8192;
+
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 16384; \
      PRAGMA journal_size_limit = 67108864;";
@@ -97,7 +156,8 @@ impl Store {
                 .filter(|p| !p.as_os_str().is_empty() && p.as_os_str() != ":memory:"),
             Backend::Postgres => None,
         };
-        Ok(Self { pool, backend, sqlite_path })
+        let writers = (backend == Backend::Sqlite).then(Default::default);
+        Ok(Self { pool, backend, sqlite_path, writers })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -122,12 +182,44 @@ impl Store {
         self.sqlite_path.as_deref()
     }
 
-    /// A transaction that will write. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`) so a read-then-write never fails on a stale snapshot.
+    /// A transaction that will write. On SQLite it waits for this process's turn to
+    /// write, then takes the write lock up front (`BEGIN IMMEDIATE`) so a
+    /// read-then-write never fails on a stale snapshot.
     pub async fn begin(&self) -> sqlx::Result<Tx> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        let turn = self.turn_within(WRITE_TURN_TIMEOUT).await?;
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx { inner, _turn: turn })
+    }
+
+    /// A connection for statements that write on their own (claims, expiry, sessions),
+    /// holding this process's turn to write on SQLite as long as it lives. Reads need
+    /// no turn: take them from [`Store::pool`].
+    pub async fn write_conn(&self) -> sqlx::Result<WriteConn> {
+        let turn = self.turn_within(WRITE_TURN_TIMEOUT).await?;
+        Ok(WriteConn { conn: self.pool.acquire().await?, _turn: turn })
+    }
+
+    async fn turn_within(&self, limit: Duration) -> sqlx::Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        match &self.writers {
+            Some(writers) => Ok(Some(
+                tokio::time::timeout(limit, writers.clone().lock_owned())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits for this process's turn to write on SQLite (see `writers`), however long
+    /// it takes; the turn lasts as long as the guard. For the committers, which run
+    /// off the runtime and are themselves the writers everyone else waits behind.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.writers {
+            Some(writers) => Some(writers.clone().lock_owned().await),
+            None => None,
         }
     }
 
@@ -137,7 +229,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT id FROM teams WHERE id = $1 FOR UPDATE")
                 .bind(team_id)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut ***tx)
                 .await?;
         }
         Ok(())
@@ -145,8 +237,9 @@ impl Store {
 
     /// SQLite: copies committed pages from the write-ahead log back into the database
     /// file, without waiting for or blocking writers. `serve` runs it in the background
-    /// (`jobs::checkpoint_loop`) so commits do not pay for it; connections checkpoint by
-    /// themselves only as a backstop, once the log reaches 64 MiB.
+    /// (`jobs::checkpoint_loop`) so commits do not pay for it. Starting the log over is
+    /// the committers' part (`writer::BatchConn`): under their steady stream of commits
+    /// no copy ever catches up between two of them, which is what a restart needs.
     pub async fn checkpoint(&self) -> sqlx::Result<()> {
         if self.backend == Backend::Sqlite {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;

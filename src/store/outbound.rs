@@ -72,6 +72,18 @@ pub async fn by_provider_message_id(
 /// worker whose lease ran out cannot overwrite the next one's result. PostgreSQL skips
 /// rows other nodes are claiming; SQLite's single UPDATE is atomic under its write lock.
 pub async fn claim(store: &Store, now: i64, lease_until: i64, limit: i64) -> sqlx::Result<Vec<MessageRow>> {
+    // A read first: a claim is a write, and takes a turn at writing, even when it
+    // finds nothing.
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM outbound_messages WHERE status IN ('queued', 'sending', 'deferred') \
+         AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(store.pool())
+    .await?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
     let lock = match store.backend() {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
@@ -86,7 +98,7 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, limit: i64) -> sql
     .bind(lease_until)
     .bind(now)
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(&mut *store.write_conn().await?)
     .await
 }
 

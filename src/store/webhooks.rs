@@ -239,6 +239,19 @@ pub struct Claimed {
     pub lease: String,
 }
 
+/// Whether any delivery is due: a read, so a worker with nothing to do takes no turn
+/// at writing (a claim is a write even when it finds nothing).
+pub async fn any_due(conn: &mut Conn, now: i64) -> sqlx::Result<bool> {
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND (locked_until IS NULL OR locked_until < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(due.is_some())
+}
+
 /// Claims up to `limit` due deliveries for `lease_ms`. Another worker (on any node)
 /// skips them until the lease ends; a worker that dies releases them by expiry.
 pub async fn claim_due(

@@ -121,8 +121,11 @@ async fn post(sender: &Sender, webhook: &WebhookRow, secrets: &[String], claimed
 /// results. Returns how many were attempted.
 pub async fn run_once(state: &AppState, sender: &Sender, max: usize) -> anyhow::Result<usize> {
     let now = now_ms();
+    if !q::any_due(&mut *state.store.pool().acquire().await?, now).await? {
+        return Ok(0);
+    }
     let claimed = {
-        let mut conn = state.store.pool().acquire().await?;
+        let mut conn = state.store.write_conn().await?;
         q::claim_due(&mut conn, state.store.backend(), now, LEASE_MS, max as i64).await?
     };
     if claimed.is_empty() {
