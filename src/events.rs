@@ -42,19 +42,25 @@ impl Bus {
         teams.entry(team_id.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
-    /// The team's log may have grown: wake its readers and the webhook worker.
+    /// The team's log may have grown and webhook deliveries may be due: wake its
+    /// readers and the webhook worker.
     pub fn notify(&self, team_id: &str) {
-        {
-            let mut teams = self.teams.lock();
-            if let Some(tx) = teams.get(team_id) {
-                if tx.receiver_count() == 0 {
-                    teams.remove(team_id);
-                } else {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
-                }
+        self.notify_readers(team_id);
+        self.deliveries.notify_one();
+    }
+
+    /// The team's log grew and no delivery was queued with it (the writer knows): wake
+    /// its readers only. The group committers commit hundreds of times a second, and a
+    /// webhook worker woken by each would look for due deliveries just as often.
+    pub fn notify_readers(&self, team_id: &str) {
+        let mut teams = self.teams.lock();
+        if let Some(tx) = teams.get(team_id) {
+            if tx.receiver_count() == 0 {
+                teams.remove(team_id);
+            } else {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
-        self.deliveries.notify_one();
     }
 
     /// Wake every reader (after a lost connection to the notification source).

@@ -208,7 +208,7 @@ fn write_bodies(
 /// Writes the rows of `rows` — each with the envelope recipients of its message — and
 /// everything that goes with them: one event each, the usage unit, the stored bytes.
 /// One multi-row statement per table (per chunk), whatever the number of messages.
-async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> anyhow::Result<()> {
+async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> anyhow::Result<usize> {
     let messages: Vec<&MessageRow> = rows.iter().map(|(m, _)| *m).collect();
     q::insert_many(w, &messages).await?;
     let events: Vec<(&str, &str, Subject<'_>, serde_json::Value)> = rows
@@ -231,7 +231,7 @@ async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> a
         .collect();
     let events: Vec<NewEvent> =
         events.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
-    events::append_many(w, &events).await?;
+    let deliveries = events::append_many(w, &events).await?;
     let units: Vec<usage::Unit<'_>> =
         messages.iter().map(|m| (m.team_id.as_str(), usage::INBOUND_EMAILS, format!("inbound:{}", m.id))).collect();
     usage::record_units(w, &units).await?;
@@ -240,20 +240,44 @@ async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> a
         .map(|m| (m.team_id.as_str(), Some(m.mailbox_id.as_str()), Some(m.id.as_str()), m.size_bytes, m.received_at))
         .collect();
     usage::storage_changes(w, &stored).await?;
-    Ok(())
+    Ok(deliveries)
 }
 
 /// The messages of a batch, written in one transaction.
-struct Rows<'a>(&'a [CommitJob]);
+struct Rows<'a> {
+    jobs: &'a [CommitJob],
+    /// Webhook deliveries queued with their events.
+    deliveries: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn of(jobs: &'a [CommitJob]) -> Self {
+        Rows { jobs, deliveries: 0 }
+    }
+
+    /// Wakes the readers of every team written, and the webhook worker if it has work.
+    fn announce(&self, bus: &crate::events::Bus) {
+        let mut teams: Vec<&str> = self.jobs.iter().flat_map(|j| j.rows.iter().map(|r| r.team_id.as_str())).collect();
+        teams.sort_unstable();
+        teams.dedup();
+        for team in teams {
+            bus.notify_readers(team);
+        }
+        if self.deliveries > 0 {
+            bus.deliveries.notify_one();
+        }
+    }
+}
 
 impl Batch for Rows<'_> {
     async fn write(&mut self, w: &mut impl Writer) -> anyhow::Result<()> {
         // Event appends lock per team on PostgreSQL: take the locks in one global order
         // (team id), keeping arrival order within a team.
         let mut rows: Vec<(&MessageRow, &[String])> =
-            self.0.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
+            self.jobs.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
         rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
-        write_rows(w, &rows).await
+        self.deliveries = write_rows(w, &rows).await?;
+        Ok(())
     }
 }
 
@@ -276,8 +300,8 @@ pub struct Committer {
 const MAX_BATCH: usize = 256;
 
 impl Committer {
-    /// `bus` is rung for every team a committed batch touched, so streams and the
-    /// webhook worker look at the log at once.
+    /// `bus` is rung for every team a committed batch touched, so streams (and the
+    /// webhook worker, when deliveries were queued) look at the log at once.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> anyhow::Result<Committer> {
         let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
         BatchConn::open(&store)?.spawn("sendmux-inbound", move |mut conn| async move {
@@ -285,17 +309,12 @@ impl Committer {
                 let batch = crate::jobs::drain(first, &mut rx, MAX_BATCH);
                 metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
                 let started = Instant::now();
-                let written = conn.write(&mut Rows(&batch)).await;
+                let mut rows = Rows::of(&batch);
+                let written = conn.write(&mut rows).await;
                 metrics::histogram!("sendmux_inbound_commit_seconds").record(started.elapsed().as_secs_f64());
                 match written {
                     Ok(()) => {
-                        let mut teams: Vec<&str> =
-                            batch.iter().flat_map(|j| j.rows.iter().map(|r| r.team_id.as_str())).collect();
-                        teams.sort_unstable();
-                        teams.dedup();
-                        for team in teams {
-                            bus.notify(team);
-                        }
+                        rows.announce(&bus);
                         for job in batch {
                             let _ = job.done.send(Ok(()));
                         }
@@ -306,11 +325,10 @@ impl Committer {
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch commit failed; retrying one by one");
                         for job in batch {
-                            let result = conn.write(&mut Rows(std::slice::from_ref(&job))).await;
+                            let mut rows = Rows::of(std::slice::from_ref(&job));
+                            let result = conn.write(&mut rows).await;
                             if result.is_ok() {
-                                for row in &job.rows {
-                                    bus.notify(&row.team_id);
-                                }
+                                rows.announce(&bus);
                             }
                             let _ = job.done.send(result);
                         }

@@ -85,7 +85,7 @@ impl Committer {
             while let Some(first) = rx.recv().await {
                 let jobs = crate::jobs::drain(first, &mut rx, MAX_GROUP);
                 let started = Instant::now();
-                let mut group = Group { decided: (0..jobs.len()).map(|_| None).collect(), jobs };
+                let mut group = Group { decided: (0..jobs.len()).map(|_| None).collect(), jobs, deliveries: 0 };
                 let written = conn.write(&mut group).await;
                 group.answer(written, &bus, started);
             }
@@ -107,6 +107,8 @@ struct Group {
     /// One slot per request: set for requests answered without queueing (replays and
     /// conflicts).
     decided: Vec<Option<ApiResult<Answer>>>,
+    /// Webhook deliveries queued with the group's events.
+    deliveries: usize,
 }
 
 impl Group {
@@ -147,17 +149,18 @@ impl Group {
 impl Batch for Group {
     /// Idempotency keys one by one, then every queued message and its event.
     async fn write(&mut self, w: &mut impl Writer) -> anyhow::Result<()> {
-        write_group(w, &self.jobs, &mut self.decided).await
+        self.deliveries = write_group(w, &self.jobs, &mut self.decided).await?;
+        Ok(())
     }
 }
 
 /// Writes one group in `w`'s transaction; `decided[i]` is set for requests answered
-/// without queueing (replays and conflicts).
+/// without queueing (replays and conflicts). Returns the webhook deliveries queued.
 async fn write_group(
     w: &mut impl Writer,
     jobs: &[Job],
     decided: &mut [Option<ApiResult<Answer>>],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let now = now_ms();
     for (i, (job, _)) in jobs.iter().enumerate() {
         let Some(idem) = &job.idempotency else { continue };
@@ -194,7 +197,7 @@ async fn write_group(
         let rows: Vec<&MessageRow> = queued.iter().map(|m| &m.row).collect();
         q::insert_messages(w, &rows).await?;
         let events: Vec<&NewEvent> = queued.iter().map(|m| &m.event).collect();
-        events::append_many(w, &events).await?;
+        return events::append_many(w, &events).await;
     }
-    Ok(())
+    Ok(0)
 }

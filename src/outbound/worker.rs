@@ -263,8 +263,8 @@ async fn suppress_all(tx: &mut Tx, row: &MessageRow, rejected: &[(String, String
 
 /// Writes the results of a batch: per message its status (skipped entirely when the
 /// claim was lost) and suppressions, then every attempt, event and usage unit of the
-/// batch in multi-row statements.
-async fn record_all(tx: &mut Tx, done: &[Done], now: i64) -> anyhow::Result<()> {
+/// batch in multi-row statements. Returns the webhook deliveries queued.
+async fn record_all(tx: &mut Tx, done: &[Done], now: i64) -> anyhow::Result<usize> {
     let mut attempts: Vec<&AttemptRow> = Vec::new();
     let mut items: Vec<(&str, &str, Subject<'_>, Value)> = Vec::new();
     let mut units: Vec<usage::Unit<'_>> = Vec::new();
@@ -344,9 +344,9 @@ async fn record_all(tx: &mut Tx, done: &[Done], now: i64) -> anyhow::Result<()> 
     q::insert_attempts(tx, &attempts).await?;
     let events: Vec<NewEvent> =
         items.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
-    events::append_many(tx, &events).await?;
+    let deliveries = events::append_many(tx, &events).await?;
     usage::record_units(tx, &units).await?;
-    Ok(())
+    Ok(deliveries)
 }
 
 /// Claims one batch of due messages, sends them concurrently and records the results.
@@ -363,13 +363,16 @@ pub async fn run_batch(state: &AppState) -> anyhow::Result<usize> {
     let done: Vec<Done> = futures::future::join_all(rows.into_iter().map(|r| attempt(state, &ctx, r))).await;
     let now = now_ms();
     let mut tx = state.store.begin().await?;
-    record_all(&mut tx, &done, now).await?;
+    let deliveries = record_all(&mut tx, &done, now).await?;
     tx.commit().await?;
     let mut teams: Vec<&str> = done.iter().map(|d| d.row.team_id.as_str()).collect();
     teams.sort_unstable();
     teams.dedup();
     for team in teams {
-        state.bus.notify(team);
+        state.bus.notify_readers(team);
+    }
+    if deliveries > 0 {
+        state.bus.deliveries.notify_one();
     }
     for d in &done {
         let status = match &d.result {

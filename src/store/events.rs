@@ -193,16 +193,18 @@ impl NewEvent {
 }
 
 /// Appends `events` to their teams' logs inside the writer's transaction, in the order
-/// given, with one statement for the events and one for their webhook deliveries. On
+/// given, with one statement for the events and one for their webhook deliveries;
+/// returns how many deliveries it queued (the webhook worker need only be woken for
+/// those, see `Bus::notify_readers`). On
 /// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
 /// several teams cannot deadlock on them.
-pub async fn append_many<E>(w: &mut impl Writer, events: &[E]) -> anyhow::Result<()>
+pub async fn append_many<E>(w: &mut impl Writer, events: &[E]) -> anyhow::Result<usize>
 where
     E: std::borrow::Borrow<NewEvent> + serde::Serialize,
 {
     let mut teams: Vec<&str> = events.iter().map(|e| e.borrow().team_id.as_str()).collect();
     if teams.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     teams.sort_unstable();
     teams.dedup();
@@ -224,5 +226,5 @@ where
     for team in &teams {
         w.announce(team).await?;
     }
-    Ok(())
+    Ok(deliveries.len())
 }
