@@ -169,6 +169,10 @@ impl Reader {
             if self.done || Instant::now() >= self.deadline {
                 return None;
             }
+            // Mark every wake-up so far as seen *before* reading: one that arrives
+            // during the read then still ends the wait below, and the event it
+            // announces is read at once rather than with the next one.
+            self.wake.borrow_and_update();
             // Boxed: the read's state lives only while it runs, keeping an idle
             // stream's future small.
             match Box::pin(self.fill()).await {
@@ -180,9 +184,6 @@ impl Reader {
                     return None;
                 }
             }
-            // Mark everything up to now as seen before waiting, so a wake-up that
-            // arrived during the read is not lost.
-            self.wake.borrow_and_update();
             tokio::select! {
                 changed = self.wake.changed() => {
                     if changed.is_err() {
