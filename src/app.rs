@@ -165,7 +165,7 @@ impl App {
         if !self.state.settings.is_postgres() {
             workers.spawn(crate::jobs::checkpoint_loop(
                 self.state.store.clone(),
-                std::time::Duration::from_millis(200),
+                std::time::Duration::from_millis(100),
                 shutdown.clone(),
             ));
         }
@@ -213,6 +213,9 @@ impl App {
         // The listener has drained; stop the workers (they finish their current step).
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
+        // Nothing writes bodies any more: seal the open segments, so a clean stop leaves
+        // none to settle.
+        self.state.blobs.close().await;
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

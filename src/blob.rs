@@ -1,12 +1,11 @@
-//! Raw message bodies behind one trait: inbound mail exactly as it arrived, and outbound
-//! requests as accepted. The filesystem store appends them to per-team segment files
-//! and makes a `put` durable before it returns; object storage can implement the same
-//! trait later.
+//! Raw message bodies behind one trait: inbound mail exactly as it arrived. The
+//! filesystem store appends them to per-team segment files and makes a `put` durable
+//! before it returns; object storage can implement the same trait later.
 //!
 //! Why segments: a file per body cost a file creation, an fsync of the file and one of
 //! its folder per message, and on ext4 the inode allocation alone was a third of the
 //! ingest CPU. Here one writer thread appends every body waiting at that moment to its
-//! team's open segment and pays one `fdatasync` per segment per batch, so concurrent
+//! team's open segment and pays one `fdatasync` per segment per round, so concurrent
 //! senders share their flushes the way the store's group commit shares its commits.
 //!
 //! Layout: `<root>/<team_id>/<segment>.open` while a writer appends to it (the writer
@@ -18,7 +17,7 @@
 //! and deleted.
 
 use futures::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -33,7 +32,7 @@ pub trait BlobStore: Send + Sync + 'static {
     /// bytes survive a crash.
     fn put(&self, team_id: &str, bytes: Arc<Vec<u8>>) -> BoxFuture<'_, io::Result<String>>;
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Vec<u8>>>;
-    /// Removes the bytes under `key`; a missing key is not an error.
+    /// Removes the bytes under `key`, durably; a missing key is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
     /// Removes every body of the team.
     fn delete_team<'a>(&'a self, team_id: &'a str) -> BoxFuture<'a, io::Result<()>>;
@@ -43,6 +42,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Keeps the bodies of `keep` (keys in the abandoned segment), removes every other
     /// byte of it, and seals it.
     fn settle<'a>(&'a self, segment: &'a Abandoned, keep: &'a [String]) -> BoxFuture<'a, io::Result<usize>>;
+    /// Seals what is open and stops writing; puts after this fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
 /// A segment left open by a writer that is gone.
@@ -65,11 +66,16 @@ impl Abandoned {
 const ALIGN: u64 = 4096;
 /// A segment takes no more appends once it is this long.
 const SEGMENT_BYTES: u64 = 16 << 20;
+/// The longest body a key may name: far beyond any message size limit, and small
+/// enough that reading it cannot ask for an absurd allocation.
+const MAX_BODY: u64 = 1 << 32;
 /// An open segment no put has touched for this long is sealed.
 const IDLE_SEAL: Duration = Duration::from_secs(300);
 /// An unlocked `.open` segment must be this old before it counts as abandoned: a writer
 /// locks its new segment right after creating it.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+/// A round writes its bodies in pieces of at most this many bytes (or one body).
+const WRITE_CHUNK: usize = 1 << 20;
 
 fn align_up(n: u64) -> u64 {
     n.div_ceil(ALIGN) * ALIGN
@@ -101,7 +107,7 @@ fn parse_key(key: &str) -> io::Result<Key<'_>> {
         (Some(offset), Some(len), None) => {
             let offset: u64 = offset.parse().map_err(|_| bad())?;
             let len: u64 = len.parse().map_err(|_| bad())?;
-            if !offset.is_multiple_of(ALIGN) || offset.checked_add(len).is_none() {
+            if !offset.is_multiple_of(ALIGN) || len > MAX_BODY || offset > u64::MAX / 2 {
                 return Err(bad());
             }
             Ok(Key::Range { team, segment: name, offset, len })
@@ -120,28 +126,41 @@ enum Command {
     Put(Put),
     /// Forget the team's open segment, then remove its folder.
     DeleteTeam(String, oneshot::Sender<io::Result<()>>),
+    /// Seal everything and stop.
+    Close(oneshot::Sender<()>),
 }
 
 /// Bodies in segment files under `<data>/blobs`.
 pub struct FsBlobStore {
-    root: PathBuf,
+    paths: Paths,
     commands: mpsc::UnboundedSender<Command>,
+    /// The segments this process's writer has open: never taken for abandoned (on a
+    /// network filesystem a lock probe by this same process would succeed, and closing
+    /// the probe could even release the writer's own lock).
+    open: Arc<parking_lot::Mutex<HashSet<String>>>,
 }
 
 impl FsBlobStore {
     /// Opens the store and starts its writer thread, which seals its segments and ends
-    /// when the store is dropped.
+    /// on [`BlobStore::close`] or when the store is dropped.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         let (commands, rx) = mpsc::unbounded_channel();
-        let writer = Writer { root: root.clone(), open: HashMap::new(), durable_folders: Default::default() };
+        let open = Arc::new(parking_lot::Mutex::new(HashSet::new()));
+        let writer = Writer {
+            paths: Paths { root: root.clone() },
+            open: HashMap::new(),
+            open_names: open.clone(),
+            failed: Vec::new(),
+            durable_folders: Default::default(),
+        };
         std::thread::Builder::new().name("sendmux-blobs".into()).spawn(move || writer.run(rx))?;
-        Ok(Self { root, commands })
+        Ok(Self { paths: Paths { root }, commands, open })
     }
 
-    fn legacy_path(&self, team: &str, message: &str) -> PathBuf {
-        self.root.join(team).join(format!("{message}.eml"))
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.commands.send(command).map_err(|_| io::Error::other("the blob writer stopped"))
     }
 }
 
@@ -157,9 +176,7 @@ impl BlobStore for FsBlobStore {
                 return Err(io::Error::new(ErrorKind::InvalidInput, "bad team id for a blob"));
             }
             let (reply, answer) = oneshot::channel();
-            self.commands
-                .send(Command::Put(Put { team_id, bytes, reply }))
-                .map_err(|_| io::Error::other("the blob writer stopped"))?;
+            self.send(Command::Put(Put { team_id, bytes, reply }))?;
             answer.await.map_err(|_| io::Error::other("the blob writer stopped"))?
         })
     }
@@ -167,15 +184,14 @@ impl BlobStore for FsBlobStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Vec<u8>>> {
         Box::pin(async move {
             match parse_key(key)? {
-                Key::File { team, message } => tokio::fs::read(self.legacy_path(team, message)).await,
+                Key::File { team, message } => tokio::fs::read(self.paths.legacy(team, message)).await,
+                // An empty body occupies no block: its segment may be long gone.
+                Key::Range { len: 0, .. } => Ok(Vec::new()),
                 Key::Range { team, segment, offset, len } => {
-                    let (team, segment) = (team.to_owned(), segment.to_owned());
-                    let len = usize::try_from(len).map_err(|_| io::Error::new(ErrorKind::InvalidInput, "too long"))?;
-                    let root = self.root.clone();
+                    let (paths, team, segment) = (self.paths.clone(), team.to_owned(), segment.to_owned());
                     blocking(move || {
-                        let store = PathsOnly { root };
-                        let (file, _) = store.open(&team, &segment)?;
-                        let mut buf = vec![0; len];
+                        let (file, _) = paths.open(&team, &segment, false)?;
+                        let mut buf = vec![0; len as usize];
                         file.read_exact_at(&mut buf, offset)?;
                         Ok(buf)
                     })
@@ -188,17 +204,15 @@ impl BlobStore for FsBlobStore {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             let result = match parse_key(key)? {
-                Key::File { team, message } => tokio::fs::remove_file(self.legacy_path(team, message)).await,
+                Key::File { team, message } => tokio::fs::remove_file(self.paths.legacy(team, message)).await,
                 Key::Range { team, segment, offset, len } => {
-                    let (team, segment) = (team.to_owned(), segment.to_owned());
-                    let root = self.root.clone();
+                    let (paths, team, segment) = (self.paths.clone(), team.to_owned(), segment.to_owned());
                     blocking(move || {
-                        let store = PathsOnly { root };
-                        let (file, sealed) = store.open_rw(&team, &segment)?;
+                        let (file, sealed) = paths.open(&team, &segment, true)?;
                         erase(&file, offset, align_up(len))?;
                         // A sealed segment with no data block left holds nothing.
                         if sealed && file.metadata()?.blocks() == 0 {
-                            std::fs::remove_file(store.path(&team, &segment, true))?;
+                            std::fs::remove_file(paths.segment(&team, &segment, true))?;
                         }
                         Ok(())
                     })
@@ -218,35 +232,37 @@ impl BlobStore for FsBlobStore {
                 return Err(io::Error::new(ErrorKind::InvalidInput, "bad team id for a blob"));
             }
             let (reply, answer) = oneshot::channel();
-            self.commands
-                .send(Command::DeleteTeam(team_id.to_owned(), reply))
-                .map_err(|_| io::Error::other("the blob writer stopped"))?;
+            self.send(Command::DeleteTeam(team_id.to_owned(), reply))?;
             answer.await.map_err(|_| io::Error::other("the blob writer stopped"))?
         })
     }
 
     fn abandoned(&self) -> BoxFuture<'_, io::Result<Vec<Abandoned>>> {
-        let root = self.root.clone();
+        let root = self.paths.root.clone();
+        let ours = self.open.clone();
         Box::pin(blocking(move || {
             let mut found = Vec::new();
             let cutoff = SystemTime::now() - ABANDONED_AFTER;
-            for team in std::fs::read_dir(&root)? {
-                let team = team?;
+            for team in std::fs::read_dir(&root)?.flatten() {
                 let team_id = team.file_name().to_string_lossy().into_owned();
-                if !team.file_type()?.is_dir() || !valid_name(&team_id) {
+                if !team.file_type().is_ok_and(|t| t.is_dir()) || !valid_name(&team_id) {
                     continue;
                 }
-                for file in std::fs::read_dir(team.path())? {
-                    let file = file?;
+                // Another process may rename or remove entries meanwhile: skip those.
+                let Ok(files) = std::fs::read_dir(team.path()) else { continue };
+                for file in files.flatten() {
                     let name = file.file_name().to_string_lossy().into_owned();
                     let Some(segment) = name.strip_suffix(".open").filter(|s| valid_name(s)) else { continue };
                     let Ok(created) = ulid::Ulid::from_string(segment) else { continue };
-                    if file.metadata()?.modified()? > cutoff {
+                    if ours.lock().contains(segment) {
+                        continue;
+                    }
+                    if !file.metadata().and_then(|m| m.modified()).is_ok_and(|m| m <= cutoff) {
                         continue;
                     }
                     // A live writer holds its segment's lock.
-                    let f = File::open(file.path())?;
-                    if f.try_lock().is_err() {
+                    let Ok(probe) = File::open(file.path()) else { continue };
+                    if probe.try_lock().is_err() {
                         continue;
                     }
                     found.push(Abandoned {
@@ -261,7 +277,7 @@ impl BlobStore for FsBlobStore {
     }
 
     fn settle<'a>(&'a self, segment: &'a Abandoned, keep: &'a [String]) -> BoxFuture<'a, io::Result<usize>> {
-        let root = self.root.clone();
+        let paths = self.paths.clone();
         let segment = segment.clone();
         let mut ranges = Vec::new();
         for key in keep {
@@ -273,8 +289,7 @@ impl BlobStore for FsBlobStore {
             }
         }
         Box::pin(blocking(move || {
-            let store = PathsOnly { root };
-            let open = store.path(&segment.team_id, &segment.segment, false);
+            let open = paths.segment(&segment.team_id, &segment.segment, false);
             let file = File::options().read(true).write(true).open(&open)?;
             file.try_lock().map_err(|_| io::Error::other("the segment is in use"))?;
             ranges.sort_unstable();
@@ -287,31 +302,46 @@ impl BlobStore for FsBlobStore {
                 }
                 at = at.max(stop);
             }
-            file.sync_all()?;
-            let sealed = store.path(&segment.team_id, &segment.segment, true);
             if file.metadata()?.blocks() == 0 {
                 std::fs::remove_file(&open)?;
             } else {
-                std::fs::rename(&open, &sealed)?;
+                std::fs::rename(&open, paths.segment(&segment.team_id, &segment.segment, true))?;
             }
             Ok(erased)
         }))
     }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, done) = oneshot::channel();
+            if self.send(Command::Close(reply)).is_ok() {
+                let _ = done.await;
+            }
+        })
+    }
 }
 
-/// Path arithmetic for the blocking closures, which cannot borrow the store.
-struct PathsOnly {
+/// Where things are under the root; cheap to clone into blocking closures.
+#[derive(Clone)]
+struct Paths {
     root: PathBuf,
 }
 
-impl PathsOnly {
-    fn path(&self, team: &str, segment: &str, sealed: bool) -> PathBuf {
+impl Paths {
+    fn segment(&self, team: &str, segment: &str, sealed: bool) -> PathBuf {
         self.root.join(team).join(format!("{segment}.{}", if sealed { "seg" } else { "open" }))
     }
 
-    fn open_with(&self, team: &str, segment: &str, write: bool) -> io::Result<(File, bool)> {
+    fn legacy(&self, team: &str, message: &str) -> PathBuf {
+        self.root.join(team).join(format!("{message}.eml"))
+    }
+
+    /// Opens a segment under whichever name it has now: sealing renames it, atomically,
+    /// so one of the two exists at any moment (the third look covers a rename between
+    /// the first two). Also says whether it is sealed.
+    fn open(&self, team: &str, segment: &str, write: bool) -> io::Result<(File, bool)> {
         for sealed in [true, false, true] {
-            match File::options().read(true).write(write).open(self.path(team, segment, sealed)) {
+            match File::options().read(true).write(write).open(self.segment(team, segment, sealed)) {
                 Ok(f) => return Ok((f, sealed)),
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
@@ -319,18 +349,11 @@ impl PathsOnly {
         }
         Err(io::Error::new(ErrorKind::NotFound, "no such segment"))
     }
-
-    fn open(&self, team: &str, segment: &str) -> io::Result<(File, bool)> {
-        self.open_with(team, segment, false)
-    }
-
-    fn open_rw(&self, team: &str, segment: &str) -> io::Result<(File, bool)> {
-        self.open_with(team, segment, true)
-    }
 }
 
-/// Removes `len` bytes at `offset` from the disk: a punched hole where the filesystem
-/// supports it (the blocks are freed), zeros written over them where it does not.
+/// Removes `len` bytes at `offset` from the disk, durably: a punched hole where the
+/// filesystem supports it (the blocks are freed), zeros written over them where it
+/// does not.
 fn erase(file: &File, offset: u64, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
@@ -339,7 +362,7 @@ fn erase(file: &File, offset: u64, len: u64) -> io::Result<()> {
     {
         use rustix::fs::{FallocateFlags, fallocate};
         match fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return file.sync_all(),
             Err(e) if e == rustix::io::Errno::OPNOTSUPP => {}
             Err(e) => return Err(e.into()),
         }
@@ -364,13 +387,20 @@ struct Segment {
     last_put: std::time::Instant,
 }
 
-/// The writer thread: appends every put waiting at that moment, one write and one
-/// `fdatasync` per segment, then answers them all.
+/// The writer thread: appends every put waiting at that moment, then one `fdatasync`
+/// per segment, then answers them all.
 struct Writer {
-    root: PathBuf,
+    paths: Paths,
     open: HashMap<String, Segment>,
-    /// Team folders whose entry in `root` this process has made durable.
-    durable_folders: std::collections::HashSet<String>,
+    /// The names in `open`, shared with the store (see `FsBlobStore::open`).
+    open_names: Arc<parking_lot::Mutex<HashSet<String>>>,
+    /// Segments given up after a failed write or flush. They stay open, and locked,
+    /// until the process ends: bodies acknowledged from them earlier may still be on
+    /// their way to a commit, and an unlocked `.open` segment is another process's to
+    /// settle.
+    failed: Vec<File>,
+    /// Team folders whose entry in the root this process has made durable.
+    durable_folders: HashSet<String>,
 }
 
 /// Most puts handled in one round.
@@ -378,6 +408,7 @@ const MAX_ROUND: usize = 1024;
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut closing = None;
         while let Some(first) = rx.blocking_recv() {
             let mut puts = Vec::new();
             let mut next = Some(first);
@@ -389,18 +420,25 @@ impl Writer {
                         self.write_round(std::mem::take(&mut puts));
                         let _ = reply.send(self.delete_team(&team));
                     }
+                    Command::Close(reply) => closing = Some(reply),
                 }
-                if puts.len() < MAX_ROUND {
+                if puts.len() < MAX_ROUND && closing.is_none() {
                     next = rx.try_recv().ok();
                 }
             }
             self.write_round(puts);
             self.seal_idle();
+            if closing.is_some() {
+                break;
+            }
         }
-        // The store was dropped: seal everything, so a clean stop leaves nothing to recover.
+        // Closed or dropped: seal everything, so a clean stop leaves nothing to settle.
         let teams: Vec<String> = self.open.keys().cloned().collect();
         for team in teams {
             self.seal(&team);
+        }
+        if let Some(reply) = closing {
+            let _ = reply.send(());
         }
     }
 
@@ -419,7 +457,7 @@ impl Writer {
                 Ok(keys) => written.push((team, puts, keys)),
                 Err(e) => {
                     // What was appended may be torn: never append to that segment again.
-                    self.open.remove(&team);
+                    self.give_up(&team);
                     fail(puts, &e);
                 }
             }
@@ -437,7 +475,7 @@ impl Writer {
                 }
                 Err(e) => {
                     // After a failed fsync the kernel may have dropped the pages.
-                    self.open.remove(&team);
+                    self.give_up(&team);
                     fail(puts, &e);
                 }
             }
@@ -445,7 +483,9 @@ impl Writer {
         metrics::histogram!("sendmux_blob_write_seconds").record(started.elapsed().as_secs_f64());
     }
 
-    /// Appends the team's puts to its open segment in one write; returns their keys.
+    /// Appends the team's puts to its open segment; returns their keys. Bodies go out
+    /// gathered in pieces of about [`WRITE_CHUNK`], so a round of large bodies is not
+    /// copied into one buffer first.
     fn append(&mut self, team: &str, puts: &[Put]) -> io::Result<Vec<String>> {
         let full = self.open.get(team).is_some_and(|s| s.len >= SEGMENT_BYTES);
         if full {
@@ -453,20 +493,33 @@ impl Writer {
         }
         if !self.open.contains_key(team) {
             let segment = self.create(team)?;
+            self.open_names.lock().insert(segment.name.clone());
             self.open.insert(team.to_owned(), segment);
         }
         let Some(segment) = self.open.get_mut(team) else { return Err(io::Error::other("segment lost")) };
-        let total: u64 = puts.iter().map(|p| align_up(p.bytes.len() as u64)).sum();
-        let mut buf = Vec::with_capacity(total as usize);
         let mut keys = Vec::with_capacity(puts.len());
+        let mut buf: Vec<u8> = Vec::new();
+        let mut buf_at = segment.len;
         for p in puts {
-            let offset = segment.len + buf.len() as u64;
+            let offset = buf_at + buf.len() as u64;
             keys.push(format!("{team}/{}:{offset}:{}", segment.name, p.bytes.len()));
+            if p.bytes.len() >= WRITE_CHUNK {
+                segment.file.write_all_at(&buf, buf_at)?;
+                segment.file.write_all_at(&p.bytes, offset)?;
+                buf.clear();
+                buf_at = offset + align_up(p.bytes.len() as u64);
+                continue;
+            }
             buf.extend_from_slice(&p.bytes);
             buf.resize(align_up(buf.len() as u64) as usize, 0);
+            if buf.len() >= WRITE_CHUNK {
+                segment.file.write_all_at(&buf, buf_at)?;
+                buf_at += buf.len() as u64;
+                buf.clear();
+            }
         }
-        segment.file.write_all_at(&buf, segment.len)?;
-        segment.len += buf.len() as u64;
+        segment.file.write_all_at(&buf, buf_at)?;
+        segment.len = buf_at + buf.len() as u64;
         segment.last_put = std::time::Instant::now();
         Ok(keys)
     }
@@ -474,10 +527,10 @@ impl Writer {
     /// A new segment, locked, its name durable in the team's folder (and the folder's
     /// in the root, the first time this process writes for the team).
     fn create(&mut self, team: &str) -> io::Result<Segment> {
-        let folder = self.root.join(team);
+        let folder = self.paths.root.join(team);
         if !self.durable_folders.contains(team) {
             std::fs::create_dir_all(&folder)?;
-            File::open(&self.root)?.sync_all()?;
+            File::open(&self.paths.root)?.sync_all()?;
             self.durable_folders.insert(team.to_owned());
         }
         let name = ulid::Ulid::new().to_string();
@@ -491,12 +544,18 @@ impl Writer {
     /// was already flushed before its put was answered.
     fn seal(&mut self, team: &str) {
         let Some(segment) = self.open.remove(team) else { return };
-        let folder = self.root.join(team);
-        let from = folder.join(format!("{}.open", segment.name));
-        let to = folder.join(format!("{}.seg", segment.name));
-        if let Err(e) = std::fs::rename(&from, &to) {
-            // Left open, the segment is settled at the next start; nothing is lost.
+        self.open_names.lock().remove(&segment.name);
+        let from = self.paths.segment(team, &segment.name, false);
+        if let Err(e) = std::fs::rename(&from, self.paths.segment(team, &segment.name, true)) {
+            // Left open, the segment is settled later; nothing is lost.
             tracing::warn!(segment = %from.display(), error = %e, "could not seal a message body segment");
+        }
+    }
+
+    /// Stops using the team's segment after an error, keeping it open and locked.
+    fn give_up(&mut self, team: &str) {
+        if let Some(segment) = self.open.remove(team) {
+            self.failed.push(segment.file);
         }
     }
 
@@ -509,9 +568,11 @@ impl Writer {
     }
 
     fn delete_team(&mut self, team: &str) -> io::Result<()> {
-        self.open.remove(team);
+        if let Some(segment) = self.open.remove(team) {
+            self.open_names.lock().remove(&segment.name);
+        }
         self.durable_folders.remove(team);
-        match std::fs::remove_dir_all(self.root.join(team)) {
+        match std::fs::remove_dir_all(self.paths.root.join(team)) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -548,13 +609,17 @@ mod tests {
         let store = FsBlobStore::new(dir.path().join("blobs")).unwrap();
         let a = b"Subject: x\r\n\r\n\0\xff body\n".to_vec();
         let b = vec![b'b'; 5000];
-        let (ka, kb, kc) = tokio::join!(
+        // Larger than a write piece, between small ones in the same round.
+        let big: Vec<u8> = (0..(WRITE_CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
+        let (ka, kbig, kb, kc) = tokio::join!(
             store.put("team_1", Arc::new(a.clone())),
+            store.put("team_1", Arc::new(big.clone())),
             store.put("team_1", Arc::new(b.clone())),
             store.put("team_2", bytes(b""))
         );
-        let (ka, kb, kc) = (ka.unwrap(), kb.unwrap(), kc.unwrap());
+        let (ka, kbig, kb, kc) = (ka.unwrap(), kbig.unwrap(), kb.unwrap(), kc.unwrap());
         assert_eq!(store.get(&ka).await.unwrap(), a);
+        assert_eq!(store.get(&kbig).await.unwrap(), big);
         assert_eq!(store.get(&kb).await.unwrap(), b);
         assert_eq!(store.get(&kc).await.unwrap(), b"");
         assert!(ka.starts_with("team_1/") && kc.starts_with("team_2/"));
@@ -577,9 +642,14 @@ mod tests {
         let store = FsBlobStore::new(&root).unwrap();
         let ka = store.put("team_1", bytes(&[1; 6000])).await.unwrap();
         let kb = store.put("team_1", bytes(&[2; 100])).await.unwrap();
-        drop(store);
+        let empty = store.put("team_1", bytes(b"")).await.unwrap();
+        store.close().await;
         let folder = root.join("team_1");
-        wait_sealed(&folder);
+        assert!(
+            std::fs::read_dir(&folder).unwrap().all(|e| e.unwrap().file_name().to_string_lossy().ends_with(".seg")),
+            "closing seals"
+        );
+        assert!(store.put("team_1", bytes(b"late")).await.is_err(), "closed: no more puts");
         let sealed = || std::fs::read_dir(&folder).unwrap().filter_map(|e| e.ok()).count();
         let store = FsBlobStore::new(&root).unwrap();
         assert_eq!(store.get(&kb).await.unwrap(), vec![2; 100]);
@@ -587,6 +657,7 @@ mod tests {
         assert_eq!(sealed(), 1, "a body is left");
         store.delete(&kb).await.unwrap();
         assert_eq!(sealed(), 0, "nothing is left in the segment");
+        assert_eq!(store.get(&empty).await.unwrap(), b"", "an empty body needs no segment");
     }
 
     #[tokio::test]
@@ -649,7 +720,14 @@ mod tests {
             Key::Range { team: "team_1", segment: "01ABC", offset: 4096, len: 10 }
         );
         assert_eq!(parse_key("team_1/msg_1").unwrap(), Key::File { team: "team_1", message: "msg_1" });
-        for bad in ["team_1/01ABC:100:10", "team_1/01ABC:x:1", "/01ABC:0:1", "team_1/", "team.1/msg"] {
+        for bad in [
+            "team_1/01ABC:100:10",
+            "team_1/01ABC:x:1",
+            "/01ABC:0:1",
+            "team_1/",
+            "team.1/msg",
+            "team_1/01ABC:0:9999999999999",
+        ] {
             assert!(parse_key(bad).is_err(), "{bad}");
         }
     }

@@ -42,6 +42,8 @@ pub async fn maintenance_once(state: &AppState) -> anyhow::Result<u64> {
         tracing::info!(removed, purged, "expired events and webhook payloads removed");
     }
     expire_messages(state).await?;
+    erase_leftover_bodies(state).await?;
+    settle_abandoned_bodies(state).await?;
     Ok(removed)
 }
 
@@ -52,22 +54,76 @@ const BODY_ID_SLACK_MS: i64 = 3600 * 1000;
 /// Settles the blob segments that a crashed writer left open: the bodies some message
 /// row references stay, every other byte in them — bodies written but never committed,
 /// whose senders were never told they were accepted — is erased, and the segment is
-/// sealed. `serve` runs it once at start. Returns how many ranges were erased.
+/// sealed. `serve` runs it at start and maintenance after that (a segment counts as
+/// abandoned only a minute after its last write). A segment that cannot be settled now
+/// is left for the next pass. Returns how many ranges were erased.
 pub async fn settle_abandoned_bodies(state: &AppState) -> anyhow::Result<usize> {
     let mut erased = 0;
     for segment in state.blobs.abandoned().await? {
         let since = (segment.created_ms - BODY_ID_SLACK_MS).max(0) as u64;
         let since_id = format!("{}{}", crate::ids::MessageId::PREFIX, ulid::Ulid::from_parts(since, 0));
         let prefix = segment.key_prefix();
-        let mut conn = state.store.pool().acquire().await?;
-        let keep = crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?;
-        drop(conn);
-        erased += state.blobs.settle(&segment, &keep).await?;
+        let keep = {
+            let mut conn = state.store.pool().acquire().await?;
+            crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?
+        };
+        match state.blobs.settle(&segment, &keep).await {
+            Ok(n) => erased += n,
+            Err(e) => {
+                tracing::warn!(segment = %prefix, error = %e, "could not settle a message body segment; will retry")
+            }
+        }
     }
     if erased > 0 {
         tracing::info!(erased, "erased message bodies that no message references (left by a crash)");
     }
     Ok(erased)
+}
+
+/// Erases the bodies named by `keys` (queued in `blob_erasures` by the transaction that
+/// deleted their rows), then forgets the keys. A key `<team_id>/` stands for every body
+/// of a deleted team. What fails stays queued for maintenance, and is only logged here:
+/// the deletion itself has committed.
+pub async fn erase_bodies(state: &AppState, keys: &[String]) {
+    if let Err(e) = try_erase_bodies(state, keys).await {
+        tracing::warn!(error = %format!("{e:#}"), "erasing deleted message bodies failed; maintenance will retry");
+    }
+}
+
+async fn try_erase_bodies(state: &AppState, keys: &[String]) -> anyhow::Result<()> {
+    let mut erased = Vec::with_capacity(keys.len());
+    for key in keys {
+        let result = match key.strip_suffix('/') {
+            Some(team) => state.blobs.delete_team(team).await,
+            None => state.blobs.delete(key).await,
+        };
+        match result {
+            Ok(()) => erased.push(key.clone()),
+            Err(e) => tracing::warn!(key = %key, error = %e, "could not erase a message body; will retry"),
+        }
+    }
+    let mut conn = state.store.write_conn().await?;
+    crate::store::erasures::done(&mut conn, state.store.backend(), &erased).await?;
+    Ok(())
+}
+
+/// Erases what deletions queued and a crash (or an error) left unerased.
+async fn erase_leftover_bodies(state: &AppState) -> anyhow::Result<()> {
+    // Older than a minute: a deletion that just committed erases its own.
+    let before = now_ms() - 60_000;
+    loop {
+        let keys = {
+            let mut conn = state.store.pool().acquire().await?;
+            crate::store::erasures::pending(&mut conn, before, 500).await?
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        try_erase_bodies(state, &keys).await?;
+        if keys.len() < 500 {
+            return Ok(());
+        }
+    }
 }
 
 /// PostgreSQL: turns `NOTIFY sendmux_events` from any node into wake-ups on this one.

@@ -262,12 +262,10 @@ async fn delete_mailbox(State(state): State<AppState>, p: Principal, Path(id): P
     }
     q::delete(&mut tx, &p.team_id, id.as_str()).await?;
     audit::record(&mut tx, &p.team_id, &p.actor(), "mailbox.deleted", ("mailbox", id.as_str()), json!({})).await?;
+    let bodies: Vec<String> = messages.iter().map(|m| m.blob_key.clone()).collect();
+    crate::store::erasures::queue(&mut tx, &bodies, now).await?;
     state.commit(tx, &p.team_id).await?;
-    for m in &messages {
-        if let Err(e) = state.blobs.delete(&m.blob_key).await {
-            tracing::warn!(key = %m.blob_key, error = %e, "could not remove the body of a deleted mailbox's message");
-        }
-    }
+    crate::jobs::erase_bodies(&state, &bodies).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

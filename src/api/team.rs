@@ -101,15 +101,16 @@ async fn delete_team(State(state): State<AppState>, p: Principal) -> ApiResult<S
     if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::TeamDelete) {
         return Err(ApiError::forbidden("Only the owner can delete the team"));
     }
-    // The rows go by cascade; the message bodies on disk after the commit.
+    // The rows go by cascade; the message bodies on disk after the commit, queued for
+    // erasure in the same transaction so a crash cannot leave them behind.
     if !people::delete_team(&mut tx, &p.team_id).await? {
         return Err(ApiError::not_found("team"));
     }
+    let bodies = [crate::store::erasures::team_key(&p.team_id)];
+    crate::store::erasures::queue(&mut tx, &bodies, crate::store::now_ms()).await?;
     state.commit(tx, &p.team_id).await?;
     state.auth.invalidate();
-    if let Err(e) = state.blobs.delete_team(&p.team_id).await {
-        tracing::warn!(team_id = %p.team_id, error = %e, "could not remove the message bodies of a deleted team");
-    }
+    crate::jobs::erase_bodies(&state, &bodies).await;
     tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -372,16 +372,14 @@ pub async fn expire_once(state: &AppState, batch: i64) -> anyhow::Result<usize> 
     for m in &expired {
         if q::delete(&mut tx, &m.team_id, &m.id).await? {
             usage::storage_change(&mut tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), -m.size_bytes, now).await?;
-            gone.push(m);
+            gone.push(m.blob_key.clone());
         }
     }
+    // Bodies go after the rows, queued for erasure in the same transaction: a crash in
+    // between leaves the queue entry (maintenance erases it), never a row without its
+    // body.
+    crate::store::erasures::queue(&mut tx, &gone, now).await?;
     tx.commit().await?;
-    // Bodies go after the rows: a crash in between leaves an unreferenced file, never
-    // a row without its body.
-    for m in &gone {
-        if let Err(e) = state.blobs.delete(&m.blob_key).await {
-            tracing::warn!(key = %m.blob_key, error = %e, "could not remove an expired message body");
-        }
-    }
+    crate::jobs::erase_bodies(state, &gone).await;
     Ok(gone.len())
 }

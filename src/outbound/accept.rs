@@ -124,7 +124,10 @@ impl Group {
                 teams.sort_unstable();
                 teams.dedup();
                 for team in teams {
-                    bus.notify(team);
+                    bus.notify_readers(team);
+                }
+                if self.deliveries > 0 {
+                    bus.deliveries.notify_one();
                 }
                 for ((job, reply), d) in self.jobs.into_iter().zip(self.decided) {
                     let _ = reply.send(d.unwrap_or(Ok(Answer::Fresh(job.answer))));

@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod bind;
+pub mod erasures;
 pub mod events;
 pub mod inbound;
 pub mod keys;
@@ -98,10 +99,10 @@ pub struct Store {
 /// How long a writer waits for its turn, as SQLite's `busy_timeout` would.
 const WRITE_TURN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Frames (pages) in the write-ahead log past which a committer starts it over
-/// (32 MiB): half the other connections' backstop (`wal_autocheckpoint` in
+/// Frames (pages) in the write-ahead log past which [`Store::checkpoint`] starts it
+/// over (16 MiB): a quarter of the connections' own backstop (`wal_autocheckpoint` in
 /// [`SQLITE_PRAGMAS`]).
-pub(crate) const WAL_RESTART_FRAMES: i64 = 8192;
+pub(crate) const WAL_RESTART_FRAMES: i64 = 4096;
 
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 16384; \
@@ -237,12 +238,28 @@ impl Store {
 
     /// SQLite: copies committed pages from the write-ahead log back into the database
     /// file, without waiting for or blocking writers. `serve` runs it in the background
-    /// (`jobs::checkpoint_loop`) so commits do not pay for it. Starting the log over is
-    /// the committers' part (`writer::BatchConn`): under their steady stream of commits
-    /// no copy ever catches up between two of them, which is what a restart needs.
+    /// (`jobs::checkpoint_loop`) so commits do not pay for it.
+    ///
+    /// The log only starts over when a writer begins after a checkpoint copied all of
+    /// it, and under the committers' steady stream of commits no copy ever catches up
+    /// between two of them: left alone the log grew past 1 GiB. So once it is long, this
+    /// takes a turn at writing — no writer of this process is then inside a transaction,
+    /// and the committers wait their turn like everyone (see `writers`) — and restarts
+    /// it, copying the little the passive copy left. A reader still on an old snapshot
+    /// makes it give up at once rather than hold every writer back; the next round tries
+    /// again.
     pub async fn checkpoint(&self) -> sqlx::Result<()> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let (_, frames, _): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
+        if frames > WAL_RESTART_FRAMES {
+            let mut conn = self.write_conn().await?;
+            conn.execute("PRAGMA busy_timeout = 0").await?;
+            let restarted = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *conn).await;
+            conn.execute("PRAGMA busy_timeout = 10000").await?;
+            restarted?;
         }
         Ok(())
     }

@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use super::Backend;
 
+/// Past this many bytes of JSON, rows go in another statement.
+const JSON_PARAMETER_BYTES: usize = 32 << 20;
+
 /// What an earlier request with the same idempotency key left.
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct IdempotencyRow {
@@ -93,7 +96,9 @@ impl Writer for super::Tx {
         if (***self).backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }
     }
 
-    /// One statement for all the rows, which travel as one JSON parameter.
+    /// One statement for the rows, which travel as one JSON parameter — or a few, each
+    /// at most [`JSON_PARAMETER_BYTES`] long (a PostgreSQL message holds at most 1 GB,
+    /// and a group of accepted mail with large attachments could exceed it).
     async fn insert_rows<T: Serialize>(
         &mut self,
         table: &str,
@@ -101,11 +106,19 @@ impl Writer for super::Tx {
         rows: &[T],
         tail: &str,
     ) -> anyhow::Result<u64> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
         let backend = self.backend();
-        Ok(super::insert_json(self, backend, table, columns, serde_json::to_string(rows)?, tail).await?)
+        let mut inserted = 0;
+        let mut array = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            array.push(if array.is_empty() { b'[' } else { b',' });
+            serde_json::to_writer(&mut array, row)?;
+            if array.len() >= JSON_PARAMETER_BYTES || i + 1 == rows.len() {
+                array.push(b']');
+                let json = String::from_utf8(std::mem::take(&mut array))?;
+                inserted += super::insert_json(self, backend, table, columns, json, tail).await?;
+            }
+        }
+        Ok(inserted)
     }
 
     async fn subscribers(&mut self, team_id: &str) -> anyhow::Result<Vec<Subscriber>> {
@@ -188,7 +201,6 @@ impl BatchConn {
             Some(path) => {
                 let conn = rusqlite::Connection::open(path)?;
                 conn.execute_batch(super::SQLITE_PRAGMAS)?;
-                conn.wal_hook(Some(restart_long_wal));
                 Ok(BatchConn::Direct(conn, store.clone()))
             }
             None => Ok(BatchConn::Pool(store.clone())),
@@ -231,19 +243,6 @@ impl BatchConn {
         }
         Ok(())
     }
-}
-
-/// Runs after every commit on a committer's connection (in place of its
-/// `wal_autocheckpoint`): once the write-ahead log is long, copy what the background
-/// checkpoint has not reached yet and start the log over. Left to passive checkpoints the
-/// log would never restart under steady batches — a copy never catches up between two
-/// of them — and would grow until every commit paid for a checkpoint. If another
-/// checkpoint is running, the next commit tries again.
-fn restart_long_wal(wal: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
-    if i64::from(frames) > super::WAL_RESTART_FRAMES {
-        let _ = wal.checkpoint_v2(rusqlite::hooks::CheckpointMode::RESTART);
-    }
-    Ok(())
 }
 
 /// Runs a write on the direct connection, whose futures never wait: one poll, in place.

@@ -395,6 +395,7 @@ async fn messages_past_their_mailbox_retention_are_deleted_with_their_bodies() {
     let left: Vec<Value> = app.inbox(&key).await.iter().map(|m| m["id"].clone()).collect();
     assert_eq!(left, [json!(fresh)]);
     assert!(!app.body_on_disk(&old_body).await, "the body went with the row");
+    assert_eq!(app.count("SELECT COUNT(*) FROM blob_erasures WHERE key LIKE $1 || '%'", &owner.team_id).await, 0);
     assert!(app.body_on_disk(&fresh_body).await, "the other message keeps its body");
     let bytes: i64 =
         sqlx::query_scalar("SELECT CAST(SUM(delta_bytes) AS BIGINT) FROM storage_changes WHERE team_id = $1")
@@ -403,6 +404,31 @@ async fn messages_past_their_mailbox_retention_are_deleted_with_their_bodies() {
             .await
             .unwrap();
     assert_eq!(bytes, SIMPLE.len() as i64, "stored bytes fall when a body is deleted");
+}
+
+/// A deletion queues its bodies for erasure in its own transaction; if the process dies
+/// before erasing them, maintenance does.
+#[tokio::test]
+async fn bodies_a_crash_left_after_their_deletion_are_erased_by_maintenance() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@erase.test", "Erase").await;
+    let (_, key) = app.mailbox_with_key(&owner.token, "box@mail.test", &["mailbox.read"]).await;
+    app.send_smtp("s@sender.test", &["box@mail.test"], SIMPLE).await;
+    let id = app.inbox(&key).await[0]["id"].as_str().unwrap().to_owned();
+    let body = app.body_key(&id).await;
+    // What the deleting transaction left when the process died right after its commit.
+    let pool = app.state.store.pool();
+    sqlx::query("DELETE FROM inbound_messages WHERE id = $1").bind(&id).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO blob_erasures (key, created_at) VALUES ($1, $2)")
+        .bind(&body)
+        .bind(sendmux::store::now_ms() - 120_000)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(app.body_on_disk(&body).await);
+    sendmux::jobs::maintenance_once(&app.state).await.unwrap();
+    assert!(!app.body_on_disk(&body).await, "maintenance erased it");
+    assert_eq!(app.count("SELECT COUNT(*) FROM blob_erasures WHERE key LIKE $1 || '%'", &owner.team_id).await, 0);
 }
 
 #[tokio::test]
@@ -418,6 +444,7 @@ async fn deleting_a_mailbox_deletes_its_messages_and_their_bodies() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(!app.body_on_disk(&body).await);
     assert_eq!(app.count("SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1", &owner.team_id).await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM blob_erasures WHERE key LIKE $1 || '%'", &owner.team_id).await, 0);
     let bytes: i64 =
         sqlx::query_scalar("SELECT CAST(SUM(delta_bytes) AS BIGINT) FROM storage_changes WHERE team_id = $1")
             .bind(&owner.team_id)
