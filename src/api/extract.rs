@@ -38,15 +38,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first, so a broken document is 400 whatever its first value's type.
-    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
-        return Err(ApiError::bad_request("The request body is not valid JSON"));
-    }
+    let not_json = || ApiError::bad_request("The request body is not valid JSON");
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
+            // A broken document is 400 whatever its first value's type: the syntax is
+            // checked (only) when a field is refused, so valid bodies are parsed once.
+            serde_json::error::Category::Data if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
+                not_json()
+            }
             serde_json::error::Category::Data => {
                 let msg = inner.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
@@ -62,7 +64,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 }
                 err
             }
-            _ => ApiError::bad_request("The request body is not valid JSON"),
+            _ => not_json(),
         }
     })?;
     de.end().map_err(|_| ApiError::bad_request("The request body has trailing characters after the JSON value"))?;

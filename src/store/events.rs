@@ -168,17 +168,21 @@ const INSERT_COLUMNS: &str = "id, team_id, type, mailbox_id, delivery_group_id, 
 
 impl NewEvent {
     /// An event of `kind` for `team_id` with `data` as its `data`; the payload is
-    /// `{"id", "type", "created_at", "data"}`.
-    pub fn new(team_id: &str, kind: &str, subject: Subject<'_>, data: serde_json::Value) -> Self {
+    /// `{"created_at", "data", "id", "type"}`.
+    pub fn new(team_id: &str, kind: &str, subject: Subject<'_>, data: impl serde::Serialize) -> Self {
+        #[derive(serde::Serialize)]
+        struct Payload<'a, D> {
+            created_at: &'a str,
+            data: D,
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+        }
         let id = EventId::new().into_string();
         let created_at = now_ms();
-        let payload = serde_json::json!({
-            "id": id,
-            "type": kind,
-            "created_at": super::rfc3339(created_at),
-            "data": data,
-        })
-        .to_string();
+        let payload = Payload { created_at: &super::rfc3339(created_at), data, id: &id, kind };
+        // Strings, numbers and maps with string keys: serialising cannot fail.
+        let payload = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());
         NewEvent {
             id,
             team_id: team_id.to_owned(),
