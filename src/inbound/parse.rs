@@ -26,6 +26,12 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(raw)
 }
 
+/// A header value as the row keeps it: a NUL becomes U+FFFD, since PostgreSQL text
+/// cannot hold one (the raw bytes keep the original).
+pub(crate) fn stored(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
 pub fn summarize(raw: &[u8]) -> Summary {
     let Some(m) = parse(raw) else { return Summary::default() };
     let first = m.from().and_then(Address::first);
@@ -34,11 +40,17 @@ pub fn summarize(raw: &[u8]) -> Summary {
         text_sample = m.body_html(0).map(|t| t.chars().take(4096).collect()).unwrap_or_default();
     }
     Summary {
-        from_address: first.and_then(|a| a.address()).map(str::to_owned),
-        from_name: first.and_then(|a| a.name()).map(str::to_owned),
-        to: m.to().map(addresses).unwrap_or_default().into_iter().filter_map(|a| a.address).collect(),
-        subject: m.subject().map(str::to_owned),
-        message_id: m.message_id().map(str::to_owned),
+        from_address: first.and_then(|a| a.address()).map(stored),
+        from_name: first.and_then(|a| a.name()).map(stored),
+        to: m
+            .to()
+            .map(addresses)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| a.address.as_deref().map(stored))
+            .collect(),
+        subject: m.subject().map(stored),
+        message_id: m.message_id().map(stored),
         has_date: m.date().is_some(),
         attachment_count: m.attachment_count(),
         has_text: m.text_body_count() > 0 && m.text_part(0).is_some_and(|p| !p.is_text_html()),

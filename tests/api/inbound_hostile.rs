@@ -82,6 +82,11 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJ"
         ("message/rfc822 nested 50 deep", nested(50)),
         ("1,000 attachments", many_attachments(1000)),
         ("a NUL byte", b"From: a@x.test\r\nSubject: nul\r\n\r\nbefore\0after\r\n".to_vec()),
+        (
+            "NUL bytes in the headers",
+            b"From: \"a\0b\" <a@x.test>\r\nSubject: nul\0in the subject\r\nMessage-ID: <x\0y@x.test>\r\n\r\nbody\r\n"
+                .to_vec(),
+        ),
         ("bare LF", b"From: a@x.test\nSubject: bare lf\n\nline one\nline two\n".to_vec()),
         ("not mail at all", b"\x00\x01\x02\xff\xfe garbage without headers".to_vec()),
         ("headers only", b"Subject: no body".to_vec()),
@@ -126,6 +131,10 @@ async fn a_hostile_corpus_is_stored_or_refused_cleanly_and_the_listener_keeps_se
             "truncated multipart" => assert!(full["text"].as_str().unwrap().contains("part one"), "{full}"),
             "bare LF" => assert_eq!(full["subject"], "bare lf"),
             "a NUL byte" => assert_eq!(full["subject"], "nul"),
+            // Kept in the raw bytes; the listing (from the row) shows a replacement.
+            "NUL bytes in the headers" => {
+                assert_eq!(app.inbox(&key).await[0]["subject"], "nul\u{fffd}in the subject");
+            }
             "message/rfc822 nested 50 deep" => assert_eq!(full["subject"], "level 50"),
             _ => {}
         }
