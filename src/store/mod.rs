@@ -257,9 +257,11 @@ impl Store {
         if frames > WAL_RESTART_FRAMES {
             let mut conn = self.write_conn().await?;
             conn.execute("PRAGMA busy_timeout = 0").await?;
-            let restarted = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *conn).await;
+            let restarted: sqlx::Result<(i64, i64, i64)> =
+                sqlx::query_as("PRAGMA wal_checkpoint(RESTART)").fetch_one(&mut *conn).await;
             conn.execute("PRAGMA busy_timeout = 10000").await?;
-            restarted?;
+            let outcome = if restarted?.0 == 0 { "restarted" } else { "busy" };
+            metrics::counter!("sendmux_sqlite_wal_restarts_total", "outcome" => outcome).increment(1);
         }
         Ok(())
     }
