@@ -10,8 +10,8 @@
 # usage: bench/inbound.sh            (env: MESSAGES=20000 SESSIONS=20 SIZE=10240,
 #                                     PG_URL=postgres://postgres@127.0.0.1:5432/postgres,
 #                                     SKIP_PG=1 to measure SQLite only)
-# needs: postfix (smtp-source, smtp-sink), python3 with dnslib, curl, run as root
-# (smtp-sink drops privileges to `nobody`).
+# installs postfix (smtp-source, smtp-sink), curl and python's dnslib when missing; run
+# as root (smtp-sink drops privileges to `nobody`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +22,13 @@ PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
 SINK_PORT=25251
 
-for tool in smtp-source smtp-sink python3 curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install postfix curl; pip install dnslib)"; exit 1; }
+# The loaders come from Debian's postfix package; the test DNS server needs dnslib.
+for tool in smtp-source smtp-sink curl; do
+  command -v "$tool" >/dev/null && continue
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix curl >/dev/null
+  break
 done
+python3 -c "import dnslib" 2>/dev/null || pip install --quiet dnslib
 
 cargo build --release --quiet
 BIN="$CARGO_TARGET_DIR/release/sendmux"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Outbound benchmark (docs/PERFORMANCE.md, "Outbound"). Needs a release build, wrk,
-# postfix's smtp-sink, sqlite3 and (for the PostgreSQL run) psql with a server at
-# 127.0.0.1:5432. Usage: bench/outbound.sh [seconds per wrk run, default 10]
+# Outbound benchmark (docs/PERFORMANCE.md, "Outbound"). Builds the release binary and
+# installs wrk, postfix's smtp-sink, sqlite3 and psql when missing; the PostgreSQL run
+# needs a server at 127.0.0.1:5432. Usage: bench/outbound.sh [seconds per wrk run, default 10]
 #
 # (a) accepted sends per second: POST /api/v1/emails with a 2 KB body over 64
 #     connections, beside GET /healthz of the same binary in the same run; on SQLite
@@ -13,9 +13,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-10}"
-TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET/release/sendmux"
-[ -x "$BIN" ] || cargo build --release
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
+# The loaders come from Debian: wrk, postfix (smtp-sink), sqlite3, and psql.
+for tool in wrk smtp-sink sqlite3 psql; do
+  command -v "$tool" >/dev/null && continue
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postfix sqlite3 postgresql-client >/dev/null
+  break
+done
+# Always build: a stale release binary would measure old code.
+cargo build --release --quiet
+BIN="$CARGO_TARGET_DIR/release/sendmux"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

@@ -65,7 +65,9 @@ pub async fn settle_abandoned_bodies(state: &AppState) -> anyhow::Result<usize> 
         let prefix = segment.key_prefix();
         let keep = {
             let mut conn = state.store.pool().acquire().await?;
-            crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?
+            let mut keep = crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?;
+            keep.extend(crate::store::outbound::body_keys_with_prefix(&mut conn, &since_id, &prefix).await?);
+            keep
         };
         match state.blobs.settle(&segment, &keep).await {
             Ok(n) => erased += n,

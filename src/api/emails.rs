@@ -108,7 +108,8 @@ fn message_row(state: &AppState, team_id: &str, group_id: &str, email: &Email) -
         from_addr: email.from.display(),
         recipients: serde_json::to_string(&email.envelope_recipients()).map_err(ApiError::internal)?,
         subject: email.subject.clone(),
-        request: serde_json::to_string(email).map_err(ApiError::internal)?,
+        request: None,
+        body_key: None,
         provider_id: None,
         provider_message_id: None,
         last_error: None,
@@ -121,37 +122,96 @@ fn message_row(state: &AppState, team_id: &str, group_id: &str, email: &Email) -
     })
 }
 
-/// Commits `messages` with `answer` in the next group, under the request's idempotency
-/// key if any: the first answer is stored with the messages, in the same transaction,
-/// and replayed for the same key and body.
+/// Stores each message's request (`store_requests`), then commits the messages with
+/// `answer` in the next group, under the request's idempotency key if any: the first
+/// answer is stored with the messages, in the same transaction, and replayed for the
+/// same key and body. A request replayed or refused leaves no body behind.
 async fn accept(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
     body: &[u8],
-    messages: Vec<MessageRow>,
+    mut messages: Vec<(MessageRow, Email)>,
     answer: Value,
 ) -> ApiResult<Response> {
     let idempotency = idempotency_key(headers)?.map(|key| Idempotency {
         team_id: p.team_id.clone(),
-        scope: messages.first().map(|m| m.delivery_group_id.clone()).unwrap_or_default(),
+        scope: messages.first().map(|(m, _)| m.delivery_group_id.clone()).unwrap_or_default(),
         key,
         hash: hex::encode(Sha256::digest(body)),
     });
-    let messages = messages.into_iter().map(Queued::new).collect();
-    let res = match state.outbound.accept.run(Accept { idempotency, messages, answer }).await? {
-        Answer::Fresh(answer) => {
+    let keys = store_requests(state, &p.team_id, &mut messages).await?;
+    let queued = messages.into_iter().map(|(row, _)| Queued::new(row)).collect();
+    let res = match state.outbound.accept.run(Accept { idempotency, messages: queued, answer }).await {
+        Ok(Answer::Fresh(answer)) => {
             state.outbound.wake.notify_one();
-            (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+            return Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response());
         }
-        Answer::Replayed(status, answer) => {
+        Ok(Answer::Replayed(status, answer)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
             let mut res = (status, axum::Json(answer)).into_response();
             res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-            res
+            Ok(res)
         }
+        // A failed commit may still have committed (a connection lost on COMMIT): its
+        // bodies are kept rather than risk a queued row without its request; only a
+        // refusal, which wrote nothing, gives them up.
+        Err(e) if e.status.is_server_error() => return Err(e),
+        Err(e) => Err(e),
     };
-    Ok(res)
+    discard_requests(state, &keys).await;
+    res
+}
+
+/// A validated request up to this long stays in its row; a longer one (attachments) goes
+/// to the blob store, so it does not travel through the database's log and hold up the
+/// group commit every other sender waits on. Measured on the accept benchmark, a small
+/// request costs less in the row than a trip through the blob writer and its flush.
+pub const INLINE_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Puts each validated request in its row, or, past [`INLINE_REQUEST_BYTES`], in the blob
+/// store, durable before the row commits; returns the blob keys written. If one write
+/// fails, none is kept.
+async fn store_requests(
+    state: &AppState,
+    team_id: &str,
+    messages: &mut [(MessageRow, Email)],
+) -> ApiResult<Vec<String>> {
+    let mut large = Vec::new();
+    for (i, (row, email)) in messages.iter_mut().enumerate() {
+        let request = serde_json::to_vec(email).map_err(ApiError::internal)?;
+        if request.len() <= INLINE_REQUEST_BYTES {
+            row.request = Some(String::from_utf8(request).map_err(ApiError::internal)?);
+        } else {
+            large.push((i, std::sync::Arc::new(request)));
+        }
+    }
+    let written = futures::future::join_all(large.iter().map(|(_, b)| state.blobs.put(team_id, b.clone()))).await;
+    let mut keys = Vec::with_capacity(written.len());
+    let mut failed = None;
+    for w in written {
+        match w {
+            Ok(key) => keys.push(key),
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        discard_requests(state, &keys).await;
+        return Err(ApiError::internal(format_args!("storing an accepted request: {e}")));
+    }
+    for ((i, _), key) in large.iter().zip(&keys) {
+        messages[*i].0.body_key = Some(key.clone());
+    }
+    Ok(keys)
+}
+
+/// Erases the bodies of requests that were not queued (refused or replayed).
+async fn discard_requests(state: &AppState, keys: &[String]) {
+    for key in keys {
+        if let Err(e) = state.blobs.delete(key).await {
+            tracing::warn!(key = %key, error = %e, "could not remove the body of a request that was not queued");
+        }
+    }
 }
 
 /// Send one email through the sending key's delivery group.
@@ -170,7 +230,7 @@ async fn send_email(
     let email = validate::email("", input, state.settings.outbound.max_email_bytes)?;
     let row = message_row(&state, &p.team_id, &group, &email)?;
     let answer = json!({"id": row.id, "status": "queued"});
-    accept(&state, &p, &headers, &body, vec![row], answer).await
+    accept(&state, &p, &headers, &body, vec![(row, email)], answer).await
 }
 
 /// Send up to 100 emails (a JSON array of `POST /emails` bodies); all or none are queued.
@@ -194,9 +254,12 @@ async fn send_batch(
         .enumerate()
         .map(|(i, e)| validate::email(&format!("[{i}]."), e, max))
         .collect::<ApiResult<Vec<_>>>()?;
-    let rows = emails.iter().map(|e| message_row(&state, &p.team_id, &group, e)).collect::<ApiResult<Vec<_>>>()?;
-    let data: Vec<Value> = rows.iter().map(|r| json!({"id": r.id, "status": "queued"})).collect();
-    accept(&state, &p, &headers, &body, rows, json!({"data": data})).await
+    let messages = emails
+        .into_iter()
+        .map(|e| Ok((message_row(&state, &p.team_id, &group, &e)?, e)))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let data: Vec<Value> = messages.iter().map(|(r, _)| json!({"id": r.id, "status": "queued"})).collect();
+    accept(&state, &p, &headers, &body, messages, json!({"data": data})).await
 }
 
 /// Status and attempts of a sent email. A sending key sees its own group's messages.

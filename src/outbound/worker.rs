@@ -165,14 +165,27 @@ fn transient_or_failed(state: &AppState, row: &MessageRow, reason: String, now: 
     }
 }
 
+/// The validated request a message was accepted with: in the blob store, or in the
+/// row for messages queued before that.
+async fn stored_request(state: &AppState, row: &MessageRow) -> Result<Email, String> {
+    let unreadable = |_| "The stored request cannot be read".to_owned();
+    match (&row.body_key, &row.request) {
+        (Some(key), _) => {
+            let bytes = state.blobs.get(key).await.map_err(|e| format!("The stored request cannot be read: {e}"))?;
+            serde_json::from_slice(&bytes).map_err(unreadable)
+        }
+        (None, Some(request)) => serde_json::from_str(request).map_err(unreadable),
+        (None, None) => Err("The message has no stored request".to_owned()),
+    }
+}
+
 async fn attempt_inner(
     state: &AppState,
     ctx: &Context,
     row: &MessageRow,
     attempts: &mut Vec<AttemptRow>,
 ) -> Result<Final, String> {
-    let email: Email =
-        serde_json::from_str(&row.request).map_err(|_| "The stored request cannot be read".to_owned())?;
+    let email = stored_request(state, row).await?;
     let all = email.envelope_recipients();
     let none = HashSet::new();
     let team_suppressed = ctx.suppressed.get(&row.team_id).unwrap_or(&none);

@@ -13,7 +13,10 @@ pub struct MessageRow {
     pub from_addr: String,
     pub recipients: String,
     pub subject: String,
-    pub request: String,
+    /// The validated request as JSON: rows queued before requests moved to the blob store.
+    pub request: Option<String>,
+    /// The blob key of the validated request as JSON.
+    pub body_key: Option<String>,
     pub mime_message_id: String,
     pub provider_id: Option<String>,
     pub provider_message_id: Option<String>,
@@ -27,11 +30,24 @@ pub struct MessageRow {
 }
 
 const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr, recipients, subject, request, \
-     mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
+     body_key, mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
      expires_at, created_at, updated_at";
 
 pub async fn insert_messages(w: &mut impl Writer, rows: &[&MessageRow]) -> anyhow::Result<()> {
     w.insert_rows("outbound_messages", MESSAGE_COLUMNS, rows, "").await.map(|_| ())
+}
+
+/// The request body keys starting with `prefix` (one blob segment's) of messages with
+/// an id at or after `since_id` (see `inbound::blob_keys_with_prefix`).
+pub async fn body_keys_with_prefix(conn: &mut Conn, since_id: &str, prefix: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT body_key FROM outbound_messages WHERE id >= $1 AND body_key IS NOT NULL \
+         AND substr(body_key, 1, length($2)) = $2",
+    )
+    .bind(since_id)
+    .bind(prefix)
+    .fetch_all(conn)
+    .await
 }
 
 /// A message of the team; with `group`, only when it was sent through that group.

@@ -577,3 +577,37 @@ async fn a_weighted_group_spreads_mail_by_weight() {
     // 3:1 in expectation (45:15); both get mail, the heavier one clearly more.
     assert!(b > 0 && a > b * 3 / 2, "heavy {a}, light {b}");
 }
+
+#[tokio::test]
+async fn a_large_attachment_is_kept_outside_the_queue_row_and_arrives_intact_after_a_restart() {
+    let relay = SmtpServer::start(None).await;
+    let app = TestApp::spawn_with(&[NO_WORKERS]).await;
+    let (_owner, _g, key) = smtp_sender(&app, "o@large.test", relay.port).await;
+    // Past the inline limit, so the request goes to the blob store; and a small one beside it.
+    let attachment: Vec<u8> = (0..=255u8).cycle().skip(7).take(300 * 1024).collect();
+    use base64::Engine;
+    let content = base64::engine::general_purpose::STANDARD.encode(&attachment);
+    assert!(content.len() > sendmux::api::emails::INLINE_REQUEST_BYTES);
+    let large = send(
+        &app,
+        &key,
+        json!({"from": "a@example.com", "to": ["big@example.org"], "subject": "Large", "text": "see attached",
+            "attachments": [{"filename": "big.bin", "content": content}]}),
+    )
+    .await;
+    let small = send(&app, &key, simple("small@example.org")).await;
+    let again = app.restart_with(&[("SENDMUX_OUTBOUND_WORKERS", "2")]).await;
+    for id in [&large, &small] {
+        eventually("both messages are delivered after the restart", Duration::from_secs(20), || async {
+            email(&again, &key, id).await["status"] == "delivered"
+        })
+        .await;
+    }
+    let got = relay.received();
+    let big = got.iter().find(|m| m.rcpt_tos == ["big@example.org"]).expect("the large message arrived");
+    let parsed = MessageParser::default().parse(&big.data).expect("MIME parses");
+    let att = parsed.attachment(0).expect("one attachment");
+    assert_eq!(att.attachment_name(), Some("big.bin"));
+    assert_eq!(att.contents(), attachment.as_slice());
+    assert!(got.iter().any(|m| m.rcpt_tos == ["small@example.org"]));
+}
