@@ -31,6 +31,8 @@ done
 python3 -c "import dnslib" 2>/dev/null || pip install --quiet dnslib
 
 cargo build --release --quiet
+# Let the build's files reach the disk first: their writeback slows every fsync measured.
+sync
 BIN="$CARGO_TARGET_DIR/release/sendmux"
 WORK="$(mktemp -d)"
 PIDS=()

@@ -115,13 +115,19 @@ async fn webhooks(n: u64) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut appended = 0;
     while appended < n {
+        // Appended the way the inbound and outbound committers append: one multi-row
+        // write per transaction.
+        let events: Vec<_> = (0..500.min(n - appended))
+            .map(|_| {
+                let subject = sendmux::store::events::Subject::default();
+                let data =
+                    json!({"message_id": "msg_01J1M9C3K8ZQ4W8N5T2V7X6Y3B", "from": "a@example.com", "subject": "Benchmark"});
+                sendmux::store::events::NewEvent::new(&team, "message.received", subject, data)
+            })
+            .collect();
         let mut tx = state.store.begin().await?;
-        for _ in 0..500.min(n - appended) {
-            let subject = sendmux::store::events::Subject::default();
-            let data = json!({"message_id": "msg_01J1M9C3K8ZQ4W8N5T2V7X6Y3B", "from": "a@example.com", "subject": "Benchmark"});
-            sendmux::store::events::append(&mut tx, &team, "message.received", subject, data).await?;
-            appended += 1;
-        }
+        sendmux::store::events::append_many(&mut tx, &events).await?;
+        appended += events.len() as u64;
         state.commit(tx, &team).await?;
     }
     let appended_in = start.elapsed();

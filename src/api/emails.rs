@@ -179,11 +179,11 @@ async fn store_requests(
 ) -> ApiResult<Vec<String>> {
     let mut large = Vec::new();
     for (i, (row, email)) in messages.iter_mut().enumerate() {
-        let request = serde_json::to_vec(email).map_err(ApiError::internal)?;
+        let request = serde_json::to_string(email).map_err(ApiError::internal)?;
         if request.len() <= INLINE_REQUEST_BYTES {
-            row.request = Some(String::from_utf8(request).map_err(ApiError::internal)?);
+            row.request = Some(request);
         } else {
-            large.push((i, std::sync::Arc::new(request)));
+            large.push((i, std::sync::Arc::new(request.into_bytes())));
         }
     }
     let written = futures::future::join_all(large.iter().map(|(_, b)| state.blobs.put(team_id, b.clone()))).await;
