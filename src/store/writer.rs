@@ -355,7 +355,8 @@ mod tests {
 
     /// Under a steady stream of batches, with the background checkpoint running as
     /// `serve` runs it, the log is restarted near its threshold rather than growing
-    /// (without the restart it grows past the connections' 64 MiB backstop and on).
+    /// (without the restart it grows with every batch: the connections' own backstop is
+    /// 16,384 frames, 256 MiB at 16 KiB pages).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_write_ahead_log_stays_short_under_steady_batches() {
         let dir = tempfile::tempdir().unwrap();
@@ -381,7 +382,9 @@ mod tests {
             longest = longest.max(std::fs::metadata(&wal).unwrap().len());
         }
         checkpoints.abort();
-        assert!(longest < 48 << 20, "the log grew to {} MiB", longest >> 20);
+        // Restarted at 16 MiB it stays near that (53 MiB seen with the checkpoint task
+        // starved by a parallel test run); left alone it reaches ~258 MiB.
+        assert!(longest < 128 << 20, "the log grew to {} MiB", longest >> 20);
         let kept: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM instance_settings").fetch_one(store.pool()).await.unwrap();
         assert!(kept >= 160 * 256, "{kept}");
