@@ -10,7 +10,7 @@
 # usage: bench/inbound.sh            (env: MESSAGES=20000 SESSIONS=20 SIZE=10240,
 #                                     PG_URL=postgres://postgres@127.0.0.1:5432/postgres,
 #                                     SKIP_PG=1 to measure SQLite only)
-# installs postfix (smtp-source, smtp-sink), curl and python's dnslib when missing; run
+# installs postfix (smtp-source, smtp-sink), curl, psql and python's dnslib when missing; run
 # as root (smtp-sink drops privileges to `nobody`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +23,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
 SINK_PORT=25251
 
 # The loaders come from Debian's postfix package; the test DNS server needs dnslib.
-for tool in smtp-source smtp-sink curl; do
-  command -v "$tool" >/dev/null && continue
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix curl >/dev/null
-  break
-done
-python3 -c "import dnslib" 2>/dev/null || pip install --quiet dnslib
+need() { for tool in smtp-source smtp-sink curl psql python3; do command -v "$tool" >/dev/null || return 1; done; }
+if ! need; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix curl postgresql-client python3 python3-pip >/dev/null
+  need || { echo "missing a tool: smtp-source smtp-sink curl psql python3"; exit 1; }
+fi
+python3 -c "import dnslib" 2>/dev/null || python3 -m pip install --quiet dnslib
 
 cargo build --release --quiet
 # Let the build's files reach the disk first: their writeback slows every fsync measured.

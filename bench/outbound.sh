@@ -15,13 +15,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-5}"
 ROUNDS="${ROUNDS:-3}"
+[ "$ROUNDS" -ge 1 ] || { echo "ROUNDS must be at least 1"; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
 # The loaders come from Debian: wrk, postfix (smtp-sink), sqlite3, and psql.
-for tool in wrk smtp-sink sqlite3 psql; do
-  command -v "$tool" >/dev/null && continue
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postfix sqlite3 postgresql-client >/dev/null
-  break
-done
+need() { for tool in wrk smtp-sink sqlite3 psql jq curl python3; do command -v "$tool" >/dev/null || return 1; done; }
+if ! need; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postfix sqlite3 postgresql-client jq curl python3 >/dev/null
+  need || { echo "missing a tool: wrk smtp-sink sqlite3 psql jq curl python3"; exit 1; }
+fi
 # Always build: a stale release binary would measure old code.
 cargo build --release --quiet
 # Let the build's files reach the disk first: their writeback slows every fsync measured.
@@ -91,11 +93,11 @@ accept_run() { # $1 label, $2 database url (optional) ; sets DIR PORT
     health=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$PORT/healthz" | rps)
     out=$(wrk -t2 -c64 -d"${SECS}s" -s "$WORK/send.lua" "http://127.0.0.1:$PORT/api/v1/emails")
     sends=$(echo "$out" | rps)
-    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     ratios+=("$(python3 -c "print(round($sends/$health, 3))")")
     echo "$1 round $round: /healthz ${health} req/s, POST /emails ${sends} req/s (non-2xx: ${non2xx:-0}), ratio ${ratios[-1]}"
   done
-  echo "$1: median ratio $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') over $ROUNDS rounds (POST /emails req/s ÷ /healthz req/s)"
+  echo "$1: median ratio $(python3 -c 'import statistics, sys; print(round(statistics.median(map(float, sys.argv[1:])), 3))' "${ratios[@]}") over $ROUNDS rounds (POST /emails req/s ÷ /healthz req/s)"
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 }
 

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -122,16 +123,16 @@ fn message_row(state: &AppState, team_id: &str, group_id: &str, email: &Email) -
     })
 }
 
-/// Stores each message's request (`store_requests`), then commits the messages with
-/// `answer` in the next group, under the request's idempotency key if any: the first
-/// answer is stored with the messages, in the same transaction, and replayed for the
-/// same key and body. A request replayed or refused leaves no body behind.
+/// Commits the messages with `answer` in the next group, under the request's idempotency
+/// key if any: the first answer is stored with the messages, in the same transaction,
+/// and replayed for the same key and body. Each validated request is kept in its row, or,
+/// past [`INLINE_REQUEST_BYTES`], in the blob store first (`commit_with_bodies`).
 async fn accept(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
     body: &[u8],
-    mut messages: Vec<(MessageRow, Email)>,
+    messages: Vec<(MessageRow, Email)>,
     answer: Value,
 ) -> ApiResult<Response> {
     let idempotency = idempotency_key(headers)?.map(|key| Idempotency {
@@ -140,27 +141,42 @@ async fn accept(
         key,
         hash: hex::encode(Sha256::digest(body)),
     });
-    let keys = store_requests(state, &p.team_id, &mut messages).await?;
-    let queued = messages.into_iter().map(|(row, _)| Queued::new(row)).collect();
-    let res = match state.outbound.accept.run(Accept { idempotency, messages: queued, answer }).await {
-        Ok(Answer::Fresh(answer)) => {
-            state.outbound.wake.notify_one();
-            return Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response());
+    let mut rows = Vec::with_capacity(messages.len());
+    let mut large = Vec::new();
+    for (i, (mut row, email)) in messages.into_iter().enumerate() {
+        let request = serde_json::to_string(&email).map_err(ApiError::internal)?;
+        if request.len() <= INLINE_REQUEST_BYTES {
+            row.request = Some(request);
+        } else {
+            large.push((i, Arc::new(request.into_bytes())));
         }
-        Ok(Answer::Replayed(status, answer)) => {
+        rows.push(row);
+    }
+    let accept = Accept { idempotency, messages: Vec::new(), answer };
+    let answer = if large.is_empty() {
+        state.outbound.accept.run(Accept { messages: rows.into_iter().map(Queued::new).collect(), ..accept }).await
+    } else {
+        // Once a body is written only this request knows its key: if the client left
+        // and the handler were dropped half-way, the body would stay with no row. The
+        // task sees the request through either way.
+        let state = state.clone();
+        let team_id = p.team_id.clone();
+        tokio::spawn(async move { commit_with_bodies(&state, &team_id, accept, rows, large).await })
+            .await
+            .map_err(ApiError::internal)?
+    };
+    match answer? {
+        Answer::Fresh(answer) => {
+            state.outbound.wake.notify_one();
+            Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
+        }
+        Answer::Replayed(status, answer) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
             let mut res = (status, axum::Json(answer)).into_response();
             res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(res)
         }
-        // A failed commit may still have committed (a connection lost on COMMIT): its
-        // bodies are kept rather than risk a queued row without its request; only a
-        // refusal, which wrote nothing, gives them up.
-        Err(e) if e.status.is_server_error() => return Err(e),
-        Err(e) => Err(e),
-    };
-    discard_requests(state, &keys).await;
-    res
+    }
 }
 
 /// A validated request up to this long stays in its row; a longer one (attachments) goes
@@ -169,23 +185,18 @@ async fn accept(
 /// request costs less in the row than a trip through the blob writer and its flush.
 pub const INLINE_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Puts each validated request in its row, or, past [`INLINE_REQUEST_BYTES`], in the blob
-/// store, durable before the row commits; returns the blob keys written. If one write
-/// fails, none is kept.
-async fn store_requests(
+/// Writes the `large` requests (row index, JSON) to the blob store, durable before
+/// their rows commit, then commits `rows` as [`accept`] does. Bodies whose rows were not
+/// queued are erased: after a refusal or a replay at once; after a failed commit once a
+/// read shows the rows are not there (a commit that lost its connection may still have
+/// happened, so without that answer they are kept).
+async fn commit_with_bodies(
     state: &AppState,
     team_id: &str,
-    messages: &mut [(MessageRow, Email)],
-) -> ApiResult<Vec<String>> {
-    let mut large = Vec::new();
-    for (i, (row, email)) in messages.iter_mut().enumerate() {
-        let request = serde_json::to_string(email).map_err(ApiError::internal)?;
-        if request.len() <= INLINE_REQUEST_BYTES {
-            row.request = Some(request);
-        } else {
-            large.push((i, std::sync::Arc::new(request.into_bytes())));
-        }
-    }
+    accept: Accept,
+    mut rows: Vec<MessageRow>,
+    large: Vec<(usize, Arc<Vec<u8>>)>,
+) -> ApiResult<Answer> {
     let written = futures::future::join_all(large.iter().map(|(_, b)| state.blobs.put(team_id, b.clone()))).await;
     let mut keys = Vec::with_capacity(written.len());
     let mut failed = None;
@@ -200,12 +211,28 @@ async fn store_requests(
         return Err(ApiError::internal(format_args!("storing an accepted request: {e}")));
     }
     for ((i, _), key) in large.iter().zip(&keys) {
-        messages[*i].0.body_key = Some(key.clone());
+        rows[*i].body_key = Some(key.clone());
     }
-    Ok(keys)
+    let first_id = rows[0].id.clone();
+    let answer =
+        state.outbound.accept.run(Accept { messages: rows.into_iter().map(Queued::new).collect(), ..accept }).await;
+    let queued = match &answer {
+        Ok(Answer::Fresh(_)) => true,
+        Ok(Answer::Replayed(..)) => false,
+        Err(e) if !e.status.is_server_error() => false,
+        // A request's rows commit together: one tells whether all did.
+        Err(_) => match state.store.pool().acquire().await {
+            Ok(mut conn) => !matches!(q::get_message(&mut conn, team_id, &first_id, None).await, Ok(None)),
+            Err(_) => true,
+        },
+    };
+    if !queued {
+        discard_requests(state, &keys).await;
+    }
+    answer
 }
 
-/// Erases the bodies of requests that were not queued (refused or replayed).
+/// Erases the bodies of requests that were not queued.
 async fn discard_requests(state: &AppState, keys: &[String]) {
     for key in keys {
         if let Err(e) = state.blobs.delete(key).await {

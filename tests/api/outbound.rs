@@ -596,6 +596,9 @@ async fn a_large_attachment_is_kept_outside_the_queue_row_and_arrives_intact_aft
     )
     .await;
     let small = send(&app, &key, simple("small@example.org")).await;
+    // The large request is in the blob store, the small one in its row.
+    assert_eq!(kept_where(&app, &large).await, (false, true));
+    assert_eq!(kept_where(&app, &small).await, (true, false));
     let again = app.restart_with(&[("SENDMUX_OUTBOUND_WORKERS", "2")]).await;
     for id in [&large, &small] {
         eventually("both messages are delivered after the restart", Duration::from_secs(20), || async {
@@ -610,4 +613,59 @@ async fn a_large_attachment_is_kept_outside_the_queue_row_and_arrives_intact_aft
     assert_eq!(att.attachment_name(), Some("big.bin"));
     assert_eq!(att.contents(), attachment.as_slice());
     assert!(got.iter().any(|m| m.rcpt_tos == ["small@example.org"]));
+}
+
+/// Whether a queued message's request is in its row, and whether it is in the blob store.
+async fn kept_where(app: &TestApp, id: &str) -> (bool, bool) {
+    let mut conn = app.state.store.pool().acquire().await.unwrap();
+    let (request, body_key): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT request, body_key FROM outbound_messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    (request.is_some(), body_key.is_some())
+}
+
+/// Bytes the team's blob folder holds on disk (allocated blocks: erased bodies are holes).
+fn allocated(app: &TestApp, team_id: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let folder = app.dir.path().join("blobs").join(team_id);
+    std::fs::read_dir(folder).map_or(0, |d| d.map(|e| e.unwrap().metadata().unwrap().blocks() * 512).sum())
+}
+
+#[tokio::test]
+async fn a_replayed_or_refused_large_request_leaves_no_body_behind() {
+    let relay = SmtpServer::start(None).await;
+    let app = TestApp::spawn_with(&[NO_WORKERS]).await;
+    let (owner, _g, key) = smtp_sender(&app, "o@replay-large.test", relay.port).await;
+    use base64::Engine;
+    let large = |seed: u8| {
+        let attachment: Vec<u8> = (0..=255u8).cycle().skip(seed as usize).take(300 * 1024).collect();
+        json!({"from": "a@example.com", "to": ["big@example.org"], "subject": "Large", "text": "see attached",
+            "attachments": [{"filename": "big.bin", "content": base64::engine::general_purpose::STANDARD.encode(&attachment)}]})
+    };
+    let post = |body: Value| {
+        app.req(reqwest::Method::POST, "/api/v1/emails", &key).header("Idempotency-Key", "large-1").json(&body).send()
+    };
+    let first = post(large(1)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let id = first.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let after_first = allocated(&app, &owner.team_id);
+    assert!(after_first >= 300 * 1024, "the first request's body is stored: {after_first}");
+
+    let replay = post(large(1)).await.unwrap();
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], id.as_str());
+    let conflict = post(large(2)).await.unwrap();
+    assert_eq!(conflict.status(), StatusCode::CONFLICT);
+    // Each of the two wrote ~400 KB before the committer answered; both were erased.
+    let after = allocated(&app, &owner.team_id);
+    assert!(after < after_first + 64 * 1024, "{after_first} -> {after}");
+
+    // The one queued message is still whole.
+    drain(&app).await;
+    assert_eq!(email(&app, &key, &id).await["status"], "delivered");
+    assert_eq!(relay.received().len(), 1);
 }
