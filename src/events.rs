@@ -63,6 +63,21 @@ impl Bus {
         }
     }
 
+    /// A batch committed events for `teams` (repeats allowed) and queued `deliveries`
+    /// webhook deliveries with them: wakes each team's readers once, and the webhook
+    /// worker only if it has work.
+    pub fn committed<'a>(&self, teams: impl Iterator<Item = &'a str>, deliveries: usize) {
+        let mut teams: Vec<&str> = teams.collect();
+        teams.sort_unstable();
+        teams.dedup();
+        for team in teams {
+            self.notify_readers(team);
+        }
+        if deliveries > 0 {
+            self.deliveries.notify_one();
+        }
+    }
+
     /// Wake every reader (after a lost connection to the notification source).
     pub fn notify_all(&self) {
         let teams = self.teams.lock();

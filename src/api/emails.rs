@@ -17,7 +17,7 @@ use crate::auth::perms::Perm;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::MessageId;
-use crate::outbound::accept::{Accept, Answer, Idempotency, Queued};
+use crate::outbound::accept::{Accept, Answer, Idempotency};
 use crate::outbound::mime;
 use crate::outbound::validate::{self, Email, EmailIn};
 use crate::state::AppState;
@@ -152,16 +152,16 @@ async fn accept(
         }
         rows.push(row);
     }
-    let accept = Accept { idempotency, messages: Vec::new(), answer };
+    let accept = Accept::new(idempotency, rows, answer);
     let answer = if large.is_empty() {
-        state.outbound.accept.run(Accept { messages: rows.into_iter().map(Queued::new).collect(), ..accept }).await
+        state.outbound.accept.run(accept).await
     } else {
         // Once a body is written only this request knows its key: if the client left
         // and the handler were dropped half-way, the body would stay with no row. The
         // task sees the request through either way.
         let state = state.clone();
         let team_id = p.team_id.clone();
-        tokio::spawn(async move { commit_with_bodies(&state, &team_id, accept, rows, large).await })
+        tokio::spawn(async move { commit_with_bodies(&state, &team_id, accept, large).await })
             .await
             .map_err(ApiError::internal)?
     };
@@ -185,16 +185,15 @@ async fn accept(
 /// request costs less in the row than a trip through the blob writer and its flush.
 pub const INLINE_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Writes the `large` requests (row index, JSON) to the blob store, durable before
-/// their rows commit, then commits `rows` as [`accept`] does. Bodies whose rows were not
+/// Writes the `large` requests (message index, JSON) to the blob store, durable before
+/// their rows commit, then commits `accept`. Bodies whose rows were not
 /// queued are erased: after a refusal or a replay at once; after a failed commit once a
 /// read shows the rows are not there (a commit that lost its connection may still have
 /// happened, so without that answer they are kept).
 async fn commit_with_bodies(
     state: &AppState,
     team_id: &str,
-    accept: Accept,
-    mut rows: Vec<MessageRow>,
+    mut accept: Accept,
     large: Vec<(usize, Arc<Vec<u8>>)>,
 ) -> ApiResult<Answer> {
     let written = futures::future::join_all(large.iter().map(|(_, b)| state.blobs.put(team_id, b.clone()))).await;
@@ -211,11 +210,10 @@ async fn commit_with_bodies(
         return Err(ApiError::internal(format_args!("storing an accepted request: {e}")));
     }
     for ((i, _), key) in large.iter().zip(&keys) {
-        rows[*i].body_key = Some(key.clone());
+        accept.messages[*i].row.body_key = Some(key.clone());
     }
-    let first_id = rows[0].id.clone();
-    let answer =
-        state.outbound.accept.run(Accept { messages: rows.into_iter().map(Queued::new).collect(), ..accept }).await;
+    let first_id = accept.messages.first().map(|m| m.row.id.clone()).unwrap_or_default();
+    let answer = state.outbound.accept.run(accept).await;
     let queued = match &answer {
         Ok(Answer::Fresh(_)) => true,
         Ok(Answer::Replayed(..)) => false,

@@ -257,15 +257,7 @@ impl<'a> Rows<'a> {
 
     /// Wakes the readers of every team written, and the webhook worker if it has work.
     fn announce(&self, bus: &crate::events::Bus) {
-        let mut teams: Vec<&str> = self.jobs.iter().flat_map(|j| j.rows.iter().map(|r| r.team_id.as_str())).collect();
-        teams.sort_unstable();
-        teams.dedup();
-        for team in teams {
-            bus.notify_readers(team);
-        }
-        if self.deliveries > 0 {
-            bus.deliveries.notify_one();
-        }
+        bus.committed(self.jobs.iter().flat_map(|j| j.rows.iter().map(|r| r.team_id.as_str())), self.deliveries);
     }
 }
 

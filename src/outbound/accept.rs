@@ -36,10 +36,16 @@ pub struct Accept {
     pub answer: Value,
 }
 
+impl Accept {
+    pub fn new(idempotency: Option<Idempotency>, rows: Vec<MessageRow>, answer: Value) -> Self {
+        Accept { idempotency, messages: rows.into_iter().map(Queued::new).collect(), answer }
+    }
+}
+
 /// A message ready to queue: its row and its `message.queued` event, made on the
-/// request's own task.
+/// request's own task. (A row's `body_key` may be set later: the event does not carry it.)
 pub struct Queued {
-    row: MessageRow,
+    pub row: MessageRow,
     event: NewEvent,
 }
 
@@ -138,16 +144,8 @@ impl Group {
         metrics::histogram!("sendmux_outbound_accept_commit_seconds").record(started.elapsed().as_secs_f64());
         match written {
             Ok(()) => {
-                let mut teams: Vec<&str> =
-                    self.jobs.iter().flat_map(|(a, _)| a.messages.iter().map(|m| m.row.team_id.as_str())).collect();
-                teams.sort_unstable();
-                teams.dedup();
-                for team in teams {
-                    bus.notify_readers(team);
-                }
-                if self.deliveries > 0 {
-                    bus.deliveries.notify_one();
-                }
+                let teams = self.jobs.iter().flat_map(|(a, _)| a.messages.iter().map(|m| m.row.team_id.as_str()));
+                bus.committed(teams, self.deliveries);
                 for ((job, reply), d) in self.jobs.into_iter().zip(self.decided) {
                     let _ = reply.send(d.unwrap_or(Ok(Answer::Fresh(job.answer))));
                 }

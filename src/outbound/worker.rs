@@ -378,15 +378,7 @@ pub async fn run_batch(state: &AppState) -> anyhow::Result<usize> {
     let mut tx = state.store.begin().await?;
     let deliveries = record_all(&mut tx, &done, now).await?;
     tx.commit().await?;
-    let mut teams: Vec<&str> = done.iter().map(|d| d.row.team_id.as_str()).collect();
-    teams.sort_unstable();
-    teams.dedup();
-    for team in teams {
-        state.bus.notify_readers(team);
-    }
-    if deliveries > 0 {
-        state.bus.deliveries.notify_one();
-    }
+    state.bus.committed(done.iter().map(|d| d.row.team_id.as_str()), deliveries);
     for d in &done {
         let status = match &d.result {
             Final::Sent { delivered: true, .. } => "delivered",
