@@ -2,12 +2,11 @@
 
 use anyhow::{Context, anyhow};
 
-use crate::api::admin::TeamUsage;
-use crate::api::validate;
-use crate::auth::password;
-use crate::config::Settings;
-use crate::error::ApiError;
-use crate::store::{Store, audit::Actor, limits as q, now_ms, rfc3339};
+use sendmux_core::auth::password;
+use sendmux_core::billing::TeamUsage;
+use sendmux_core::config::Settings;
+use sendmux_core::store::{Store, audit::Actor, limits as q, now_ms, rfc3339};
+use sendmux_core::{Error, validate};
 
 pub enum Task {
     CreateTeam { name: String, owner_email: String, owner_password: Option<String> },
@@ -16,10 +15,12 @@ pub enum Task {
     Usage { month: String },
 }
 
-fn user_error(e: ApiError) -> anyhow::Error {
-    match e.param {
-        Some(p) => anyhow!("{p}: {}", e.message),
-        None => anyhow!("{}", e.message),
+/// A refusal as the operator reads it: the flag it is about, then why.
+fn user_error(e: Error) -> anyhow::Error {
+    match (&e, e.param()) {
+        (Error::Internal(cause), _) => anyhow!("{cause:#}"),
+        (_, Some(p)) => anyhow!("{p}: {e}"),
+        (_, None) => anyhow!("{e}"),
     }
 }
 
@@ -37,9 +38,9 @@ pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let (team, user) = crate::teams::create_with_owner(
+            let (team, user) = sendmux_core::teams::create_with_owner(
                 &store,
-                crate::teams::NewTeam {
+                sendmux_core::teams::NewTeam {
                     name: &name,
                     owner_email: &email,
                     password_hash: hash,
@@ -50,7 +51,7 @@ pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
                 },
             )
             .await
-            .map_err(|e| match e.param.as_deref() {
+            .map_err(|e| match e.param() {
                 Some("owner_password") => {
                     anyhow!("--owner-password (or SENDMUX_OWNER_PASSWORD) is required for a new user")
                 }
@@ -59,7 +60,7 @@ pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
             println!("team {} ({}) created; owner {} <{}>", team.id, team.name, user.id, user.email);
         }
         Task::Decide { id, approve, limit } => {
-            let row = crate::limits::decide(&store, &id, approve, limit, "cli")
+            let row = sendmux_core::limits::decide(&store, &id, approve, limit, "cli")
                 .await
                 .map_err(user_error)
                 .context(id.clone())?;
@@ -95,9 +96,9 @@ pub async fn run(task: Task, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         Task::Usage { month } => {
-            let (month, from, to) = crate::api::admin::month("--month", Some(&month)).map_err(user_error)?;
+            let (month, from, to) = sendmux_core::billing::month("--month", Some(&month)).map_err(user_error)?;
             let mut conn = store.pool().acquire().await?;
-            let teams = crate::api::admin::every_team_usage(&settings.prices, &mut conn, from, to, now_ms())
+            let teams = sendmux_core::billing::every_team_usage(&settings.prices, &mut conn, from, to, now_ms())
                 .await
                 .map_err(user_error)?;
             print!("{}", usage_report(&month, &teams));

@@ -7,12 +7,13 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
-use crate::config::Settings;
-use crate::crypto::SecretBox;
-use crate::limits::rate::RateLimiter;
-use crate::state::{AppState, Inner};
-use crate::store::Store;
+use sendmux_core::Core;
+use sendmux_core::auth::Authenticator;
+use sendmux_core::config::Settings;
+use sendmux_core::crypto::SecretBox;
+use sendmux_core::limits::rate::RateLimiter;
+use sendmux_core::store::Store;
+use sendmux_http::state::AppState;
 
 pub struct App {
     http: TcpListener,
@@ -50,7 +51,8 @@ async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<Secret
                 Err(_) => {
                     std::fs::create_dir_all(&settings.data_dir)?;
                     let key = SecretBox::generate_encoded();
-                    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+                    sendmux_core::files::write_private(&path, &key)
+                        .with_context(|| format!("writing {}", path.display()))?;
                     tracing::info!(path = %path.display(), "generated SENDMUX_SECRET_KEY into the data folder");
                     if settings.is_postgres() {
                         tracing::warn!("every node sharing this PostgreSQL database needs the same SENDMUX_SECRET_KEY");
@@ -68,17 +70,6 @@ async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<Secret
     Ok(sb)
 }
 
-pub(crate) fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()
-}
-
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let store = Store::connect(&settings).await?;
@@ -92,34 +83,34 @@ impl App {
             .await
             .with_context(|| format!("SENDMUX_SMTP_ADDR: cannot listen on {}", settings.smtp_addr))?;
         let smtp_addr = smtp.local_addr()?;
-        let smtp_tls = crate::smtp::tls::acceptor(&settings)?;
-        let blobs = crate::blob::FsBlobStore::new(settings.data_dir.join("blobs"))
+        let smtp_tls = crate::tls::acceptor(&settings)?;
+        let blobs = sendmux_core::blob::FsBlobStore::new(settings.data_dir.join("blobs"))
             .with_context(|| format!("creating {}", settings.data_dir.join("blobs").display()))?;
-        let mail_auth = crate::inbound::authenticate::Authenticator::new(settings.dns_server)?;
+        let mail_auth = sendmux_core::inbound::authenticate::Authenticator::new(settings.dns_server)?;
         let auth =
             Authenticator::new(store.clone(), settings.limits.sending_rate_per_minute, settings.rate_limit_per_minute);
-        let bus = Arc::new(crate::events::Bus::default());
-        let state = AppState(Arc::new(Inner {
+        let bus = Arc::new(sendmux_core::events::Bus::default());
+        let core = Arc::new(Core {
             limiter: RateLimiter::new(store.clone()),
             auth,
             secrets,
-            metrics: metrics_handle(),
             passwords: Default::default(),
-            cache: crate::cache::ReadCache::new(store.backend() == crate::store::Backend::Sqlite),
+            cache: sendmux_core::cache::ReadCache::new(store.backend() == sendmux_core::store::Backend::Sqlite),
             bus: bus.clone(),
-            streams: Default::default(),
             shutdown: CancellationToken::new(),
-            blobs: Box::new(blobs),
+            blobs: Arc::new(blobs),
             mail_auth,
-            inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone())?,
-            outbound: crate::outbound::Runtime::new(&settings, store.clone(), bus.clone())?,
+            inbound_committer: sendmux_core::inbound::Committer::start(store.clone(), bus.clone())?,
+            outbound: sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus.clone())?,
             store,
             settings,
-        }));
+        });
+        let state = AppState::new(core, metrics_handle());
         tracing::info!(http = %http_addr, smtp = %smtp_addr, "listening");
         if state.settings.managed_ses.is_some() {
             // The operator points the managed SES route's SNS subscription here.
-            let path = crate::api::suppressions::notification_path(&state, crate::outbound::providers::MANAGED);
+            let path =
+                sendmux_http::suppressions::notification_path(&state, sendmux_core::outbound::providers::MANAGED);
             tracing::info!(path = %path, "managed SES notifications endpoint");
         }
         Ok(App { http, http_addr, smtp, smtp_addr, smtp_tls, state })
@@ -139,7 +130,7 @@ impl App {
 
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = crate::api::router(self.state.clone());
+        let router = sendmux_http::router(self.state.clone());
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         // One token for everything long-lived: the caller's stop also stops streams.
         let stop_all = self.state.shutdown.clone();
@@ -150,41 +141,41 @@ impl App {
         });
         let shutdown = self.state.shutdown.clone();
         let mut workers = tokio::task::JoinSet::new();
-        let sender = crate::webhooks::worker::Sender::new(
-            crate::webhooks::guard::Guard::new(self.state.settings.webhook_allowed_networks.clone()),
+        let sender = sendmux_core::webhooks::worker::Sender::new(
+            sendmux_core::webhooks::guard::Guard::new(self.state.settings.webhook_allowed_networks.clone()),
             std::time::Duration::from_secs(self.state.settings.webhook_timeout_secs),
         )?;
-        workers.spawn(crate::webhooks::worker::worker_loop(self.state.clone(), sender, shutdown.clone()));
+        workers.spawn(sendmux_core::webhooks::worker::worker_loop(self.state.0.core.clone(), sender, shutdown.clone()));
         if let Some(url) = self.state.settings.database_url.as_ref().filter(|_| self.state.settings.is_postgres()) {
-            workers.spawn(crate::jobs::listen_for_events(
-                self.state.clone(),
+            workers.spawn(sendmux_core::jobs::listen_for_events(
+                self.state.0.core.clone(),
                 url.expose().to_owned(),
                 shutdown.clone(),
             ));
         }
         if !self.state.settings.is_postgres() {
-            workers.spawn(crate::jobs::checkpoint_loop(
+            workers.spawn(sendmux_core::jobs::checkpoint_loop(
                 self.state.store.clone(),
                 std::time::Duration::from_millis(100),
                 shutdown.clone(),
             ));
         }
-        let settler = self.state.clone();
+        let settler = self.state.0.core.clone();
         workers.spawn(async move {
-            if let Err(e) = crate::jobs::settle_abandoned_bodies(&settler).await {
+            if let Err(e) = sendmux_core::jobs::settle_abandoned_bodies(&settler).await {
                 tracing::warn!(error = %format!("{e:#}"), "settling message bodies left by a crash failed");
             }
         });
-        workers.spawn(crate::jobs::maintenance_loop(
-            self.state.clone(),
+        workers.spawn(sendmux_core::jobs::maintenance_loop(
+            self.state.0.core.clone(),
             std::time::Duration::from_secs(600),
             shutdown.clone(),
         ));
         let smtp = &self.state.settings.smtp;
-        let smtp_server = crate::smtp::listener::SmtpServer {
+        let smtp_server = sendmux_smtp::listener::SmtpServer {
             listener: self.smtp,
-            handler: Arc::new(crate::inbound::smtp::SmtpHandler { state: self.state.clone() }),
-            config: crate::smtp::session::SessionConfig {
+            handler: Arc::new(sendmux_core::inbound::smtp::SmtpHandler { state: self.state.0.core.clone() }),
+            config: sendmux_smtp::session::SessionConfig {
                 hostname: smtp.hostname.clone(),
                 max_message_bytes: smtp.max_message_bytes,
                 max_recipients: smtp.max_recipients,
@@ -193,14 +184,14 @@ impl App {
                 tls_available: true,
             },
             tls: Some(self.smtp_tls),
-            limits: crate::smtp::listener::Limits {
+            limits: sendmux_smtp::listener::Limits {
                 max_connections: smtp.max_connections,
                 max_connections_per_ip: smtp.max_connections_per_ip,
             },
         };
         workers.spawn(smtp_server.run(shutdown.clone()));
         for _ in 0..self.state.settings.outbound.workers {
-            workers.spawn(crate::outbound::worker::worker_loop(self.state.clone(), shutdown.clone()));
+            workers.spawn(sendmux_core::outbound::worker::worker_loop(self.state.0.core.clone(), shutdown.clone()));
         }
         let stop = shutdown.clone();
         // No Nagle: event-stream frames and small answers go out as written.

@@ -1,25 +1,17 @@
-//! Sendmux: a multi-tenant email API in one binary. See docs/ARCHITECTURE.md.
+//! Sendmux: a multi-tenant email API in one binary. This crate is the binary's wiring:
+//! [`app::App`] builds the domain core (`sendmux-core`), binds the HTTP API
+//! (`sendmux-http`) and the SMTP listener (`sendmux-smtp`), and runs the workers; the
+//! CLI's operator tasks live in [`admin`]. See docs/ARCHITECTURE.md.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod api;
 pub mod app;
-pub mod auth;
-pub mod billing;
-pub mod blob;
-pub mod cache;
-pub mod config;
-pub mod crypto;
-pub mod error;
-pub mod events;
-pub mod ids;
-pub mod inbound;
-pub mod jobs;
-pub mod limits;
-pub mod outbound;
-pub mod smtp;
-pub mod state;
-pub mod store;
-pub mod teams;
-pub mod webhooks;
+mod tls;
+
+pub use sendmux_core::{
+    Core, auth, billing, blob, cache, config, crypto, events, ids, inbound, jobs, limits, outbound, store, teams,
+    webhooks,
+};
+pub use sendmux_http as api;
+pub use sendmux_http::state;

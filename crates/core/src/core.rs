@@ -1,0 +1,40 @@
+//! Everything the domain's operations and background workers share, built once by the
+//! binary at start: settings, the store, credentials, caches, the event bus, bodies, the
+//! inbound and outbound pipelines. Surfaces (HTTP, SMTP, the CLI) hold it behind an `Arc`.
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::crypto::SecretBox;
+use crate::limits::rate::RateLimiter;
+use crate::store::Store;
+
+pub struct Core {
+    pub settings: Settings,
+    pub store: Store,
+    pub auth: Authenticator,
+    pub limiter: RateLimiter,
+    pub secrets: SecretBox,
+    pub passwords: crate::auth::password::Passwords,
+    pub cache: crate::cache::ReadCache,
+    pub bus: std::sync::Arc<crate::events::Bus>,
+    /// Cancelled when the server stops: long-lived work (streams, workers) ends on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Raw bodies of inbound messages and large outbound requests.
+    pub blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
+    /// SPF/DKIM/DMARC checks through the configured DNS server.
+    pub mail_auth: crate::inbound::authenticate::Authenticator,
+    /// Group commit of inbound messages.
+    pub inbound_committer: crate::inbound::Committer,
+    pub outbound: crate::outbound::Runtime,
+}
+
+impl Core {
+    /// Commits a change to `team_id` and drops the team's cached reads: after the
+    /// commit, so a read racing the change cannot cache what it replaced.
+    pub async fn commit(&self, tx: crate::store::Tx, team_id: &str) -> sqlx::Result<()> {
+        tx.commit().await?;
+        self.cache.invalidate(team_id);
+        self.bus.notify(team_id);
+        Ok(())
+    }
+}

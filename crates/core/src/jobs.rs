@@ -1,0 +1,209 @@
+//! Background work of `sendmux serve`: periodic maintenance (events past retention,
+//! idempotency keys past 24 h); the send workers live in `outbound::worker`.
+//! Every loop stops when the shutdown token fires.
+
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::Core;
+
+/// Starts a group committer — the loop everything else waits on — on a thread of its
+/// own. On SQLite the committers run there with a connection of their own
+/// (`store::writer::Direct`), so nothing they do waits for the runtime or another thread.
+pub fn spawn_thread(name: &str, run: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(run)?;
+    Ok(())
+}
+
+/// `first` and every job waiting behind it on `rx`, at most `max`: one group.
+pub fn drain<J>(first: J, rx: &mut tokio::sync::mpsc::Receiver<J>, max: usize) -> Vec<J> {
+    let mut group = vec![first];
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    group
+}
+
+use crate::store::{events, now_ms};
+
+/// One maintenance pass: drop events and webhook payloads past their retention, and
+/// inbound messages past their mailbox's retention. Returns the events removed.
+pub async fn maintenance_once(state: &Core) -> anyhow::Result<u64> {
+    let mut conn = state.store.write_conn().await?;
+    let cutoff = now_ms() - crate::events::RETENTION_MS;
+    let removed = events::delete_older_than(&mut conn, cutoff).await?;
+    let purged = crate::store::webhooks::purge_payloads(&mut conn, cutoff).await?;
+    crate::store::outbound::idempotency_expire(&mut conn, now_ms() - crate::outbound::accept::IDEMPOTENCY_TTL_MS)
+        .await?;
+    drop(conn);
+    if removed > 0 || purged > 0 {
+        tracing::info!(removed, purged, "expired events and webhook payloads removed");
+    }
+    expire_messages(state).await?;
+    erase_leftover_bodies(state).await?;
+    settle_abandoned_bodies(state).await?;
+    Ok(removed)
+}
+
+/// How long before a segment's creation its bodies' message ids may have been made:
+/// an id is made just before its body is written, so this is generous.
+const BODY_ID_SLACK_MS: i64 = 3600 * 1000;
+
+/// Settles the blob segments that a crashed writer left open: the bodies some message
+/// row references stay, every other byte in them — bodies written but never committed,
+/// whose senders were never told they were accepted — is erased, and the segment is
+/// sealed. `serve` runs it at start and maintenance after that (a segment counts as
+/// abandoned only a minute after its last write). A segment that cannot be settled now
+/// is left for the next pass. Returns how many ranges were erased.
+pub async fn settle_abandoned_bodies(state: &Core) -> anyhow::Result<usize> {
+    let mut erased = 0;
+    for segment in state.blobs.abandoned().await? {
+        let since = (segment.created_ms - BODY_ID_SLACK_MS).max(0) as u64;
+        let since_id = format!("{}{}", crate::ids::MessageId::PREFIX, ulid::Ulid::from_parts(since, 0));
+        let prefix = segment.key_prefix();
+        let keep = {
+            let mut conn = state.store.pool().acquire().await?;
+            let mut keep = crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?;
+            keep.extend(crate::store::outbound::body_keys_with_prefix(&mut conn, &since_id, &prefix).await?);
+            keep
+        };
+        match state.blobs.settle(&segment, &keep).await {
+            Ok(n) => erased += n,
+            Err(e) => {
+                tracing::warn!(segment = %prefix, error = %e, "could not settle a message body segment; will retry")
+            }
+        }
+    }
+    if erased > 0 {
+        tracing::info!(erased, "erased message bodies that no message references (left by a crash)");
+    }
+    Ok(erased)
+}
+
+/// Erases the bodies named by `keys` (queued in `blob_erasures` by the transaction that
+/// deleted their rows), then forgets the keys. A key `<team_id>/` stands for every body
+/// of a deleted team. What fails stays queued for maintenance, and is only logged here:
+/// the deletion itself has committed.
+pub async fn erase_bodies(state: &Core, keys: &[String]) {
+    if let Err(e) = try_erase_bodies(state, keys).await {
+        tracing::warn!(error = %format!("{e:#}"), "erasing deleted message bodies failed; maintenance will retry");
+    }
+}
+
+async fn try_erase_bodies(state: &Core, keys: &[String]) -> anyhow::Result<()> {
+    let mut erased = Vec::with_capacity(keys.len());
+    for key in keys {
+        let result = match key.strip_suffix('/') {
+            Some(team) => state.blobs.delete_team(team).await,
+            None => state.blobs.delete(key).await,
+        };
+        match result {
+            Ok(()) => erased.push(key.clone()),
+            Err(e) => tracing::warn!(key = %key, error = %e, "could not erase a message body; will retry"),
+        }
+    }
+    let mut conn = state.store.write_conn().await?;
+    crate::store::erasures::done(&mut conn, state.store.backend(), &erased).await?;
+    Ok(())
+}
+
+/// Erases what deletions queued and a crash (or an error) left unerased.
+async fn erase_leftover_bodies(state: &Core) -> anyhow::Result<()> {
+    // Older than a minute: a deletion that just committed erases its own.
+    let before = now_ms() - 60_000;
+    loop {
+        let keys = {
+            let mut conn = state.store.pool().acquire().await?;
+            crate::store::erasures::pending(&mut conn, before, 500).await?
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        try_erase_bodies(state, &keys).await?;
+        if keys.len() < 500 {
+            return Ok(());
+        }
+    }
+}
+
+/// PostgreSQL: turns `NOTIFY sendmux_events` from any node into wake-ups on this one.
+/// After a lost connection it wakes every reader, who then re-read the log.
+pub async fn listen_for_events(state: std::sync::Arc<Core>, url: String, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for events; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(e) = listener.listen("sendmux_events").await {
+            tracing::warn!(error = %e, "LISTEN sendmux_events failed; retrying");
+            continue;
+        }
+        state.bus.notify_all();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => match n {
+                    Ok(n) => state.bus.notify(n.payload()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event notifications lost; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Deletes every inbound message past its mailbox's retention, in batches. Returns how
+/// many went.
+pub async fn expire_messages(state: &Core) -> anyhow::Result<usize> {
+    const BATCH: i64 = 500;
+    let mut total = 0;
+    loop {
+        let n = crate::inbound::expire_once(state, BATCH).await?;
+        total += n;
+        if (n as i64) < BATCH {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(removed = total, "expired inbound messages removed");
+    }
+    Ok(total)
+}
+
+/// SQLite: checkpoints the write-ahead log every `every` until `shutdown` (see
+/// `Store::checkpoint`).
+pub async fn checkpoint_loop(store: crate::store::Store, every: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Runs maintenance every `every` until `shutdown`.
+pub async fn maintenance_loop(state: std::sync::Arc<Core>, every: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = maintenance_once(&state).await {
+            tracing::warn!(error = %format!("{e:#}"), "maintenance failed; will retry");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! SMTP relays through `mail-send`: connections (plain, STARTTLS or implicit TLS, with
+//! AUTH) kept in a per-provider pool of idle sessions, the envelope sent command by
+//! command so every reply is classified (recipient's fault or provider's), and the
+//! connection check behind `POST /providers/{id}/test`.
+
+use mail_send::{SmtpClient, SmtpClientBuilder};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_rustls::client::TlsStream;
+
+use super::Outcome;
+use crate::outbound::providers::Security;
+
+/// Where and how to reach one SMTP relay.
+#[derive(Clone, Debug)]
+pub struct SmtpTarget {
+    /// Pool key: the provider id plus a digest of its settings, so an updated provider
+    /// never reuses a session opened with old credentials.
+    pub pool_key: String,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+enum Session {
+    Plain(SmtpClient<TcpStream>),
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
+}
+
+type Reply = mail_send::Result<smtp_proto::Response<String>>;
+
+impl Session {
+    async fn cmd(&mut self, line: &str) -> Reply {
+        match self {
+            Session::Plain(c) => c.cmd(line.as_bytes()).await,
+            Session::Tls(c) => c.cmd(line.as_bytes()).await,
+        }
+    }
+
+    /// Sends `DATA`, the dot-stuffed message and its terminator in one write, and
+    /// returns the final reply.
+    async fn data(&mut self, message: &[u8]) -> Reply {
+        use tokio::io::AsyncWriteExt;
+        let r = self.cmd("DATA\r\n").await?;
+        if r.code != 354 {
+            return Ok(r);
+        }
+        let wire = dot_stuff(message);
+        match self {
+            Session::Plain(c) => {
+                c.stream.write_all(&wire).await.map_err(mail_send::Error::Io)?;
+                c.stream.flush().await.map_err(mail_send::Error::Io)?;
+                tokio::time::timeout(TIMEOUT, c.read()).await.map_err(|_| mail_send::Error::Timeout)?
+            }
+            Session::Tls(c) => {
+                c.stream.write_all(&wire).await.map_err(mail_send::Error::Io)?;
+                c.stream.flush().await.map_err(mail_send::Error::Io)?;
+                tokio::time::timeout(TIMEOUT, c.read()).await.map_err(|_| mail_send::Error::Timeout)?
+            }
+        }
+    }
+
+    /// Commands and replies are small and strictly alternate: without `TCP_NODELAY`,
+    /// Nagle's algorithm and delayed ACKs hold each exchange for tens of milliseconds.
+    fn no_delay(&self) {
+        let _ = match self {
+            Session::Plain(c) => c.stream.set_nodelay(true),
+            Session::Tls(c) => c.stream.get_ref().0.set_nodelay(true),
+        };
+    }
+}
+
+/// The message as sent after `DATA`: CRLF line ends, a dot doubled at the start of a
+/// line (RFC 5321 §4.5.2), and the terminating `.` line.
+fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let mut line_start = true;
+    for &b in message {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Idle sessions per provider, at most `max_idle` each; sessions idle for more than
+/// 30 s are dropped (relays close them around then).
+/// At most `max_idle` sessions are also the most open at once per provider: a relay
+/// sees a bounded number of connections from each node however many workers run.
+pub struct SmtpPool {
+    idle: Mutex<HashMap<String, Vec<(Instant, Session)>>>,
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    max_idle: usize,
+}
+
+const IDLE_FOR: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A reply line for people: `550 5.1.1 no such user`.
+fn show(r: &smtp_proto::Response<String>) -> String {
+    let msg = r.message.replace(['\r', '\n'], " ");
+    if r.esc[0] > 0 {
+        format!("{} {}.{}.{} {}", r.code, r.esc[0], r.esc[1], r.esc[2], msg.trim())
+    } else {
+        format!("{} {}", r.code, msg.trim())
+    }
+}
+
+/// A connection-level error in words a user can act on.
+pub fn explain(e: &mail_send::Error, target: &SmtpTarget) -> String {
+    use mail_send::Error as E;
+    let at = format!("{}:{}", target.host, target.port);
+    match e {
+        E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("Connection refused by {at}: nothing listens there, or a firewall refuses it")
+        }
+        E::Io(io) => format!("Could not talk to {at}: {io}"),
+        E::Timeout => format!("{at} did not answer in time"),
+        E::Tls(t) => format!("TLS with {at} failed: {t} (check the security setting and the certificate)"),
+        E::InvalidTLSName => format!("'{}' cannot be used as a TLS server name", target.host),
+        E::MissingStartTls => format!("{at} does not offer STARTTLS; use security `tls` or `none`"),
+        E::AuthenticationFailed(r) => format!("{at} refused the username or password: {}", show(r)),
+        E::UnsupportedAuthMechanism => {
+            format!("{at} offers no authentication method we support (PLAIN, LOGIN, CRAM-MD5) on this connection")
+        }
+        E::MissingCredentials => "The relay requires a username and password".into(),
+        E::Auth(a) => format!("Authentication with {at} failed: {a}"),
+        E::UnexpectedReply(r) => format!("{at} answered {}", show(r)),
+        other => format!("{at}: {other}"),
+    }
+}
+
+impl SmtpPool {
+    pub fn new(max_idle: usize) -> Self {
+        Self { idle: Mutex::new(HashMap::new()), permits: Mutex::new(HashMap::new()), max_idle }
+    }
+
+    fn semaphore(&self, key: &str) -> Arc<Semaphore> {
+        self.permits.lock().entry(key.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.max_idle))).clone()
+    }
+
+    fn take(&self, key: &str) -> Option<Session> {
+        let mut idle = self.idle.lock();
+        let list = idle.get_mut(key)?;
+        while let Some((since, s)) = list.pop() {
+            if since.elapsed() < IDLE_FOR {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, key: &str, s: Session) {
+        let mut idle = self.idle.lock();
+        let list = idle.entry(key.to_owned()).or_default();
+        if list.len() < self.max_idle {
+            list.push((Instant::now(), s));
+        }
+    }
+
+    async fn connect(target: &SmtpTarget) -> mail_send::Result<Session> {
+        let mut b = SmtpClientBuilder::new(target.host.clone(), target.port)
+            .map_err(|_| mail_send::Error::InvalidTLSName)?
+            .timeout(TIMEOUT)
+            .helo_host("sendmux.localhost")
+            .implicit_tls(target.security == Security::Tls);
+        if let (Some(u), Some(p)) = (&target.username, &target.password) {
+            b = b.credentials((u.clone(), p.clone()));
+        }
+        let session = match target.security {
+            Security::None => b.connect_plain().await.map(Session::Plain),
+            Security::Starttls | Security::Tls => b.connect().await.map(|c| Session::Tls(Box::new(c))),
+        }?;
+        session.no_delay();
+        Ok(session)
+    }
+
+    /// Opens a session (greeting, EHLO, STARTTLS, AUTH) and closes it: the provider check.
+    pub async fn check(target: &SmtpTarget) -> Result<(), String> {
+        match Self::connect(target).await {
+            Ok(mut s) => {
+                let _ = s.cmd("QUIT\r\n").await;
+                Ok(())
+            }
+            Err(e) => Err(explain(&e, target)),
+        }
+    }
+
+    /// Sends `message` from `from` to `rcpts` through `target`.
+    #[tracing::instrument(name = "smtp_send", skip_all, fields(provider = %target.pool_key, rcpts = rcpts.len()))]
+    pub async fn send(&self, target: &SmtpTarget, from: &str, rcpts: &[String], message: &[u8]) -> Outcome {
+        let Ok(_permit) = self.semaphore(&target.pool_key).acquire_owned().await else {
+            return Outcome::Transient("shutting down".into());
+        };
+        // A pooled session may have been closed by the relay; one fresh try follows.
+        if let Some(s) = self.take(&target.pool_key) {
+            match self.transaction(target, s, from, rcpts, message).await {
+                Ok(outcome) => return outcome,
+                Err(_stale) => {}
+            }
+        }
+        let s = match Self::connect(target).await {
+            Ok(s) => s,
+            Err(e) => {
+                let words = explain(&e, target);
+                return match e {
+                    mail_send::Error::AuthenticationFailed(_)
+                    | mail_send::Error::UnsupportedAuthMechanism
+                    | mail_send::Error::MissingStartTls
+                    | mail_send::Error::InvalidTLSName => Outcome::Permanent(words),
+                    mail_send::Error::UnexpectedReply(r) if r.code >= 500 => Outcome::Permanent(words),
+                    _ => Outcome::Transient(words),
+                };
+            }
+        };
+        match self.transaction(target, s, from, rcpts, message).await {
+            Ok(o) => o,
+            Err(e) => Outcome::Transient(explain(&e, target)),
+        }
+    }
+
+    /// One mail transaction on an open session. `Err` means the session broke (I/O);
+    /// any SMTP reply is an `Ok` outcome. The session goes back to the pool when it is
+    /// still in a clean state.
+    async fn transaction(
+        &self,
+        target: &SmtpTarget,
+        mut s: Session,
+        from: &str,
+        rcpts: &[String],
+        message: &[u8],
+    ) -> mail_send::Result<Outcome> {
+        let r = s.cmd(&format!("MAIL FROM:<{from}>\r\n")).await?;
+        if r.code / 100 != 2 {
+            let words = format!("MAIL FROM refused: {}", show(&r));
+            self.reset(target, s).await;
+            return Ok(if r.code >= 500 { Outcome::Permanent(words) } else { Outcome::Transient(words) });
+        }
+        let mut accepted = 0usize;
+        let mut rejected = Vec::new();
+        let mut transient = None;
+        for rcpt in rcpts {
+            let r = s.cmd(&format!("RCPT TO:<{rcpt}>\r\n")).await?;
+            match r.code / 100 {
+                2 => accepted += 1,
+                5 => rejected.push((rcpt.clone(), show(&r))),
+                _ => transient = Some(format!("RCPT TO <{rcpt}>: {}", show(&r))),
+            }
+        }
+        if let Some(t) = transient {
+            self.reset(target, s).await;
+            return Ok(Outcome::Transient(t));
+        }
+        if accepted == 0 {
+            let response = rejected.iter().map(|(a, r)| format!("<{a}>: {r}")).collect::<Vec<_>>().join("; ");
+            self.reset(target, s).await;
+            return Ok(Outcome::Bounced { response, rejected });
+        }
+        let r = s.data(message).await?;
+        let outcome = match r.code / 100 {
+            2 => Outcome::Sent { response: show(&r), provider_message_id: None, rejected },
+            4 => Outcome::Transient(format!("after DATA: {}", show(&r))),
+            _ => Outcome::Permanent(format!("after DATA: {}", show(&r))),
+        };
+        if r.code == 421 {
+            return Ok(outcome);
+        }
+        self.give_back(&target.pool_key, s);
+        Ok(outcome)
+    }
+
+    async fn reset(&self, target: &SmtpTarget, mut s: Session) {
+        if let Ok(r) = s.cmd("RSET\r\n").await
+            && r.code / 100 == 2
+        {
+            self.give_back(&target.pool_key, s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dots_at_line_starts_are_doubled_and_the_message_terminated() {
+        assert_eq!(super::dot_stuff(b".a\r\nb.\r\n..c"), b"..a\r\nb.\r\n...c\r\n.\r\n".to_vec());
+    }
+}

@@ -1,0 +1,249 @@
+//! The HTTP API: one module per resource, each with its own `router()`, assembled here
+//! with the middleware every request passes through (request id, error body, metrics,
+//! authentication and rate limits) and the generated OpenAPI description.
+
+pub mod admin;
+pub mod auth;
+pub mod billing;
+pub mod emails;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod keys;
+pub mod limits;
+pub mod logs;
+pub mod mailboxes;
+pub mod messages;
+pub mod pagination;
+pub mod providers;
+pub mod state;
+pub mod stream;
+pub mod suppressions;
+pub mod team;
+
+pub mod webhooks;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::time::Instant;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{ApiError, REQUEST_ID};
+use crate::state::AppState;
+use sendmux_core::ids::RequestId;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sendmux API", description = "Multi-tenant email API: scoped keys, signed webhooks, live mailbox streams."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(
+                "An API key (smx_inf_, smx_snd_, smx_mbx_), a session token (smx_ses_), or the admin token for /api/v1/admin",
+            )).build()),
+        );
+    }
+}
+
+/// The whole HTTP application for `state`.
+pub fn router(state: AppState) -> Router {
+    let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(auth::logout_router())
+        .merge(suppressions::public_router())
+        .split_for_parts();
+    let (passwords, passwords_doc) = auth::password_router().split_for_parts();
+    doc.merge(passwords_doc);
+    let passwords = passwords.route_layer(middleware::from_fn_with_state(state.clone(), limit_by_address));
+    let (authed, authed_doc) = OpenApiRouter::new()
+        .merge(team::router())
+        .merge(keys::router())
+        .merge(providers::router())
+        .merge(mailboxes::router())
+        .merge(messages::router())
+        .merge(limits::router())
+        .merge(logs::router())
+        .merge(events::router())
+        .merge(webhooks::router())
+        .merge(stream::router())
+        .merge(billing::router())
+        .merge(
+            emails::router().layer(DefaultBodyLimit::max(emails::body_limit(state.settings.outbound.max_email_bytes))),
+        )
+        .merge(suppressions::router())
+        .split_for_parts();
+    let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
+    doc.merge(authed_doc);
+    doc.merge(admin_doc);
+
+    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
+
+    Router::new()
+        .merge(public)
+        .merge(passwords)
+        .merge(authed)
+        .merge(admin)
+        .route_layer(middleware::from_fn(record_metrics))
+        .merge(docs)
+        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn(request_context))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Gives the request its `req_` id (in `X-Request-Id` and in every error body) and
+/// wraps any error response not made by our handlers in the SPEC error body.
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = RequestId::new().into_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));
+    // `instrument`, not `span.enter()`: a guard held across an await leaves the span
+    // off whatever the request runs on after its first suspension.
+    let mut res = REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(
+                async move {
+                    let res = next.run(req).await;
+                    let status = res.status();
+                    let is_json = res
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("application/json"));
+                    if (status.is_client_error() || status.is_server_error()) && !is_json {
+                        let mut wrapped = ApiError::for_status(status).into_response();
+                        for name in [header::ALLOW, header::RETRY_AFTER] {
+                            if let Some(v) = res.headers().get(&name) {
+                                wrapped.headers_mut().insert(name, v.clone());
+                            }
+                        }
+                        wrapped
+                    } else {
+                        res
+                    }
+                },
+                span,
+            ),
+        )
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    res
+}
+
+/// The path with any token in it (invitation links carry one) replaced, for logs.
+fn loggable_path(path: &str) -> String {
+    path.split('/').map(|seg| if seg.starts_with("smx_") { "{token}" } else { seg }).collect::<Vec<_>>().join("/")
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("sendmux_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("sendmux_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
+
+pub fn bearer(req_headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let value = req_headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthenticated("Missing Authorization: Bearer header"))?;
+    let value = value.to_str().map_err(|_| ApiError::unauthenticated("Malformed Authorization header"))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| ApiError::unauthenticated("Malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthenticated("The Authorization header must be `Bearer <token>`"));
+    }
+    Ok(token.trim())
+}
+
+/// Bounds password guessing: sign-up, login and invitation attempts per client address.
+async fn limit_by_address(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    let limit = state.settings.auth_rate_limit_per_minute;
+    let decision = state.limiter.hit(&format!("addr:{ip}"), limit, sendmux_core::store::now_ms()).await?;
+    if !decision.allowed {
+        return Err(ApiError::rate_limited(decision.reset_secs));
+    }
+    Ok(next.run(req).await)
+}
+
+/// Resolves the credential, applies its rate limit and hands the [`sendmux_core::auth::Principal`]
+/// to the handler; every answer to a credential carries the `RateLimit-*` headers.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let token = bearer(req.headers())?.to_owned();
+    let team = match req.headers().get("x-sendmux-team") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(sendmux_core::ids::TeamId::parse)
+                .ok_or_else(|| ApiError::not_found("team"))?
+                .into_string(),
+        ),
+    };
+    let mut principal = state.auth.authenticate(&token, team.as_deref()).await?;
+    principal.ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let decision =
+        state.limiter.hit(&principal.rate_bucket, principal.rate_limit, sendmux_core::store::now_ms()).await?;
+    let mut res = if decision.allowed {
+        req.extensions_mut().insert(principal);
+        next.run(req).await
+    } else {
+        ApiError::rate_limited(decision.reset_secs).into_response()
+    };
+    let headers = res.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    Ok(res)
+}
+
+/// Serves a JSON read from the team's read cache, loading and storing it on a miss.
+/// `key` must name everything the answer depends on besides the team.
+pub async fn cached_json<T, F, Fut>(state: &AppState, team_id: &str, key: String, load: F) -> Result<Response, ApiError>
+where
+    T: serde::Serialize,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let now = sendmux_core::store::now_ms();
+    let body = match state.cache.get(team_id, &key, now) {
+        Some(body) => body,
+        None => {
+            let generation = state.cache.generation(team_id);
+            let body = bytes::Bytes::from(serde_json::to_vec(&load().await?).map_err(ApiError::internal)?);
+            state.cache.put(team_id, &key, generation, now, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}

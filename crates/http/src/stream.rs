@@ -1,0 +1,264 @@
+//! The live mailbox stream (SPEC §9): `GET /api/v1/mailbox/events` as Server-Sent
+//! Events. The stream reads the event log from a position — the client's
+//! `Last-Event-ID`, or the log's head — and follows it; wake-ups from the bus only say
+//! "read again", so the backlog and live events join with no gap and no duplicate.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::Query;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Caller;
+use crate::state::AppState;
+use sendmux_core::auth::perms::Perm;
+use sendmux_core::ids::EventId;
+use sendmux_core::store::events;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(mailbox_events))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Comma list of event types (default `message.received,message.received.spam`).
+    pub event_types: Option<String>,
+    /// Heartbeat comment interval in seconds, 10..300 (default 30).
+    pub ping: Option<String>,
+    /// The server ends the stream after this many seconds, 30..3600 (default 600).
+    pub close_after: Option<String>,
+    /// Resume after this event (the `Last-Event-ID` header wins when both are given).
+    pub last_event_id: Option<String>,
+}
+
+/// Validated stream controls.
+pub struct Controls {
+    pub types: Vec<String>,
+    pub ping: Duration,
+    pub close_after: Duration,
+    pub last_event_id: Option<String>,
+}
+
+fn seconds(raw: Option<&str>, param: &str, range: std::ops::RangeInclusive<u64>, default: u64) -> ApiResult<Duration> {
+    let Some(raw) = raw else { return Ok(Duration::from_secs(default)) };
+    raw.trim().parse::<u64>().ok().filter(|v| range.contains(v)).map(Duration::from_secs).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{param} must be a whole number of seconds from {} to {}",
+            range.start(),
+            range.end()
+        ))
+        .with_param(param)
+    })
+}
+
+impl Controls {
+    pub fn parse(q: &StreamParams, headers: &HeaderMap) -> ApiResult<Self> {
+        let types: Vec<String> = match q.event_types.as_deref() {
+            None => vec!["message.received".into(), "message.received.spam".into()],
+            Some(list) => {
+                let mut out: Vec<String> = Vec::new();
+                for t in list.split(',').map(str::trim) {
+                    if !sendmux_core::events::is_event_type(t) {
+                        return Err(ApiError::bad_request(format!(
+                            "`{}` is not an event type",
+                            sendmux_core::validate::truncate(t, 40)
+                        ))
+                        .with_param("event_types"));
+                    }
+                    if !out.iter().any(|o| o == t) {
+                        out.push(t.to_owned());
+                    }
+                }
+                out
+            }
+        };
+        let header_id = match headers.get("last-event-id") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("Last-Event-ID is not an event id").with_param("Last-Event-ID"))?
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        let (last_event_id, param) = match header_id {
+            Some(h) => (Some(h), "Last-Event-ID"),
+            None => (q.last_event_id.clone(), "last_event_id"),
+        };
+        let last_event_id = match last_event_id.filter(|id| !id.is_empty()) {
+            None => None,
+            Some(id) => Some(
+                EventId::parse(&id)
+                    .ok_or_else(|| ApiError::bad_request("not an event id (evt_…)").with_param(param))?
+                    .into_string(),
+            ),
+        };
+        Ok(Self {
+            types,
+            ping: seconds(q.ping.as_deref(), "ping", 10..=300, 30)?,
+            close_after: seconds(q.close_after.as_deref(), "close_after", 30..=3600, 600)?,
+            last_event_id,
+        })
+    }
+}
+
+/// Holds one of a key's stream slots until the stream ends.
+struct Slot {
+    state: AppState,
+    key: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut streams = self.state.0.streams.lock();
+        if let Some(n) = streams.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
+}
+
+struct Reader {
+    state: AppState,
+    team_id: String,
+    mailbox_id: String,
+    types: Vec<String>,
+    cursor: i64,
+    pending: VecDeque<Bytes>,
+    wake: tokio::sync::watch::Receiver<u64>,
+    ping: Duration,
+    next_ping: Instant,
+    deadline: Instant,
+    done: bool,
+    _slot: Slot,
+}
+
+const PAGE: i64 = 200;
+
+impl Reader {
+    /// Reads the log after the cursor into `pending`; true when a full page came back.
+    async fn fill(&mut self) -> Result<bool, sqlx::Error> {
+        let mut conn = self.state.store.pool().acquire().await?;
+        let rows = events::after(&mut conn, &self.team_id, Some(&self.mailbox_id), self.cursor, PAGE).await?;
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            self.cursor = row.seq;
+            if self.types.contains(&row.kind) {
+                self.pending
+                    .push_back(Bytes::from(format!("id: {}\nevent: {}\ndata: {}\n\n", row.id, row.kind, row.payload)));
+            }
+        }
+        Ok(full)
+    }
+
+    async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                return Some((Ok(chunk), self));
+            }
+            if self.done || Instant::now() >= self.deadline {
+                return None;
+            }
+            // Mark every wake-up so far as seen *before* reading: one that arrives
+            // during the read then still ends the wait below, and the event it
+            // announces is read at once rather than with the next one.
+            self.wake.borrow_and_update();
+            // Boxed: the read's state lives only while it runs, keeping an idle
+            // stream's future small.
+            match Box::pin(self.fill()).await {
+                Ok(true) => continue,
+                Ok(false) if !self.pending.is_empty() => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream cannot read the log; ending it");
+                    return None;
+                }
+            }
+            tokio::select! {
+                changed = self.wake.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(self.next_ping) => {
+                    self.next_ping = Instant::now() + self.ping;
+                    return Some((Ok(Bytes::from_static(b": ping\n\n")), self));
+                }
+                _ = tokio::time::sleep_until(self.deadline) => self.done = true,
+                _ = self.state.shutdown.cancelled() => self.done = true,
+            }
+        }
+    }
+}
+
+/// The mailbox key's live event stream. Controls are checked before the stream starts.
+#[utoipa::path(get, path = "/api/v1/mailbox/events", tag = "mailbox", params(StreamParams),
+    responses((status = 200, content_type = "text/event-stream", description = "id/event/data frames and `: ping` comments"),
+              (status = 400, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+async fn mailbox_events(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    headers: HeaderMap,
+    Query(q): Query<StreamParams>,
+) -> ApiResult<Response> {
+    p.require(Perm::MailboxRead)?;
+    let mailbox_id =
+        p.mailbox_scope().ok_or_else(|| ApiError::forbidden("The event stream is for mailbox keys"))?.to_owned();
+    let controls = Controls::parse(&q, &headers)?;
+    let key = p.rate_bucket.clone();
+    {
+        let mut streams = state.0.streams.lock();
+        let open = streams.entry(key.clone()).or_insert(0);
+        if *open >= state.settings.stream_max_per_key {
+            let mut e = ApiError::rate_limited(5);
+            e.message = format!("This key already holds {} open streams", state.settings.stream_max_per_key).into();
+            return Err(e);
+        }
+        *open += 1;
+    }
+    let slot = Slot { state: state.clone(), key };
+    // Subscribe before choosing the start, so no wake-up falls between the two.
+    let wake = state.bus.subscribe(&p.team_id);
+    let cursor = {
+        let mut conn = state.store.pool().acquire().await?;
+        match &controls.last_event_id {
+            None => events::head(&mut conn, &p.team_id).await?,
+            Some(id) => events::resume_position(&mut conn, &p.team_id, id)
+                .await?
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID names no event").with_param("Last-Event-ID"))?,
+        }
+    };
+    let now = Instant::now();
+    let reader = Reader {
+        state: state.clone(),
+        team_id: p.team_id.clone(),
+        mailbox_id,
+        types: controls.types,
+        cursor,
+        pending: VecDeque::from([Bytes::from_static(b": connected\nretry: 2000\n\n")]),
+        wake,
+        ping: controls.ping,
+        next_ping: now + controls.ping,
+        deadline: now + controls.close_after,
+        done: false,
+        _slot: slot,
+    };
+    metrics::counter!("sendmux_streams_opened_total").increment(1);
+    let body = Body::from_stream(futures::stream::unfold(reader, Reader::next_chunk));
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res)
+}
