@@ -22,9 +22,6 @@ async fn infrastructure_keys_hold_exactly_their_permissions() {
     let owner = app.signup("o@infra.test", "Infra").await;
     let mbx = app.create_mailbox(&owner.token, "infra@localhost").await;
     let mbx_id = mbx["id"].as_str().unwrap();
-    let provider = app.create_smtp_provider(&owner.token, "relay").await;
-    let group = app.create_group(&owner.token, provider["id"].as_str().unwrap()).await;
-
     // One permission at a time: each opens its own routes and nothing else.
     let probes = |n: usize| -> Vec<(&'static str, Method, String, Value)> {
         vec![
@@ -42,12 +39,9 @@ async fn infrastructure_keys_hold_exactly_their_permissions() {
                 json!({"address": format!("m{n}@localhost")}),
             ),
             ("mailboxes.manage", Method::GET, "/api/v1/mailboxes".into(), Value::Null),
-            (
-                "keys.manage",
-                Method::POST,
-                "/api/v1/keys".into(),
-                json!({"name": "s", "kind": "sending", "delivery_group_id": group["id"]}),
-            ),
+            // Creating keys with keys.manage alone is refused by the ceiling (SPEC §3: a
+            // sending key needs providers.manage too); an_infrastructure_key_creates_…
+            // covers it.
             ("keys.manage", Method::GET, "/api/v1/keys".into(), Value::Null),
             ("logs.read", Method::GET, "/api/v1/logs".into(), Value::Null),
         ]
@@ -109,8 +103,24 @@ async fn an_infrastructure_key_creates_sending_and_mailbox_keys_only() {
     let mbx = app.create_mailbox(&owner.token, "km@localhost").await;
     let provider = app.create_smtp_provider(&owner.token, "relay").await;
     let group = app.create_group(&owner.token, provider["id"].as_str().unwrap()).await;
+    // SPEC §3: a key mints sending keys only with providers.manage and mailbox keys only
+    // with mailboxes.manage (it could not reach either otherwise).
+    let bare = app
+        .create_key(&owner.token, json!({"name": "b", "kind": "infrastructure", "permissions": ["keys.manage"]}))
+        .await;
+    let bare = bare["key"].as_str().unwrap();
+    for body in [
+        json!({"name": "s", "kind": "sending", "delivery_group_id": group["id"]}),
+        json!({"name": "mb", "kind": "mailbox", "mailbox_id": mbx["id"]}),
+        json!({"name": "mb", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": ["mailbox.read"]}),
+    ] {
+        expect_error(app.post("/api/v1/keys", bare, body).await, StatusCode::FORBIDDEN, "permission_denied").await;
+    }
     let manager = app
-        .create_key(&owner.token, json!({"name": "m", "kind": "infrastructure", "permissions": ["keys.manage"]}))
+        .create_key(
+            &owner.token,
+            json!({"name": "m", "kind": "infrastructure", "permissions": ["keys.manage", "providers.manage", "mailboxes.manage"]}),
+        )
         .await;
     let manager = manager["key"].as_str().unwrap();
     let other_infra = app.create_key(&owner.token, json!({"name": "i", "kind": "infrastructure"})).await;
@@ -249,12 +259,27 @@ async fn a_key_never_holds_more_than_its_creator() {
     expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
     expect_status(app.get("/api/v1/logs", strong["key"].as_str().unwrap()).await, StatusCode::OK).await;
 
-    // An infrastructure key with only keys.manage mints read-only mailbox keys.
+    // Nor revoke it: a developer revokes only keys a developer could have made.
+    let res = app.delete(&format!("/api/v1/keys/{}", strong["id"].as_str().unwrap()), &dev.token).await;
+    expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
+    expect_status(app.get("/api/v1/logs", strong["key"].as_str().unwrap()).await, StatusCode::OK).await;
+
+    // An infrastructure key with only keys.manage cannot reach the mailbox, so it mints
+    // no key that could (SPEC §3, issue #13 finding 8: it did, and read the mailbox).
     let manager = app
         .create_key(&owner.token, json!({"name": "m", "kind": "infrastructure", "permissions": ["keys.manage"]}))
         .await;
     let manager = manager["key"].as_str().unwrap();
-    let res = app.post("/api/v1/keys", manager, json!({"name": "x", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": ["mailbox.settings.update"]})).await;
+    let res = app.post("/api/v1/keys", manager, json!({"name": "x", "kind": "mailbox", "mailbox_id": mbx["id"]})).await;
     expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
-    app.create_key(manager, json!({"name": "ok", "kind": "mailbox", "mailbox_id": mbx["id"]})).await;
+    // With mailboxes.manage it may, within the mailbox kind's set.
+    let manager = app
+        .create_key(
+            &owner.token,
+            json!({"name": "m2", "kind": "infrastructure", "permissions": ["keys.manage", "mailboxes.manage"]}),
+        )
+        .await;
+    let manager = manager["key"].as_str().unwrap();
+    app.create_key(manager, json!({"name": "ok", "kind": "mailbox", "mailbox_id": mbx["id"], "permissions": ["mailbox.read", "mailbox.settings.update"]}))
+        .await;
 }

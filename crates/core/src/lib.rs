@@ -18,6 +18,7 @@ pub mod files;
 pub mod ids;
 pub mod inbound;
 pub mod jobs;
+pub mod keys;
 pub mod limits;
 pub mod outbound;
 pub mod store;
