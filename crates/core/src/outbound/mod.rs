@@ -5,6 +5,7 @@ pub mod accept;
 pub mod mime;
 pub mod providers;
 pub mod routing;
+pub mod send;
 pub mod ses;
 pub mod smtp;
 pub mod validate;
