@@ -9,7 +9,9 @@ use crate::outbound::{email, group, send, sending_key, simple, smtp_provider};
 use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
+use sendmux::ids::TeamId;
 use sendmux::outbound::worker::run_pending_jobs;
+use sendmux::store::TeamScope;
 use sendmux::store::usage;
 use sendmux::store::writer::{Batch, BatchConn, Writer};
 use serde_json::{Value, json};
@@ -181,8 +183,12 @@ async fn storage_gb_months_follow_what_was_stored_and_for_how_long() {
     let team = owner.team_id.as_str();
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     // 1 GB from the middle of September (30 days); deleted half way through October (31).
-    usage::storage_change(&mut conn, team, None, None, GB, ms(2026, 9, 16, 0)).await.unwrap();
-    usage::storage_change(&mut conn, team, None, None, -GB, ms(2026, 10, 16, 12)).await.unwrap();
+    usage::storage_change(&mut conn.team(&TeamId::stored(team.to_owned())), None, None, GB, ms(2026, 9, 16, 0))
+        .await
+        .unwrap();
+    usage::storage_change(&mut conn.team(&TeamId::stored(team.to_owned())), None, None, -GB, ms(2026, 10, 16, 12))
+        .await
+        .unwrap();
     drop(conn);
 
     let sep = billing(&app, &owner.token, "?from=2026-09-01&to=2026-10-01").await;
@@ -209,8 +215,12 @@ async fn line_items_integrate_storage_only_up_to_an_injected_now() {
     let prices = sendmux::billing::Prices::default();
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     // 2 GB from the first of August (31 days); 1 GB more on August 9.
-    usage::storage_change(&mut conn, team, None, None, 2 * GB, ms(2026, 8, 1, 0)).await.unwrap();
-    usage::storage_change(&mut conn, team, None, None, GB, ms(2026, 8, 9, 0)).await.unwrap();
+    usage::storage_change(&mut conn.team(&TeamId::stored(team.to_owned())), None, None, 2 * GB, ms(2026, 8, 1, 0))
+        .await
+        .unwrap();
+    usage::storage_change(&mut conn.team(&TeamId::stored(team.to_owned())), None, None, GB, ms(2026, 8, 9, 0))
+        .await
+        .unwrap();
     let (from, to) = (ms(2026, 8, 1, 0), ms(2026, 9, 1, 0));
     let storage = |items: &[sendmux::billing::LineItem]| {
         let i = items.iter().find(|i| i.metric == "mailbox_storage").unwrap();
@@ -218,7 +228,9 @@ async fn line_items_integrate_storage_only_up_to_an_injected_now() {
     };
     // At noon on August 16 (15.5 days in): 2 GB × 15.5/31 + 1 GB × 7.5/31 = 1 + 15/62.
     let now = ms(2026, 8, 16, 12);
-    let items = sendmux::billing::line_items(&mut conn, team, from, to, now, &prices).await.unwrap();
+    let items = sendmux::billing::line_items(&mut conn, &TeamId::stored(team.to_owned()), from, to, now, &prices)
+        .await
+        .unwrap();
     let expected = Decimal::ONE + Decimal::from(15) / Decimal::from(62);
     let expected = expected.round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
     assert_eq!(storage(&items).0, expected.normalize().to_string());
@@ -226,15 +238,24 @@ async fn line_items_integrate_storage_only_up_to_an_injected_now() {
     assert_eq!(storage(&items).1, "0.024839");
     assert_eq!(sendmux::billing::total(&items).to_string(), "0.024839");
     // Before August 9 only the first 2 GB count: 8 days of 31.
-    let items = sendmux::billing::line_items(&mut conn, team, from, to, ms(2026, 8, 9, 0), &prices).await.unwrap();
+    let items =
+        sendmux::billing::line_items(&mut conn, &TeamId::stored(team.to_owned()), from, to, ms(2026, 8, 9, 0), &prices)
+            .await
+            .unwrap();
     let expected = (Decimal::from(16) / Decimal::from(31))
         .round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
         .normalize();
     assert_eq!(storage(&items).0, expected.to_string());
     // A `now` before the period: nothing yet. After: the whole month, 2 + 23/31.
-    let items = sendmux::billing::line_items(&mut conn, team, from, to, ms(2026, 7, 1, 0), &prices).await.unwrap();
+    let items =
+        sendmux::billing::line_items(&mut conn, &TeamId::stored(team.to_owned()), from, to, ms(2026, 7, 1, 0), &prices)
+            .await
+            .unwrap();
     assert_eq!(storage(&items).0, "0");
-    let items = sendmux::billing::line_items(&mut conn, team, from, to, ms(2027, 1, 1, 0), &prices).await.unwrap();
+    let items =
+        sendmux::billing::line_items(&mut conn, &TeamId::stored(team.to_owned()), from, to, ms(2027, 1, 1, 0), &prices)
+            .await
+            .unwrap();
     let expected = (Decimal::from(2) + Decimal::from(23) / Decimal::from(31))
         .round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
         .normalize();
@@ -260,8 +281,16 @@ async fn retries_and_replays_count_once_and_refused_mail_is_not_billed() {
 
     // The same unit key recorded twice (a retried job, or two nodes racing) counts once.
     let mut conn = app.state.store.pool().acquire().await.unwrap();
-    assert!(usage::record(&mut conn, team, "outbound_emails", 1, "outbound:msg_retried").await.unwrap());
-    assert!(!usage::record(&mut conn, team, "outbound_emails", 1, "outbound:msg_retried").await.unwrap());
+    assert!(
+        usage::record(&mut conn.team(&TeamId::stored(team.to_owned())), "outbound_emails", 1, "outbound:msg_retried")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !usage::record(&mut conn.team(&TeamId::stored(team.to_owned())), "outbound_emails", 1, "outbound:msg_retried")
+            .await
+            .unwrap()
+    );
     // So in the batched form the workers use, within a statement and across statements
     // (on a team of its own, so the counts below stay this team's).
     // Through the committers' own connection (on SQLite) and through the pool.
@@ -339,12 +368,25 @@ async fn per_day_items_add_up_csv_says_the_same_and_bad_ranges_are_422() {
     let team = owner.team_id.as_str();
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     for i in 0..6 {
-        usage::record(&mut conn, team, "outbound_emails", 1, &format!("outbound:msg_{i}")).await.unwrap();
+        usage::record(
+            &mut conn.team(&TeamId::stored(team.to_owned())),
+            "outbound_emails",
+            1,
+            &format!("outbound:msg_{i}"),
+        )
+        .await
+        .unwrap();
     }
-    usage::record(&mut conn, team, "managed_ses_emails", 1, "outbound:msg_m").await.unwrap();
-    usage::record(&mut conn, team, "inbound_emails", 1, "inbound:msg_i").await.unwrap();
+    usage::record(&mut conn.team(&TeamId::stored(team.to_owned())), "managed_ses_emails", 1, "outbound:msg_m")
+        .await
+        .unwrap();
+    usage::record(&mut conn.team(&TeamId::stored(team.to_owned())), "inbound_emails", 1, "inbound:msg_i")
+        .await
+        .unwrap();
     // 3 GB all of September (30 days): 0.1 GB-month a day, exactly.
-    usage::storage_change(&mut conn, team, None, None, 3 * GB, ms(2026, 8, 20, 0)).await.unwrap();
+    usage::storage_change(&mut conn.team(&TeamId::stored(team.to_owned())), None, None, 3 * GB, ms(2026, 8, 20, 0))
+        .await
+        .unwrap();
     drop(conn);
 
     // Units recorded today, over a three-day window around today.
@@ -444,7 +486,9 @@ async fn only_billing_readers_see_the_numbers() {
     let app = TestApp::spawn().await;
     let owner = app.signup("o@perm.test", "Perm").await;
     let mut conn = app.state.store.pool().acquire().await.unwrap();
-    usage::record(&mut conn, &owner.team_id, "inbound_emails", 1, "inbound:msg_perm").await.unwrap();
+    usage::record(&mut conn.team(&TeamId::stored(owner.team_id.clone())), "inbound_emails", 1, "inbound:msg_perm")
+        .await
+        .unwrap();
     drop(conn);
     let admin = app.add_member(&owner, "a@perm.test", "admin").await;
     let member = app.add_member(&owner, "m@perm.test", "member").await;
@@ -499,13 +543,26 @@ async fn the_operator_sees_every_teams_month_in_the_cli_and_the_admin_api() {
     let b = app.signup("o@ops-b.test", "Bravo").await;
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     for i in 0..4 {
-        usage::record(&mut conn, &a.team_id, "inbound_emails", 1, &format!("inbound:msg_a{i}")).await.unwrap();
+        usage::record(
+            &mut conn.team(&TeamId::stored(a.team_id.clone())),
+            "inbound_emails",
+            1,
+            &format!("inbound:msg_a{i}"),
+        )
+        .await
+        .unwrap();
     }
-    usage::record(&mut conn, &a.team_id, "managed_ses_emails", 1, "outbound:msg_a").await.unwrap();
-    usage::record(&mut conn, &b.team_id, "outbound_emails", 1, "outbound:msg_b").await.unwrap();
+    usage::record(&mut conn.team(&TeamId::stored(a.team_id.clone())), "managed_ses_emails", 1, "outbound:msg_a")
+        .await
+        .unwrap();
+    usage::record(&mut conn.team(&TeamId::stored(b.team_id.clone())), "outbound_emails", 1, "outbound:msg_b")
+        .await
+        .unwrap();
     // Move the units into September 2026; store 1 GB for the second half of it.
     sqlx::query("UPDATE usage_records SET created_at = $1").bind(ms(2026, 9, 10, 0)).execute(&mut *conn).await.unwrap();
-    usage::storage_change(&mut conn, &a.team_id, None, None, GB, ms(2026, 9, 16, 0)).await.unwrap();
+    usage::storage_change(&mut conn.team(&TeamId::stored(a.team_id.clone())), None, None, GB, ms(2026, 9, 16, 0))
+        .await
+        .unwrap();
     drop(conn);
     let a_total = (dec(&emails(4, "0.15")) + dec(&emails(1, "0.25")) + dec("0.01")).normalize().to_string();
     assert_eq!(a_total, "0.01085");

@@ -2,6 +2,8 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
+use sendmux::ids::TeamId;
+use sendmux::store::TeamScope;
 use sendmux::store::events::{self, Subject};
 use serde_json::json;
 
@@ -104,7 +106,7 @@ async fn a_resuming_reader_sees_every_event_once_in_order_while_writers_race() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while seen.len() < total as usize && std::time::Instant::now() < deadline {
         let mut conn = app.state.store.pool().acquire().await.unwrap();
-        for row in events::after(&mut conn, &a.team_id, None, cursor, 7).await.unwrap() {
+        for row in events::after(&mut conn.team(&TeamId::stored(a.team_id.clone())), None, cursor, 7).await.unwrap() {
             cursor = row.seq;
             seen.push((row.seq, row.id));
         }

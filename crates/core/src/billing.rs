@@ -10,13 +10,14 @@
 //!   rounded half away from zero to 6 decimal places (micro-dollars), and the total is
 //!   the sum of the rounded amounts. Invoices round the total to the cent.
 
+use crate::ids::TeamId;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::store::usage::{INBOUND_EMAILS, MANAGED_SES_EMAILS, OUTBOUND_EMAILS};
-use crate::store::{Conn, people, rfc3339};
+use crate::store::{Conn, Team, TeamScope, people, rfc3339};
 use utoipa::ToSchema;
 
 pub const STORAGE: &str = "mailbox_storage";
@@ -64,7 +65,8 @@ pub fn parse_month(s: &str) -> Option<(i64, i64)> {
     Some((from, next_month(from)))
 }
 
-async fn count(conn: &mut Conn, team_id: &str, metric: &str, from: i64, to: i64) -> sqlx::Result<i64> {
+async fn count(t: &mut Team<'_>, metric: &str, from: i64, to: i64) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     let n: Option<i64> = sqlx::query_scalar(
         "SELECT CAST(SUM(quantity) AS BIGINT) FROM usage_records WHERE team_id = $1 AND metric = $2 \
          AND created_at >= $3 AND created_at < $4",
@@ -79,7 +81,8 @@ async fn count(conn: &mut Conn, team_id: &str, metric: &str, from: i64, to: i64)
 }
 
 /// GB-months stored in `[from, min(to, now))`, month by month.
-async fn gb_months(conn: &mut Conn, team_id: &str, from: i64, to: i64, now: i64) -> sqlx::Result<Decimal> {
+async fn gb_months(t: &mut Team<'_>, from: i64, to: i64, now: i64) -> sqlx::Result<Decimal> {
+    let (conn, team_id) = t.split();
     let end = to.min(now);
     if end <= from {
         return Ok(Decimal::ZERO);
@@ -130,7 +133,7 @@ async fn gb_months(conn: &mut Conn, team_id: &str, from: i64, to: i64, now: i64)
 /// The team's priced line items for `[from, to)`, storage integrated up to `now`.
 pub async fn line_items(
     conn: &mut Conn,
-    team_id: &str,
+    team: &TeamId,
     from: i64,
     to: i64,
     now: i64,
@@ -142,7 +145,7 @@ pub async fn line_items(
         (MANAGED_SES_EMAILS, prices.managed_ses_per_1000),
         (INBOUND_EMAILS, prices.inbound_per_1000),
     ] {
-        let quantity = Decimal::from(count(conn, team_id, metric, from, to).await?);
+        let quantity = Decimal::from(count(&mut conn.team(team), metric, from, to).await?);
         items.push(LineItem {
             metric,
             quantity,
@@ -151,7 +154,7 @@ pub async fn line_items(
             amount: round(quantity * price / Decimal::from(1000)),
         });
     }
-    let quantity = gb_months(conn, team_id, from, to, now).await?;
+    let quantity = gb_months(&mut conn.team(team), from, to, now).await?;
     items.push(LineItem {
         metric: STORAGE,
         quantity,
@@ -256,19 +259,19 @@ pub fn period(from: Option<&str>, to: Option<&str>, now: i64) -> Result<(i64, i6
 pub async fn compute_with(
     prices: &Prices,
     conn: &mut Conn,
-    team_id: &str,
+    team: &TeamId,
     from: i64,
     to: i64,
     per_day: bool,
     now: i64,
 ) -> Result<UsageOut> {
-    let line_items = line_items(conn, team_id, from, to, now, prices).await?;
+    let line_items = line_items(conn, team, from, to, now, prices).await?;
     let days = if per_day {
         let mut days = Vec::new();
         let mut day = from;
         while day < to {
             let end = (day + 86_400_000).min(to);
-            let items = crate::billing::line_items(conn, team_id, day, end, now, prices).await?;
+            let items = crate::billing::line_items(conn, team, day, end, now, prices).await?;
             days.push(DayUsage { date: rfc3339(day)[..10].to_owned(), total: total(&items), line_items: items });
             day = end;
         }
@@ -276,9 +279,9 @@ pub async fn compute_with(
     } else {
         None
     };
-    let count = people::count_members(conn, team_id).await?;
+    let count = people::count_members(&mut conn.team(team)).await?;
     Ok(UsageOut {
-        team_id: team_id.to_owned(),
+        team_id: team.to_string(),
         from: rfc3339(from),
         to: rfc3339(to),
         currency: "USD",
@@ -357,7 +360,7 @@ pub async fn every_team_usage(
     teams.reverse();
     let mut out = Vec::with_capacity(teams.len());
     for team in teams {
-        let usage = compute_with(prices, conn, &team.id, from, to, false, now).await?;
+        let usage = compute_with(prices, conn, &TeamId::stored(team.id.clone()), from, to, false, now).await?;
         out.push(TeamUsage { team_name: team.name, usage });
     }
     Ok(out)

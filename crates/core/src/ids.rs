@@ -33,6 +33,12 @@ macro_rules! prefixed_id {
                 Some(Self(format!("{}{}", $prefix, u)))
             }
 
+            /// An id read back from the store, which holds only ids made by `new`.
+            pub fn stored(s: String) -> Self {
+                debug_assert!(s.starts_with($prefix), "stored {} id {s}", $prefix);
+                Self(s)
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -14,6 +14,7 @@ use crate::crypto::{random_token, token_hash};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryGroupId, KeyId, MailboxId};
 use crate::limits::{LimitName, limit_for};
+use crate::store::TeamScope;
 use crate::store::keys::{self as q, KeyRow};
 use crate::store::{audit, mailboxes, now_ms, providers};
 use crate::validate;
@@ -128,7 +129,8 @@ pub async fn create(core: &Core, caller: &Principal, new: NewKey) -> Result<With
             Some(t)
         }
     };
-    let team_id = caller.team_id.as_str();
+    let team = &caller.team_id;
+    let team_id = team.as_str();
     let mut tx = core.store.begin().await?;
     core.store.lock_team(&mut tx, team_id).await?;
     let (delivery_group_id, mailbox_id) = match new.kind {
@@ -149,7 +151,7 @@ pub async fn create(core: &Core, caller: &Principal, new: NewKey) -> Result<With
                 .ok_or_else(|| Error::invalid("delivery_group_id", "Sending keys need a delivery_group_id"))?;
             let id = DeliveryGroupId::parse(raw)
                 .ok_or_else(|| Error::invalid("delivery_group_id", "No such delivery group"))?;
-            providers::get_group(&mut tx, team_id, id.as_str())
+            providers::get_group(&mut tx.team(team), id.as_str())
                 .await?
                 .ok_or_else(|| Error::invalid("delivery_group_id", "No such delivery group"))?;
             (Some(id.into_string()), None)
@@ -163,14 +165,14 @@ pub async fn create(core: &Core, caller: &Principal, new: NewKey) -> Result<With
                 .as_deref()
                 .ok_or_else(|| Error::invalid("mailbox_id", "Mailbox keys need a mailbox_id"))?;
             let id = MailboxId::parse(raw).ok_or_else(|| Error::invalid("mailbox_id", "No such mailbox"))?;
-            mailboxes::get(&mut tx, team_id, id.as_str())
+            mailboxes::get(&mut tx.team(team), id.as_str())
                 .await?
                 .ok_or_else(|| Error::invalid("mailbox_id", "No such mailbox"))?;
             (None, Some(id.into_string()))
         }
     };
-    let limit = limit_for(&mut tx, &core.settings.limits, team_id, LimitName::ActiveKeys).await?;
-    if q::count_active(&mut tx, team_id, now).await? >= limit {
+    let limit = limit_for(&mut tx, &core.settings.limits, team, LimitName::ActiveKeys).await?;
+    if q::count_active(&mut tx.team(team), now).await? >= limit {
         return Err(Error::limit_exceeded(format!(
             "This team has {limit} active keys, its limit; revoke one or request an increase"
         )));
@@ -195,8 +197,7 @@ pub async fn create(core: &Core, caller: &Principal, new: NewKey) -> Result<With
     };
     q::insert(&mut tx, &row, &token_hash(&secret)).await?;
     audit::record(
-        &mut tx,
-        team_id,
+        &mut tx.team(team),
         &caller.actor(),
         "key.created",
         ("key", &row.id),
@@ -212,10 +213,11 @@ pub async fn rotate(core: &Core, caller: &Principal, id: &KeyId, grace_seconds: 
     if !(0..=86_400).contains(&grace_seconds) {
         return Err(Error::invalid("grace_seconds", "grace_seconds must be from 0 to 86400"));
     }
-    let team_id = caller.team_id.as_str();
+    let team = &caller.team_id;
+    let team_id = team.as_str();
     let now = now_ms();
     let mut tx = core.store.begin().await?;
-    let row = q::get(&mut tx, team_id, id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
+    let row = q::get(&mut tx.team(team), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
     // A new secret hands over the key's powers: only to someone who could have made it.
     may_manage(caller, stored_kind(&row)?, parse_permissions(&row.permissions), "rotate")?;
     if !row.is_active(now) {
@@ -223,17 +225,17 @@ pub async fn rotate(core: &Core, caller: &Principal, id: &KeyId, grace_seconds: 
     }
     let secret = random_token(stored_kind(&row)?.token_prefix());
     let (prefix, last4) = secret_parts(&secret);
-    q::rotate(&mut tx, team_id, id.as_str(), &token_hash(&secret), &prefix, &last4, now + grace_seconds * 1000).await?;
+    q::rotate(&mut tx.team(team), id.as_str(), &token_hash(&secret), &prefix, &last4, now + grace_seconds * 1000)
+        .await?;
     audit::record(
-        &mut tx,
-        team_id,
+        &mut tx.team(team),
         &caller.actor(),
         "key.rotated",
         ("key", id.as_str()),
         serde_json::json!({"grace_seconds": grace_seconds}),
     )
     .await?;
-    let row = q::get(&mut tx, team_id, id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
+    let row = q::get(&mut tx.team(team), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
     core.commit(tx, team_id).await?;
     core.auth.invalidate();
     Ok(WithSecret { key: row, secret })
@@ -241,16 +243,17 @@ pub async fn rotate(core: &Core, caller: &Principal, id: &KeyId, grace_seconds: 
 
 /// Revokes a key at once; revoking a revoked key changes nothing.
 pub async fn revoke(core: &Core, caller: &Principal, id: &KeyId) -> Result<KeyRow> {
-    let team_id = caller.team_id.as_str();
+    let team = &caller.team_id;
+    let team_id = team.as_str();
     let mut tx = core.store.begin().await?;
-    let row = q::get(&mut tx, team_id, id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
+    let row = q::get(&mut tx.team(team), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
     may_manage(caller, stored_kind(&row)?, parse_permissions(&row.permissions), "revoke")?;
     if row.revoked_at.is_none() {
-        q::revoke(&mut tx, team_id, id.as_str(), now_ms()).await?;
-        audit::record(&mut tx, team_id, &caller.actor(), "key.revoked", ("key", id.as_str()), serde_json::json!({}))
+        q::revoke(&mut tx.team(team), id.as_str(), now_ms()).await?;
+        audit::record(&mut tx.team(team), &caller.actor(), "key.revoked", ("key", id.as_str()), serde_json::json!({}))
             .await?;
     }
-    let row = q::get(&mut tx, team_id, id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
+    let row = q::get(&mut tx.team(team), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
     core.commit(tx, team_id).await?;
     core.auth.invalidate();
     Ok(row)
@@ -260,14 +263,14 @@ pub async fn revoke(core: &Core, caller: &Principal, id: &KeyId) -> Result<KeyRo
 pub async fn get(core: &Core, caller: &Principal, id: &KeyId) -> Result<KeyRow> {
     caller.require(Perm::KeysRead)?;
     let mut conn = core.store.pool().acquire().await?;
-    q::get(&mut conn, caller.team_id.as_str(), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))
+    q::get(&mut conn.team(&caller.team_id), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))
 }
 
 /// A page of the team's keys, newest first, before the `before` id.
 pub async fn list(core: &Core, caller: &Principal, before: Option<&str>, limit: i64) -> Result<Vec<KeyRow>> {
     caller.require(Perm::KeysRead)?;
     let mut conn = core.store.pool().acquire().await?;
-    Ok(q::list(&mut conn, caller.team_id.as_str(), before, limit).await?)
+    Ok(q::list(&mut conn.team(&caller.team_id), before, limit).await?)
 }
 
 #[cfg(test)]
@@ -278,7 +281,7 @@ mod tests {
 
     fn person(role: Role) -> Principal {
         Principal {
-            team_id: "team_x".into(),
+            team_id: crate::ids::TeamId::new(),
             credential: Credential::User { user_id: "usr_x".into(), role, session_id: "ses_x".into() },
             perms: role.permissions(),
             scope: Scope::Team,
@@ -290,7 +293,7 @@ mod tests {
 
     fn infra_key(granted: &[Perm]) -> Principal {
         Principal {
-            team_id: "team_x".into(),
+            team_id: crate::ids::TeamId::new(),
             credential: Credential::Key { key_id: "key_x".into(), kind: KeyKind::Infrastructure },
             perms: KeyKind::Infrastructure.effective(PermSet::of(granted)),
             scope: Scope::Team,

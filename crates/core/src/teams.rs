@@ -2,7 +2,9 @@
 
 use crate::auth::perms::Role;
 use crate::error::{Error, Result};
+use crate::ids::TeamId;
 use crate::store::Store;
+use crate::store::TeamScope;
 use crate::store::audit::{self, Actor};
 use crate::store::people::{self, TeamRow, UserRow};
 
@@ -39,10 +41,11 @@ pub async fn create_with_owner(store: &Store, new: NewTeam<'_>) -> Result<(TeamR
         }
     };
     let team = people::insert_team(&mut tx, new.name).await?;
-    people::insert_membership(&mut tx, &team.id, &user.id, Role::Owner).await?;
+    people::insert_membership(&mut tx.team(&TeamId::stored(team.id.clone())), &user.id, Role::Owner).await?;
     let actor = new.actor.unwrap_or(Actor { kind: "user", id: user.id.clone(), ip: new.ip });
     let details = serde_json::json!({"name": new.name, "owner": user.id});
-    audit::record(&mut tx, &team.id, &actor, "team.created", ("team", &team.id), details).await?;
+    audit::record(&mut tx.team(&TeamId::stored(team.id.clone())), &actor, "team.created", ("team", &team.id), details)
+        .await?;
     if let Some((token_hash, ttl_ms)) = new.session {
         people::insert_session(&mut tx, &user.id, token_hash, ttl_ms).await?;
     }

@@ -2,6 +2,8 @@
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use sendmux_core::ids::TeamId;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
@@ -184,14 +186,13 @@ async fn accept_invitation(
         (None, Some(hash)) => people::insert_user(&mut tx, &invite.email, &hash).await?,
         (None, None) => return Err(ApiError::internal("invitation accepted without a password hash")),
     };
-    if people::member(&mut tx, &invite.team_id, &user.id).await?.is_some() {
+    if people::member(&mut tx.team(&TeamId::stored(invite.team_id.clone())), &user.id).await?.is_some() {
         return Err(ApiError::conflict("This account is already a member of the team"));
     }
-    people::insert_membership(&mut tx, &invite.team_id, &user.id, role).await?;
+    people::insert_membership(&mut tx.team(&TeamId::stored(invite.team_id.clone())), &user.id, role).await?;
     let actor = Actor { kind: "user", id: user.id.clone(), ip: Some(peer.ip().to_string()) };
     audit::record(
-        &mut tx,
-        &invite.team_id,
+        &mut tx.team(&TeamId::stored(invite.team_id.clone())),
         &actor,
         "member.joined",
         ("user", &user.id),

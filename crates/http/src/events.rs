@@ -1,6 +1,7 @@
 //! The team's event log, newest first.
 
 use axum::extract::State;
+use sendmux_core::store::TeamScope;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -53,13 +54,13 @@ async fn list_events(
     let before = match page.before() {
         None => None,
         Some(id) => Some(
-            events::get(&mut conn, &p.team_id, id)
+            events::get(&mut conn.team(&p.team_id), id)
                 .await?
                 .ok_or_else(|| ApiError::bad_request("cursor is not a cursor of this list").with_param("cursor"))?
                 .seq,
         ),
     };
-    let rows = events::list(&mut conn, &p.team_id, q.kind.as_deref(), before, page.fetch()).await?;
+    let rows = events::list(&mut conn.team(&p.team_id), q.kind.as_deref(), before, page.fetch()).await?;
     Ok(axum::Json(page.finish(
         rows,
         |r| r.id.clone(),

@@ -122,7 +122,7 @@ async fn list_keys(
     p.require(Perm::KeysRead)?;
     let page = q.page(|c| KeyId::parse(c).is_some())?;
     let cache_key = format!("keys?{}&{}", page.limit, page.before().unwrap_or(""));
-    super::cached_json(&state, &p.team_id, cache_key, || async {
+    super::cached_json(&state, p.team_id.as_str(), cache_key, || async {
         let rows = keys::list(&state, &p, page.before(), page.fetch()).await?;
         Ok(page.finish(rows, |r| r.id.clone(), |r| KeyOut::from_row(r, None)))
     })

@@ -2,6 +2,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sendmux_core::ids::TeamId;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -35,16 +37,16 @@ pub struct LimitOut {
     pub increase_requestable: bool,
 }
 
-async fn used(state: &AppState, conn: &mut Conn, team_id: &str, name: LimitName) -> ApiResult<i64> {
+async fn used(state: &AppState, conn: &mut Conn, team: &TeamId, name: LimitName) -> ApiResult<i64> {
     let now = now_ms();
     Ok(match name {
-        LimitName::ActiveKeys => keys::count_active(conn, team_id, now).await?,
-        LimitName::Mailboxes => mailboxes::count(conn, team_id).await?,
-        LimitName::Providers => providers::count(conn, team_id).await?,
-        LimitName::Webhooks => sendmux_core::store::webhooks::count(conn, team_id).await?,
+        LimitName::ActiveKeys => keys::count_active(&mut conn.team(team), now).await?,
+        LimitName::Mailboxes => mailboxes::count(&mut conn.team(team)).await?,
+        LimitName::Providers => providers::count(&mut conn.team(team)).await?,
+        LimitName::Webhooks => sendmux_core::store::webhooks::count(&mut conn.team(team)).await?,
         LimitName::SendingRatePerMinute => {
             let mut max = 0;
-            for key in keys::active_sending_key_ids(conn, team_id, now).await? {
+            for key in keys::active_sending_key_ids(&mut conn.team(team), now).await? {
                 max = max.max(state.limiter.used(conn, &key, now).await?);
             }
             max
@@ -52,9 +54,9 @@ async fn used(state: &AppState, conn: &mut Conn, team_id: &str, name: LimitName)
     })
 }
 
-async fn limit_out(state: &AppState, conn: &mut Conn, team_id: &str, name: LimitName) -> ApiResult<LimitOut> {
-    let limit = limit_for(conn, &state.settings.limits, team_id, name).await?;
-    let used = used(state, conn, team_id, name).await?;
+async fn limit_out(state: &AppState, conn: &mut Conn, team: &TeamId, name: LimitName) -> ApiResult<LimitOut> {
+    let limit = limit_for(conn, &state.settings.limits, team, name).await?;
+    let used = used(state, conn, team, name).await?;
     let percent = ((used as f64) * 1000.0 / (limit as f64)).round() / 10.0;
     Ok(LimitOut { name: name.as_str(), limit, used, percent, increase_requestable: increase_requestable(used, limit) })
 }
@@ -123,7 +125,7 @@ async fn request_increase(
     let name = LimitName::parse(&name).ok_or_else(|| ApiError::not_found("limit"))?;
     let reason = validate::name("reason", &input.reason, 1000)?;
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
     let current = limit_out(&state, &mut tx, &p.team_id, name).await?;
     if input.requested <= current.limit || input.requested > 1_000_000_000 {
         return Err(ApiError::invalid(
@@ -138,23 +140,28 @@ async fn request_increase(
             current.percent
         )));
     }
-    let pending = q::list_requests(&mut tx, Some(&p.team_id), Some("pending"), None, 100).await?;
+    let pending = q::list_requests(&mut tx, Some(p.team_id.as_str()), Some("pending"), None, 100).await?;
     if pending.iter().any(|r| r.limit_name == name.as_str()) {
         return Err(ApiError::conflict("A request for this limit is already pending"));
     }
-    let row =
-        q::insert_request(&mut tx, &p.team_id, name.as_str(), current.limit, input.requested, &reason, &p.actor().id)
-            .await?;
+    let row = q::insert_request(
+        &mut tx.team(&p.team_id),
+        name.as_str(),
+        current.limit,
+        input.requested,
+        &reason,
+        &p.actor().id,
+    )
+    .await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "limit.increase_requested",
         ("increase_request", &row.id),
         serde_json::json!({"limit": name.as_str(), "requested": input.requested}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::CREATED, axum::Json(row.into())))
 }
 
@@ -168,6 +175,6 @@ async fn list_increase_requests(
     p.require(Perm::LimitsRead)?;
     let page = q.page(|c| IncreaseRequestId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list_requests(&mut conn, Some(&p.team_id), None, page.before(), page.fetch()).await?;
+    let rows = q::list_requests(&mut conn, Some(p.team_id.as_str()), None, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), IncreaseOut::from)))
 }

@@ -2,6 +2,7 @@
 //! attempt (`kind=delivery`).
 
 use axum::extract::State;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -128,12 +129,12 @@ async fn list_logs(
     match q.kind.as_deref() {
         None | Some("audit") => {
             let page = params.page(|c| AuditId::parse(c).is_some())?;
-            let rows = audit::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+            let rows = audit::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
             Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| LogOut::Audit(r.into()))))
         }
         Some("delivery") => {
             let page = params.page(|c| AttemptId::parse(c).is_some())?;
-            let rows = outbound::list_attempts(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+            let rows = outbound::list_attempts(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
             Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| LogOut::Delivery(r.into()))))
         }
         Some(_) => Err(ApiError::bad_request("kind must be audit or delivery").with_param("kind")),

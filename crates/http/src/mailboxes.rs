@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -134,7 +135,7 @@ async fn create_mailbox(
     let now = now_ms();
     let mut row = MailboxRow {
         id: MailboxId::new().into_string(),
-        team_id: p.team_id.clone(),
+        team_id: p.team_id.clone().into_string(),
         address,
         name: optional_name(input.name.as_deref())?,
         spam_threshold: DEFAULT_SPAM_THRESHOLD,
@@ -145,9 +146,9 @@ async fn create_mailbox(
     };
     apply_settings(&mut row, &input.settings.unwrap_or_default(), "settings.")?;
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
     let limit = limit_for(&mut tx, &state.settings.limits, &p.team_id, LimitName::Mailboxes).await?;
-    if q::count(&mut tx, &p.team_id).await? >= limit {
+    if q::count(&mut tx.team(&p.team_id)).await? >= limit {
         return Err(ApiError::limit_exceeded(format!("This team has {limit} mailboxes, its limit")));
     }
     q::insert(&mut tx, &row).await.map_err(|e| match ApiError::from(e) {
@@ -157,15 +158,14 @@ async fn create_mailbox(
         e => e,
     })?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "mailbox.created",
         ("mailbox", &row.id),
         json!({"address": row.address}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::CREATED, axum::Json(row.into())))
 }
 
@@ -178,7 +178,7 @@ async fn list_mailboxes(
     p.require(Perm::MailboxesRead)?;
     let page = q.page(|c| MailboxId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+    let rows = q::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), MailboxOut::from)))
 }
 
@@ -191,7 +191,7 @@ async fn get_mailbox(
     p.require(Perm::MailboxesRead)?;
     let id = path_id(&id, MailboxId::parse, "mailbox")?;
     let mut conn = state.store.pool().acquire().await?;
-    let row = q::get(&mut conn, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
+    let row = q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
     Ok(axum::Json(row.into()))
 }
 
@@ -204,7 +204,7 @@ async fn patch(
     prefix: &str,
 ) -> ApiResult<MailboxRow> {
     let mut tx = state.store.begin().await?;
-    let mut row = q::get(&mut tx, &p.team_id, id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
+    let mut row = q::get(&mut tx.team(&p.team_id), id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
     if let Some(name) = name {
         row.name = name;
     }
@@ -214,8 +214,8 @@ async fn patch(
     row.updated_at = now_ms();
     q::update(&mut tx, &row).await?;
     let details = json!({"spam_threshold": row.spam_threshold, "retention_days": row.retention_days, "accept_spam": row.accept_spam != 0});
-    audit::record(&mut tx, &p.team_id, &p.actor(), "mailbox.updated", ("mailbox", &row.id), details).await?;
-    state.commit(tx, &p.team_id).await?;
+    audit::record(&mut tx.team(&p.team_id), &p.actor(), "mailbox.updated", ("mailbox", &row.id), details).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(row)
 }
 
@@ -253,18 +253,17 @@ async fn delete_mailbox(
     p.require(Perm::MailboxesManage)?;
     let id = path_id(&id, MailboxId::parse, "mailbox")?;
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
-    q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
-    if keys::count_active_scoped_to(&mut tx, &p.team_id, id.as_str(), now_ms()).await? > 0 {
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
+    q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
+    if keys::count_active_scoped_to(&mut tx.team(&p.team_id), id.as_str(), now_ms()).await? > 0 {
         return Err(ApiError::conflict("Active mailbox keys are scoped to this mailbox; revoke them first"));
     }
     // Its messages go with it (ON DELETE CASCADE); their bytes leave the team's storage.
-    let messages = sendmux_core::store::inbound::of_mailbox(&mut tx, &p.team_id, id.as_str()).await?;
+    let messages = sendmux_core::store::inbound::of_mailbox(&mut tx.team(&p.team_id), id.as_str()).await?;
     let now = now_ms();
     for m in &messages {
         sendmux_core::store::usage::storage_change(
-            &mut tx,
-            &p.team_id,
+            &mut tx.team(&p.team_id),
             Some(id.as_str()),
             Some(&m.id),
             -m.size_bytes,
@@ -272,11 +271,11 @@ async fn delete_mailbox(
         )
         .await?;
     }
-    q::delete(&mut tx, &p.team_id, id.as_str()).await?;
-    audit::record(&mut tx, &p.team_id, &p.actor(), "mailbox.deleted", ("mailbox", id.as_str()), json!({})).await?;
+    q::delete(&mut tx.team(&p.team_id), id.as_str()).await?;
+    audit::record(&mut tx.team(&p.team_id), &p.actor(), "mailbox.deleted", ("mailbox", id.as_str()), json!({})).await?;
     let bodies: Vec<String> = messages.iter().map(|m| m.blob_key.clone()).collect();
     sendmux_core::store::erasures::queue(&mut tx, &bodies, now).await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     sendmux_core::jobs::erase_bodies(&state, &bodies).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -292,9 +291,9 @@ fn own_scope(p: &Principal) -> ApiResult<&str> {
 async fn own_mailbox(State(state): State<AppState>, Caller(p): Caller) -> ApiResult<axum::response::Response> {
     p.require(Perm::MailboxRead)?;
     let id = own_scope(&p)?;
-    super::cached_json(&state, &p.team_id, format!("mailbox:{id}"), || async {
+    super::cached_json(&state, p.team_id.as_str(), format!("mailbox:{id}"), || async {
         let mut conn = state.store.pool().acquire().await?;
-        let row = q::get(&mut conn, &p.team_id, id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
+        let row = q::get(&mut conn.team(&p.team_id), id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
         Ok(MailboxOut::from(row))
     })
     .await

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sendmux_core::store::TeamScope;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
@@ -50,14 +51,14 @@ async fn mailbox(state: &AppState, p: &Principal, id: Option<&str>) -> ApiResult
         }
     };
     let mut conn = state.store.pool().acquire().await?;
-    mailboxes::get(&mut conn, &p.team_id, &id).await?.ok_or_else(|| ApiError::not_found("mailbox"))
+    mailboxes::get(&mut conn.team(&p.team_id), &id).await?.ok_or_else(|| ApiError::not_found("mailbox"))
 }
 
 async fn message(state: &AppState, p: &Principal, mailbox_id: Option<&str>, id: &str) -> ApiResult<MessageRow> {
     let mbx = mailbox(state, p, mailbox_id).await?;
     let id = path_id(id, MessageId::parse, "message")?;
     let mut conn = state.store.pool().acquire().await?;
-    q::get(&mut conn, &p.team_id, &mbx.id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("message"))
+    q::get(&mut conn.team(&p.team_id), &mbx.id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("message"))
 }
 
 async fn body_of(state: &AppState, m: &MessageRow) -> ApiResult<Vec<u8>> {
@@ -127,7 +128,7 @@ async fn list_in(
     let page = ListParams { limit: params.limit, cursor: params.cursor }.page(|c| MessageId::parse(c).is_some())?;
     let mbx = mailbox(state, p, mailbox_id).await?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn, &p.team_id, &mbx.id, spam, page.before(), page.fetch()).await?;
+    let rows = q::list(&mut conn.team(&p.team_id), &mbx.id, spam, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| summary_json(&r))))
 }
 

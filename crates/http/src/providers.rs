@@ -3,6 +3,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sendmux_core::ids::TeamId;
+use sendmux_core::store::TeamScope;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -220,7 +222,7 @@ async fn create_provider(
     let now = now_ms();
     let row = ProviderRow {
         id: ProviderId::new().into_string(),
-        team_id: p.team_id.clone(),
+        team_id: p.team_id.clone().into_string(),
         name,
         kind: serde_json::to_value(input.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
         config: public.to_string(),
@@ -229,22 +231,21 @@ async fn create_provider(
         updated_at: now,
     };
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
     let limit = limit_for(&mut tx, &state.settings.limits, &p.team_id, LimitName::Providers).await?;
-    if q::count(&mut tx, &p.team_id).await? >= limit {
+    if q::count(&mut tx.team(&p.team_id)).await? >= limit {
         return Err(ApiError::limit_exceeded(format!("This team has {limit} providers, its limit")));
     }
     q::insert(&mut tx, &row).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "provider.created",
         ("provider", &row.id),
         json!({"type": row.kind, "name": row.name}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::CREATED, axum::Json(provider_out(&state, row)?)))
 }
 
@@ -258,7 +259,7 @@ async fn list_providers(
     p.require(Perm::ProvidersRead)?;
     let page = q.page(|c| ProviderId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+    let rows = q::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
     let (rows, next) = sendmux_core::store::page(rows, page.limit as usize, |r| r.id.clone());
     let data = rows.into_iter().map(|r| provider_out(&state, r)).collect::<ApiResult<Vec<_>>>()?;
     Ok(axum::Json(List { data, next_cursor: next }))
@@ -273,7 +274,7 @@ async fn get_provider(
     p.require(Perm::ProvidersRead)?;
     let id = path_id(&id, ProviderId::parse, "provider")?;
     let mut conn = state.store.pool().acquire().await?;
-    let row = q::get(&mut conn, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
+    let row = q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
     Ok(axum::Json(provider_out(&state, row)?))
 }
 
@@ -287,7 +288,8 @@ async fn update_provider(
 ) -> ApiResult<axum::Json<ProviderOut>> {
     let id = path_id(&id, ProviderId::parse, "provider")?;
     let mut tx = state.store.begin().await?;
-    let mut row = q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
+    let mut row =
+        q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
     if let Some(name) = &input.name {
         row.name = validate::name("name", name, 100)?;
     }
@@ -313,15 +315,14 @@ async fn update_provider(
     row.updated_at = now_ms();
     q::update(&mut tx, &row).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "provider.updated",
         ("provider", &row.id),
         json!({"name": row.name}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(axum::Json(provider_out(&state, row)?))
 }
 
@@ -335,17 +336,18 @@ async fn delete_provider(
     p.require(Perm::ProvidersManage)?;
     let id = path_id(&id, ProviderId::parse, "provider")?;
     let mut tx = state.store.begin().await?;
-    q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
-    let groups = q::groups_using(&mut tx, &p.team_id, id.as_str()).await?;
+    q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
+    let groups = q::groups_using(&mut tx.team(&p.team_id), id.as_str()).await?;
     if !groups.is_empty() {
         return Err(ApiError::conflict(format!(
             "Delivery groups still route through this provider: {}",
             groups.join(", ")
         )));
     }
-    q::delete(&mut tx, &p.team_id, id.as_str()).await?;
-    audit::record(&mut tx, &p.team_id, &p.actor(), "provider.deleted", ("provider", id.as_str()), json!({})).await?;
-    state.commit(tx, &p.team_id).await?;
+    q::delete(&mut tx.team(&p.team_id), id.as_str()).await?;
+    audit::record(&mut tx.team(&p.team_id), &p.actor(), "provider.deleted", ("provider", id.as_str()), json!({}))
+        .await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -416,7 +418,7 @@ fn group_out(row: GroupRow, members: &[MemberRow]) -> GroupOut {
 async fn check_members(
     state: &AppState,
     tx: &mut sendmux_core::store::Tx,
-    team_id: &str,
+    team: &TeamId,
     group_id: &str,
     members: &[GroupMember],
 ) -> ApiResult<Vec<MemberRow>> {
@@ -436,7 +438,7 @@ async fn check_members(
         } else {
             let id = ProviderId::parse(&m.provider_id)
                 .ok_or_else(|| ApiError::invalid(format!("members[{i}].provider_id"), "No such provider"))?;
-            q::get(tx, team_id, id.as_str())
+            q::get(&mut tx.team(team), id.as_str())
                 .await?
                 .ok_or_else(|| ApiError::invalid(format!("members[{i}].provider_id"), "No such provider"))?;
             Some(id.into_string())
@@ -478,7 +480,7 @@ async fn create_group(
     let now = now_ms();
     let row = GroupRow {
         id: DeliveryGroupId::new().into_string(),
-        team_id: p.team_id.clone(),
+        team_id: p.team_id.clone().into_string(),
         name,
         strategy: strategy_str(input.strategy).to_owned(),
         created_at: now,
@@ -488,15 +490,14 @@ async fn create_group(
     let members = check_members(&state, &mut tx, &p.team_id, &row.id, &input.members).await?;
     q::insert_group(&mut tx, &row, &members).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "delivery_group.created",
         ("delivery_group", &row.id),
         json!({"name": row.name}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::CREATED, axum::Json(group_out(row, &members))))
 }
 
@@ -509,10 +510,10 @@ async fn list_groups(
     p.require(Perm::ProvidersRead)?;
     let page = q.page(|c| DeliveryGroupId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list_groups(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+    let rows = q::list_groups(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
     let (rows, next) = sendmux_core::store::page(rows, page.limit as usize, |r| r.id.clone());
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let members = q::members_of(&mut conn, &p.team_id, &ids).await?;
+    let members = q::members_of(&mut conn.team(&p.team_id), &ids).await?;
     Ok(axum::Json(List { data: rows.into_iter().map(|r| group_out(r, &members)).collect(), next_cursor: next }))
 }
 
@@ -525,9 +526,10 @@ async fn get_group(
     p.require(Perm::ProvidersRead)?;
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
     let mut conn = state.store.pool().acquire().await?;
-    let row =
-        q::get_group(&mut conn, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
-    let members = q::members_of(&mut conn, &p.team_id, std::slice::from_ref(&row.id)).await?;
+    let row = q::get_group(&mut conn.team(&p.team_id), id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery group"))?;
+    let members = q::members_of(&mut conn.team(&p.team_id), std::slice::from_ref(&row.id)).await?;
     Ok(axum::Json(group_out(row, &members)))
 }
 
@@ -540,8 +542,9 @@ async fn update_group(
 ) -> ApiResult<axum::Json<GroupOut>> {
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
     let mut tx = state.store.begin().await?;
-    let mut row =
-        q::get_group(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
+    let mut row = q::get_group(&mut tx.team(&p.team_id), id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery group"))?;
     if let Some(name) = &input.name {
         row.name = validate::name("name", name, 100)?;
     }
@@ -554,18 +557,18 @@ async fn update_group(
     };
     q::update_group(&mut tx, &row, members.as_deref()).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "delivery_group.updated",
         ("delivery_group", &row.id),
         json!({"name": row.name}),
     )
     .await?;
-    let row =
-        q::get_group(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
-    let members = q::members_of(&mut tx, &p.team_id, std::slice::from_ref(&row.id)).await?;
-    state.commit(tx, &p.team_id).await?;
+    let row = q::get_group(&mut tx.team(&p.team_id), id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery group"))?;
+    let members = q::members_of(&mut tx.team(&p.team_id), std::slice::from_ref(&row.id)).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(axum::Json(group_out(row, &members)))
 }
 
@@ -579,22 +582,21 @@ async fn delete_group(
     p.require(Perm::ProvidersManage)?;
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
-    q::get_group(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
-    if keys::count_active_scoped_to(&mut tx, &p.team_id, id.as_str(), now_ms()).await? > 0 {
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
+    q::get_group(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
+    if keys::count_active_scoped_to(&mut tx.team(&p.team_id), id.as_str(), now_ms()).await? > 0 {
         return Err(ApiError::conflict("Active sending keys are scoped to this delivery group; revoke them first"));
     }
-    q::delete_group(&mut tx, &p.team_id, id.as_str()).await?;
+    q::delete_group(&mut tx.team(&p.team_id), id.as_str()).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "delivery_group.deleted",
         ("delivery_group", id.as_str()),
         json!({}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -621,7 +623,7 @@ async fn test_provider(
     let id = path_id(&id, ProviderId::parse, "provider")?;
     let row = {
         let mut conn = state.store.pool().acquire().await?;
-        q::get(&mut conn, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?
+        q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?
     };
     let resolved = sendmux_core::outbound::providers::from_row(&state.secrets, &row).map_err(ApiError::internal)?;
     let (result, notification_url) = match &resolved.target {

@@ -7,6 +7,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use sendmux_core::ids::TeamId;
+use sendmux_core::store::TeamScope;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -149,7 +151,13 @@ impl Reader {
     /// Reads the log after the cursor into `pending`; true when a full page came back.
     async fn fill(&mut self) -> Result<bool, sqlx::Error> {
         let mut conn = self.state.store.pool().acquire().await?;
-        let rows = events::after(&mut conn, &self.team_id, Some(&self.mailbox_id), self.cursor, PAGE).await?;
+        let rows = events::after(
+            &mut conn.team(&TeamId::stored(self.team_id.clone())),
+            Some(&self.mailbox_id),
+            self.cursor,
+            PAGE,
+        )
+        .await?;
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.seq;
@@ -228,12 +236,12 @@ async fn mailbox_events(
     }
     let slot = Slot { state: state.clone(), key };
     // Subscribe before choosing the start, so no wake-up falls between the two.
-    let wake = state.bus.subscribe(&p.team_id);
+    let wake = state.bus.subscribe(p.team_id.as_str());
     let cursor = {
         let mut conn = state.store.pool().acquire().await?;
         match &controls.last_event_id {
-            None => events::head(&mut conn, &p.team_id).await?,
-            Some(id) => events::resume_position(&mut conn, &p.team_id, id)
+            None => events::head(&mut conn.team(&p.team_id)).await?,
+            Some(id) => events::resume_position(&mut conn.team(&p.team_id), id)
                 .await?
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID names no event").with_param("Last-Event-ID"))?,
         }
@@ -241,7 +249,7 @@ async fn mailbox_events(
     let now = Instant::now();
     let reader = Reader {
         state: state.clone(),
-        team_id: p.team_id.clone(),
+        team_id: p.team_id.clone().into_string(),
         mailbox_id,
         types: controls.types,
         cursor,

@@ -4,6 +4,8 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sendmux_core::ids::TeamId;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -83,7 +85,7 @@ async fn list_suppressions(
         return Err(ApiError::bad_request("cursor is not one this API gave out").with_param("cursor"));
     }
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list_suppressions(&mut conn, &p.team_id, q.cursor.as_deref(), limit + 1).await?;
+    let rows = q::list_suppressions(&mut conn.team(&p.team_id), q.cursor.as_deref(), limit + 1).await?;
     let (rows, next) = sendmux_core::store::page(rows, limit as usize, |r| r.address.clone());
     Ok(axum::Json(List { data: rows.into_iter().map(Into::into).collect(), next_cursor: next }))
 }
@@ -97,12 +99,11 @@ async fn delete_suppression(
     Path(address): Path<String>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.store.begin().await?;
-    if !q::delete_suppression(&mut tx, &p.team_id, address.trim()).await? {
+    if !q::delete_suppression(&mut tx.team(&p.team_id), address.trim()).await? {
         return Err(ApiError::not_found("suppressed address"));
     }
     sendmux_core::store::audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "suppression.deleted",
         ("suppression", &address.to_ascii_lowercase()),
@@ -181,7 +182,9 @@ async fn ses_notification(
     let now = now_ms();
     let mut tx = state.store.begin().await?;
     let message = match &provider_team {
-        Some(team) if !ses_id.is_empty() => q::by_provider_message_id(&mut tx, team, ses_id).await?,
+        Some(team) if !ses_id.is_empty() => {
+            q::by_provider_message_id(&mut tx.team(&TeamId::stored(team.to_string())), ses_id).await?
+        }
         None if !ses_id.is_empty() => q::managed_by_provider_message_id(&mut tx, ses_id).await?,
         _ => None,
     };
@@ -193,10 +196,18 @@ async fn ses_notification(
         "Bounce" if note["bounce"]["bounceType"] == "Permanent" => {
             let addrs = addresses(&note["bounce"]["bouncedRecipients"], "emailAddress");
             for a in &addrs {
-                q::suppress(&mut tx, &team, a, "hard_bounce", mid.as_deref(), "SES permanent bounce", now).await?;
+                q::suppress(
+                    &mut tx.team(&TeamId::stored(team.clone())),
+                    a,
+                    "hard_bounce",
+                    mid.as_deref(),
+                    "SES permanent bounce",
+                    now,
+                )
+                .await?;
             }
             if let Some(m) = &message {
-                q::set_status(&mut tx, &team, &m.id, "bounced", now).await?;
+                q::set_status(&mut tx.team(&TeamId::stored(team.clone())), &m.id, "bounced", now).await?;
                 let subject = Subject {
                     delivery_group_id: Some(&m.delivery_group_id),
                     message_id: Some(&m.id),
@@ -216,14 +227,22 @@ async fn ses_notification(
         }
         "Complaint" => {
             for a in addresses(&note["complaint"]["complainedRecipients"], "emailAddress") {
-                q::suppress(&mut tx, &team, &a, "complaint", mid.as_deref(), "SES complaint", now).await?;
+                q::suppress(
+                    &mut tx.team(&TeamId::stored(team.clone())),
+                    &a,
+                    "complaint",
+                    mid.as_deref(),
+                    "SES complaint",
+                    now,
+                )
+                .await?;
             }
         }
         "Delivery" => {
             if let Some(m) = &message
                 && m.status == "sent"
             {
-                q::set_status(&mut tx, &team, &m.id, "delivered", now).await?;
+                q::set_status(&mut tx.team(&TeamId::stored(team.clone())), &m.id, "delivered", now).await?;
                 let subject = Subject {
                     delivery_group_id: Some(&m.delivery_group_id),
                     message_id: Some(&m.id),

@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -47,9 +48,9 @@ impl From<TeamRow> for TeamOut {
 /// The acting person's role as it is now, read after locking the team: a decision
 /// made on a role that changed since the request was authenticated cannot land.
 async fn role_now(state: &AppState, tx: &mut sendmux_core::store::Tx, p: &Principal) -> ApiResult<Role> {
-    state.store.lock_team(tx, &p.team_id).await?;
+    state.store.lock_team(tx, p.team_id.as_str()).await?;
     let user_id = p.user_id().ok_or_else(|| ApiError::forbidden("Only people manage the team"))?;
-    let member = people::member(tx, &p.team_id, user_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
+    let member = people::member(&mut tx.team(&p.team_id), user_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
     Role::parse(&member.role).ok_or_else(|| ApiError::internal("membership without a role"))
 }
 
@@ -58,7 +59,7 @@ async fn role_now(state: &AppState, tx: &mut sendmux_core::store::Tx, p: &Princi
 async fn get_team(State(state): State<AppState>, Caller(p): Caller) -> ApiResult<axum::Json<TeamOut>> {
     p.require(Perm::TeamRead)?;
     let mut conn = state.store.pool().acquire().await?;
-    let team = people::get_team(&mut conn, &p.team_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
+    let team = people::get_team(&mut conn.team(&p.team_id)).await?.ok_or_else(|| ApiError::not_found("team"))?;
     Ok(axum::Json(team.into()))
 }
 
@@ -78,19 +79,18 @@ async fn update_team(
     let mut tx = state.store.begin().await?;
     if let Some(name) = input.name {
         let name = validate::name("name", &name, 100)?;
-        people::rename_team(&mut tx, &p.team_id, &name).await?;
+        people::rename_team(&mut tx.team(&p.team_id), &name).await?;
         audit::record(
-            &mut tx,
-            &p.team_id,
+            &mut tx.team(&p.team_id),
             &p.actor(),
             "team.updated",
-            ("team", &p.team_id),
+            ("team", p.team_id.as_str()),
             serde_json::json!({"name": name}),
         )
         .await?;
     }
-    let team = people::get_team(&mut tx, &p.team_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
-    state.commit(tx, &p.team_id).await?;
+    let team = people::get_team(&mut tx.team(&p.team_id)).await?.ok_or_else(|| ApiError::not_found("team"))?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(axum::Json(team.into()))
 }
 
@@ -104,12 +104,12 @@ async fn delete_team(State(state): State<AppState>, Caller(p): Caller) -> ApiRes
     }
     // The rows go by cascade; the message bodies on disk after the commit, queued for
     // erasure in the same transaction so a crash cannot leave them behind.
-    if !people::delete_team(&mut tx, &p.team_id).await? {
+    if !people::delete_team(&mut tx.team(&p.team_id)).await? {
         return Err(ApiError::not_found("team"));
     }
-    let bodies = [sendmux_core::store::erasures::team_key(&p.team_id)];
+    let bodies = [sendmux_core::store::erasures::team_key(p.team_id.as_str())];
     sendmux_core::store::erasures::queue(&mut tx, &bodies, sendmux_core::store::now_ms()).await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     state.auth.invalidate();
     sendmux_core::jobs::erase_bodies(&state, &bodies).await;
     tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
@@ -136,25 +136,25 @@ async fn transfer(
         return Err(ApiError::invalid("user_id", "You already own this team"));
     }
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
-    people::member(&mut tx, &p.team_id, target.as_str())
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
+    people::member(&mut tx.team(&p.team_id), target.as_str())
         .await?
         .ok_or_else(|| ApiError::invalid("user_id", "No such member"))?;
-    if !people::transfer(&mut tx, &p.team_id, &me, target.as_str()).await? {
+    if !people::transfer(&mut tx.team(&p.team_id), &me, target.as_str()).await? {
         return Err(ApiError::forbidden("Only the owner can transfer the team"));
     }
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "team.transferred",
         ("user", target.as_str()),
         serde_json::json!({"previous_owner": me}),
     )
     .await?;
-    let member =
-        people::member(&mut tx, &p.team_id, target.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    state.commit(tx, &p.team_id).await?;
+    let member = people::member(&mut tx.team(&p.team_id), target.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("member"))?;
+    state.commit(tx, p.team_id.as_str()).await?;
     state.auth.invalidate();
     Ok(axum::Json(member.into()))
 }
@@ -183,7 +183,7 @@ async fn list_members(
     p.require(Perm::MembersRead)?;
     let page = q.page(|c| UserId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = people::list_members(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+    let rows = people::list_members(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.user_id.clone(), MemberOut::from)))
 }
 
@@ -211,23 +211,24 @@ async fn update_member(
     if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::MembersManage) {
         return Err(ApiError::forbidden("This credential lacks the `members.manage` permission"));
     }
-    let current =
-        people::member(&mut tx, &p.team_id, user_id.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    if current.role == "owner" || !people::set_role(&mut tx, &p.team_id, user_id.as_str(), input.role).await? {
+    let current = people::member(&mut tx.team(&p.team_id), user_id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("member"))?;
+    if current.role == "owner" || !people::set_role(&mut tx.team(&p.team_id), user_id.as_str(), input.role).await? {
         return Err(ApiError::forbidden("The owner's role changes only by transferring ownership"));
     }
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "member.updated",
         ("user", user_id.as_str()),
         serde_json::json!({"role": input.role, "previous_role": current.role}),
     )
     .await?;
-    let member =
-        people::member(&mut tx, &p.team_id, user_id.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    state.commit(tx, &p.team_id).await?;
+    let member = people::member(&mut tx.team(&p.team_id), user_id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("member"))?;
+    state.commit(tx, p.team_id.as_str()).await?;
     state.auth.invalidate();
     Ok(axum::Json(member.into()))
 }
@@ -248,21 +249,21 @@ async fn remove_member(
     if p.user_id() != Some(user_id.as_str()) && !acting.permissions().has(Perm::MembersManage) {
         return Err(ApiError::forbidden("This credential lacks the `members.manage` permission"));
     }
-    let current =
-        people::member(&mut tx, &p.team_id, user_id.as_str()).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    if current.role == "owner" || !people::remove_member(&mut tx, &p.team_id, user_id.as_str()).await? {
+    let current = people::member(&mut tx.team(&p.team_id), user_id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("member"))?;
+    if current.role == "owner" || !people::remove_member(&mut tx.team(&p.team_id), user_id.as_str()).await? {
         return Err(ApiError::conflict("The owner cannot be removed; transfer ownership first"));
     }
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "member.removed",
         ("user", user_id.as_str()),
         serde_json::json!({"role": current.role}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     state.auth.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -324,24 +325,29 @@ async fn invite(
     let token = random_token(INVITATION_PREFIX);
     let mut tx = state.store.begin().await?;
     if let Some(user) = people::user_by_email(&mut tx, &email).await?
-        && people::member(&mut tx, &p.team_id, &user.id).await?.is_some()
+        && people::member(&mut tx.team(&p.team_id), &user.id).await?.is_some()
     {
         return Err(ApiError::conflict("This person is already a member").with_param("email"));
     }
     let ttl = state.settings.invitation_ttl_hours * 3_600_000;
-    let row =
-        people::insert_invitation(&mut tx, &p.team_id, &email, input.role, &token_hash(&token), &p.actor().id, ttl)
-            .await?;
+    let row = people::insert_invitation(
+        &mut tx.team(&p.team_id),
+        &email,
+        input.role,
+        &token_hash(&token),
+        &p.actor().id,
+        ttl,
+    )
+    .await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "member.invited",
         ("invitation", &row.id),
         serde_json::json!({"email": email, "role": input.role}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::CREATED, axum::Json(InvitationOut::from_row(row, Some(token)))))
 }
 
@@ -355,7 +361,7 @@ async fn list_invitations(
     p.require(Perm::MembersRead)?;
     let page = q.page(|c| InvitationId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = people::list_invitations(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+    let rows = people::list_invitations(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| InvitationOut::from_row(r, None))))
 }
 
@@ -369,18 +375,17 @@ async fn revoke_invitation(
     p.require(Perm::MembersManage)?;
     let id = path_id(&id, InvitationId::parse, "invitation")?;
     let mut tx = state.store.begin().await?;
-    if !people::revoke_invitation(&mut tx, &p.team_id, id.as_str()).await? {
+    if !people::revoke_invitation(&mut tx.team(&p.team_id), id.as_str()).await? {
         return Err(ApiError::not_found("invitation"));
     }
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "invitation.revoked",
         ("invitation", id.as_str()),
         serde_json::json!({}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use sendmux_core::ids::TeamId;
+use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -137,7 +139,7 @@ fn check_types(types: &[String]) -> ApiResult<String> {
 
 async fn check_mailboxes(
     conn: &mut sendmux_core::store::Conn,
-    team_id: &str,
+    team: &TeamId,
     ids: Option<&[String]>,
 ) -> ApiResult<Option<String>> {
     let Some(ids) = ids.filter(|ids| !ids.is_empty()) else { return Ok(None) };
@@ -148,7 +150,7 @@ async fn check_mailboxes(
     for (i, raw) in ids.iter().enumerate() {
         let missing = || ApiError::invalid(format!("mailbox_ids[{i}]"), "No such mailbox");
         let id = MailboxId::parse(raw).ok_or_else(missing)?;
-        mailboxes::get(conn, team_id, id.as_str()).await?.ok_or_else(missing)?;
+        mailboxes::get(&mut conn.team(team), id.as_str()).await?.ok_or_else(missing)?;
         if !out.contains(&id.as_str().to_owned()) {
             out.push(id.into_string());
         }
@@ -174,17 +176,17 @@ async fn create_webhook(
     let secret = sendmux_core::webhooks::new_secret();
     let now = now_ms();
     let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, &p.team_id).await?;
+    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
     let mailbox_ids = check_mailboxes(&mut tx, &p.team_id, input.mailbox_ids.as_deref()).await?;
     let limit = limit_for(&mut tx, &state.settings.limits, &p.team_id, LimitName::Webhooks).await?;
-    if q::count(&mut tx, &p.team_id).await? >= limit {
+    if q::count(&mut tx.team(&p.team_id)).await? >= limit {
         return Err(ApiError::limit_exceeded(format!(
             "This team has {limit} webhooks, its limit; delete one or request an increase"
         )));
     }
     let row = WebhookRow {
         id: WebhookId::new().into_string(),
-        team_id: p.team_id.clone(),
+        team_id: p.team_id.clone().into_string(),
         url,
         description,
         event_types,
@@ -197,9 +199,15 @@ async fn create_webhook(
         updated_at: now,
     };
     q::insert(&mut tx, &row, &state.secrets.seal(secret.as_bytes())).await?;
-    audit::record(&mut tx, &p.team_id, &p.actor(), "webhook.created", ("webhook", &row.id), json!({"url": row.url}))
-        .await?;
-    state.commit(tx, &p.team_id).await?;
+    audit::record(
+        &mut tx.team(&p.team_id),
+        &p.actor(),
+        "webhook.created",
+        ("webhook", &row.id),
+        json!({"url": row.url}),
+    )
+    .await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::CREATED, axum::Json(WebhookOut::from_row(row, Some(secret)))))
 }
 
@@ -212,14 +220,14 @@ async fn list_webhooks(
     p.require(Perm::WebhooksRead)?;
     let page = q.page(|c| WebhookId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn, &p.team_id, page.before(), page.fetch()).await?;
+    let rows = q::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| WebhookOut::from_row(r, None))))
 }
 
 async fn find(state: &AppState, p: &Principal, id: &str) -> ApiResult<WebhookRow> {
     let id = path_id(id, WebhookId::parse, "webhook")?;
     let mut conn = state.store.pool().acquire().await?;
-    q::get(&mut conn, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))
+    q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookOut)))]
@@ -242,7 +250,7 @@ async fn update_webhook(
 ) -> ApiResult<axum::Json<WebhookOut>> {
     let id = path_id(&id, WebhookId::parse, "webhook")?;
     let mut tx = state.store.begin().await?;
-    let mut row = q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let mut row = q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     if let Some(url) = &input.url {
         row.url = check_url(url)?;
     }
@@ -265,15 +273,14 @@ async fn update_webhook(
     row.updated_at = now_ms();
     q::update(&mut tx, &row).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "webhook.updated",
         ("webhook", &row.id),
         json!({"url": row.url, "enabled": row.enabled != 0}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(axum::Json(WebhookOut::from_row(row, None)))
 }
 
@@ -286,11 +293,11 @@ async fn delete_webhook(
     p.require(Perm::WebhooksManage)?;
     let id = path_id(&id, WebhookId::parse, "webhook")?;
     let mut tx = state.store.begin().await?;
-    if !q::delete(&mut tx, &p.team_id, id.as_str()).await? {
+    if !q::delete(&mut tx.team(&p.team_id), id.as_str()).await? {
         return Err(ApiError::not_found("webhook"));
     }
-    audit::record(&mut tx, &p.team_id, &p.actor(), "webhook.deleted", ("webhook", id.as_str()), json!({})).await?;
-    state.commit(tx, &p.team_id).await?;
+    audit::record(&mut tx.team(&p.team_id), &p.actor(), "webhook.deleted", ("webhook", id.as_str()), json!({})).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,19 +323,18 @@ async fn rotate_secret(
     }
     let secret = sendmux_core::webhooks::new_secret();
     let mut tx = state.store.begin().await?;
-    let row = q::get(&mut tx, &p.team_id, id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let row = q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     q::expire_secrets(&mut tx, &row.id, now_ms() + grace * 1000).await?;
     q::add_secret(&mut tx, &row.id, &state.secrets.seal(secret.as_bytes())).await?;
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "webhook.secret_rotated",
         ("webhook", &row.id),
         json!({"grace_seconds": grace}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(axum::Json(WebhookOut::from_row(row, Some(secret))))
 }
 
@@ -404,8 +410,8 @@ async fn send_test(
     })
     .to_string();
     let mut tx = state.store.begin().await?;
-    let d = q::enqueue(&mut tx, &p.team_id, &webhook.id, &event_id, "webhook.test", &payload).await?;
-    state.commit(tx, &p.team_id).await?;
+    let d = q::enqueue(&mut tx.team(&p.team_id), &webhook.id, &event_id, "webhook.test", &payload).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     let mut conn = state.store.pool().acquire().await?;
     Ok((StatusCode::ACCEPTED, axum::Json(delivery_out(&mut conn, d).await?)))
 }
@@ -436,8 +442,9 @@ async fn list_deliveries(
     let webhook = find(&state, &p, &id).await?;
     let page = ListParams { limit: f.limit, cursor: f.cursor }.page(|c| DeliveryId::parse(c).is_some())?;
     let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list_deliveries(&mut conn, &p.team_id, &webhook.id, f.status.as_deref(), page.before(), page.fetch())
-        .await?;
+    let rows =
+        q::list_deliveries(&mut conn.team(&p.team_id), &webhook.id, f.status.as_deref(), page.before(), page.fetch())
+            .await?;
     let (rows, next) = sendmux_core::store::page(rows, page.limit as usize, |r| r.id.clone());
     let mut data = Vec::with_capacity(rows.len());
     for r in rows {
@@ -449,8 +456,8 @@ async fn list_deliveries(
 async fn requeue(state: &AppState, p: &Principal, d: &DeliveryRow) -> ApiResult<Option<DeliveryRow>> {
     let Some(payload) = d.payload.as_deref() else { return Ok(None) };
     let mut tx = state.store.begin().await?;
-    let again = q::enqueue(&mut tx, &p.team_id, &d.webhook_id, &d.event_id, &d.event_type, payload).await?;
-    state.commit(tx, &p.team_id).await?;
+    let again = q::enqueue(&mut tx.team(&p.team_id), &d.webhook_id, &d.event_id, &d.event_type, payload).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok(Some(again))
 }
 
@@ -466,7 +473,7 @@ async fn replay_delivery(
     let webhook = find(&state, &p, &id).await?;
     let delivery_id = path_id(&delivery_id, DeliveryId::parse, "delivery")?;
     let mut conn = state.store.pool().acquire().await?;
-    let d = q::get_delivery(&mut conn, &p.team_id, &webhook.id, delivery_id.as_str())
+    let d = q::get_delivery(&mut conn.team(&p.team_id), &webhook.id, delivery_id.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     drop(conn);
@@ -512,7 +519,7 @@ async fn replay_range(
     }
     let mut tx = state.store.begin().await?;
     let rows =
-        q::deliveries_between(&mut tx, &p.team_id, &webhook.id, since, until, input.only_failed.unwrap_or(false))
+        q::deliveries_between(&mut tx.team(&p.team_id), &webhook.id, since, until, input.only_failed.unwrap_or(false))
             .await?;
     let (mut replayed, mut expired) = (0, 0);
     let mut seen: Vec<&str> = Vec::new();
@@ -523,21 +530,20 @@ async fn replay_range(
         seen.push(&d.event_id);
         match d.payload.as_deref() {
             Some(payload) => {
-                q::enqueue(&mut tx, &p.team_id, &webhook.id, &d.event_id, &d.event_type, payload).await?;
+                q::enqueue(&mut tx.team(&p.team_id), &webhook.id, &d.event_id, &d.event_type, payload).await?;
                 replayed += 1;
             }
             None => expired += 1,
         }
     }
     audit::record(
-        &mut tx,
-        &p.team_id,
+        &mut tx.team(&p.team_id),
         &p.actor(),
         "webhook.replayed",
         ("webhook", &webhook.id),
         json!({"replayed": replayed, "since": input.since}),
     )
     .await?;
-    state.commit(tx, &p.team_id).await?;
+    state.commit(tx, p.team_id.as_str()).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(ReplayOut { replayed, expired })))
 }

@@ -33,7 +33,7 @@ pub enum Scope {
 
 #[derive(Clone, Debug)]
 pub struct Principal {
-    pub team_id: String,
+    pub team_id: crate::ids::TeamId,
     pub credential: Credential,
     pub perms: PermSet,
     pub scope: Scope,
@@ -197,7 +197,7 @@ impl Authenticator {
         let valid_until = [row.expires_at, row.valid_until].into_iter().flatten().min().unwrap_or(i64::MAX);
         Ok((
             Principal {
-                team_id: row.team_id,
+                team_id: crate::ids::TeamId::stored(row.team_id),
                 credential: Credential::Key { key_id: row.id.clone(), kind },
                 perms: kind.effective(granted),
                 scope,
@@ -229,7 +229,7 @@ impl Authenticator {
             chosen.role.as_deref().and_then(Role::parse).ok_or_else(|| Error::internal("membership without a role"))?;
         Ok((
             Principal {
-                team_id: chosen.team_id.clone().unwrap_or_default(),
+                team_id: crate::ids::TeamId::stored(chosen.team_id.clone().unwrap_or_default()),
                 credential: Credential::User {
                     user_id: first.user_id.clone(),
                     role,
@@ -273,7 +273,7 @@ impl Authenticator {
 /// A key sent with `X-Sendmux-Team` naming another team finds no such team.
 fn key_in_team(principal: Principal, team: Option<&str>) -> Result<Principal> {
     match (&principal.credential, team) {
-        (Credential::Key { .. }, Some(team)) if team != principal.team_id => Err(Error::not_found("team")),
+        (Credential::Key { .. }, Some(team)) if team != principal.team_id.as_str() => Err(Error::not_found("team")),
         _ => Ok(principal),
     }
 }

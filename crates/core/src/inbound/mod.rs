@@ -8,6 +8,8 @@ pub mod parse;
 pub mod score;
 pub mod smtp;
 
+use crate::ids::TeamId;
+use crate::store::TeamScope;
 use futures::FutureExt;
 use serde_json::json;
 use std::net::IpAddr;
@@ -362,8 +364,15 @@ pub async fn expire_once(state: &Core, batch: i64) -> anyhow::Result<usize> {
     let mut tx = state.store.begin().await?;
     let mut gone = Vec::new();
     for m in &expired {
-        if q::delete(&mut tx, &m.team_id, &m.id).await? {
-            usage::storage_change(&mut tx, &m.team_id, Some(&m.mailbox_id), Some(&m.id), -m.size_bytes, now).await?;
+        if q::delete(&mut tx.team(&TeamId::stored(m.team_id.clone())), &m.id).await? {
+            usage::storage_change(
+                &mut tx.team(&TeamId::stored(m.team_id.clone())),
+                Some(&m.mailbox_id),
+                Some(&m.id),
+                -m.size_bytes,
+                now,
+            )
+            .await?;
             gone.push(m.blob_key.clone());
         }
     }

@@ -4,6 +4,8 @@
 pub mod rate;
 
 use crate::config::LimitDefaults;
+use crate::ids::TeamId;
+use crate::store::TeamScope;
 use crate::store::{Conn, limits as q};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +52,8 @@ impl LimitName {
 }
 
 /// The limit in force for the team: its override, or the instance default.
-pub async fn limit_for(conn: &mut Conn, defaults: &LimitDefaults, team_id: &str, name: LimitName) -> sqlx::Result<i64> {
-    let overrides = q::overrides(conn, team_id).await?;
+pub async fn limit_for(conn: &mut Conn, defaults: &LimitDefaults, team: &TeamId, name: LimitName) -> sqlx::Result<i64> {
+    let overrides = q::overrides(&mut conn.team(team)).await?;
     Ok(overrides
         .iter()
         .find(|(n, _)| n == name.as_str())
@@ -85,7 +87,7 @@ pub async fn decide(
         if !(1..=1_000_000_000).contains(&value) {
             return Err(Error::invalid("limit", "limit must be 1 to 1000000000"));
         }
-        q::set_override(&mut tx, &row.team_id, &row.limit_name, value).await?;
+        q::set_override(&mut tx.team(&TeamId::stored(row.team_id.clone())), &row.limit_name, value).await?;
         Some(value)
     } else {
         None
@@ -96,8 +98,7 @@ pub async fn decide(
     }
     let action = if approve { "limit.increase_approved" } else { "limit.increase_denied" };
     audit::record(
-        &mut tx,
-        &row.team_id,
+        &mut tx.team(&TeamId::stored(row.team_id.clone())),
         &audit::Actor::operator(via),
         action,
         ("increase_request", id),

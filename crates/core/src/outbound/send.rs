@@ -3,6 +3,8 @@
 //! request in the row or (large ones) in the blob store, and commits the rows with the
 //! answer under the caller's idempotency key, in the next group commit.
 
+use crate::ids::TeamId;
+use crate::store::TeamScope;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -79,10 +81,10 @@ pub async fn get(core: &Core, caller: &Principal, id: &MessageId) -> Result<(Mes
         }
     };
     let mut conn = core.store.pool().acquire().await?;
-    let row = q::get_message(&mut conn, &caller.team_id, id.as_str(), group)
+    let row = q::get_message(&mut conn.team(&caller.team_id), id.as_str(), group)
         .await?
         .ok_or_else(|| Error::not_found("email"))?;
-    let attempts = q::attempts_of(&mut conn, &caller.team_id, &row.id).await?;
+    let attempts = q::attempts_of(&mut conn.team(&caller.team_id), &row.id).await?;
     Ok((row, attempts))
 }
 
@@ -94,13 +96,13 @@ fn sending_group(p: &Principal) -> Result<&str> {
 }
 
 /// The queue row of one validated message.
-fn message_row(core: &Core, team_id: &str, group_id: &str, email: &Email) -> Result<MessageRow> {
+fn message_row(core: &Core, team: &TeamId, group_id: &str, email: &Email) -> Result<MessageRow> {
     let id = MessageId::new().into_string();
     let now = now_ms();
     Ok(MessageRow {
         mime_message_id: mime::message_id_header(&id, &email.from),
         id,
-        team_id: team_id.to_owned(),
+        team_id: team.to_string(),
         delivery_group_id: group_id.to_owned(),
         status: "queued".into(),
         from_addr: email.from.display(),
@@ -132,7 +134,7 @@ async fn accept(
     answer: Value,
 ) -> Result<Answer> {
     let idempotency = idempotency.map(|k| Idempotency {
-        team_id: p.team_id.clone(),
+        team_id: p.team_id.clone().into_string(),
         scope: messages.first().map(|(m, _)| m.delivery_group_id.clone()).unwrap_or_default(),
         key: k.key,
         hash: hex::encode(Sha256::digest(k.request)),
@@ -181,11 +183,11 @@ pub const INLINE_REQUEST_BYTES: usize = 64 * 1024;
 /// happened, so without that answer they are kept).
 async fn commit_with_bodies(
     core: &Core,
-    team_id: &str,
+    team: &TeamId,
     mut accept: Accept,
     large: Vec<(usize, Arc<Vec<u8>>)>,
 ) -> Result<Answer> {
-    let written = futures::future::join_all(large.iter().map(|(_, b)| core.blobs.put(team_id, b.clone()))).await;
+    let written = futures::future::join_all(large.iter().map(|(_, b)| core.blobs.put(team.as_str(), b.clone()))).await;
     let mut keys = Vec::with_capacity(written.len());
     let mut failed = None;
     for w in written {
@@ -209,7 +211,7 @@ async fn commit_with_bodies(
         Err(e) if !matches!(e, Error::Internal(_)) => false,
         // A request's rows commit together: one tells whether all did.
         Err(_) => match core.store.pool().acquire().await {
-            Ok(mut conn) => !matches!(q::get_message(&mut conn, team_id, &first_id, None).await, Ok(None)),
+            Ok(mut conn) => !matches!(q::get_message(&mut conn.team(team), &first_id, None).await, Ok(None)),
             Err(_) => true,
         },
     };

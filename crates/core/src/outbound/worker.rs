@@ -3,6 +3,8 @@
 //! attempts, events, usage, suppressions — in one transaction per batch, after all
 //! network calls of the batch are done.
 
+use crate::ids::TeamId;
+use crate::store::TeamScope;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -98,12 +100,19 @@ async fn prefetch(state: &Core, rows: &[MessageRow]) -> anyhow::Result<Context> 
     for row in rows {
         let key = (row.team_id.clone(), row.delivery_group_id.clone());
         if let std::collections::hash_map::Entry::Vacant(slot) = ctx.routes.entry(key) {
-            let route = match providers::get_group(&mut conn, &row.team_id, &row.delivery_group_id).await? {
+            let route = match providers::get_group(
+                &mut conn.team(&TeamId::stored(row.team_id.clone())),
+                &row.delivery_group_id,
+            )
+            .await?
+            {
                 None => None,
                 Some(g) => {
-                    let members =
-                        providers::members_of(&mut conn, &row.team_id, std::slice::from_ref(&row.delivery_group_id))
-                            .await?;
+                    let members = providers::members_of(
+                        &mut conn.team(&TeamId::stored(row.team_id.clone())),
+                        std::slice::from_ref(&row.delivery_group_id),
+                    )
+                    .await?;
                     let mut resolved = Vec::with_capacity(members.len());
                     for m in members {
                         let r = match &m.provider_id {
@@ -114,10 +123,13 @@ async fn prefetch(state: &Core, rows: &[MessageRow]) -> anyhow::Result<Context> 
                                 if let Some(r) = providers_seen.get(&pkey) {
                                     r.clone()
                                 } else {
-                                    let r = match providers::get(&mut conn, &row.team_id, pid).await? {
-                                        None => Err(format!("Provider {pid} no longer exists")),
-                                        Some(p) => prov::from_row(&state.secrets, &p),
-                                    };
+                                    let r =
+                                        match providers::get(&mut conn.team(&TeamId::stored(row.team_id.clone())), pid)
+                                            .await?
+                                        {
+                                            None => Err(format!("Provider {pid} no longer exists")),
+                                            Some(p) => prov::from_row(&state.secrets, &p),
+                                        };
                                     providers_seen.insert(pkey, r.clone());
                                     r
                                 }
@@ -139,7 +151,7 @@ async fn prefetch(state: &Core, rows: &[MessageRow]) -> anyhow::Result<Context> 
     for (team, mut addrs) in by_team {
         addrs.sort();
         addrs.dedup();
-        let found = q::suppressed_among(&mut conn, team, &addrs).await?;
+        let found = q::suppressed_among(&mut conn.team(&TeamId::stored(team.to_owned())), &addrs).await?;
         ctx.suppressed.insert(team.to_owned(), found.into_iter().collect());
     }
     Ok(ctx)
@@ -269,7 +281,8 @@ async fn attempt_inner(
 
 async fn suppress_all(tx: &mut Tx, row: &MessageRow, rejected: &[(String, String)], now: i64) -> sqlx::Result<()> {
     for (addr, reply) in rejected {
-        q::suppress(tx, &row.team_id, addr, "hard_bounce", Some(&row.id), reply, now).await?;
+        q::suppress(&mut tx.team(&TeamId::stored(row.team_id.clone())), addr, "hard_bounce", Some(&row.id), reply, now)
+            .await?;
     }
     Ok(())
 }
@@ -309,7 +322,18 @@ async fn record_all(tx: &mut Tx, done: &[Done], now: i64) -> anyhow::Result<usiz
             metrics::histogram!("sendmux_outbound_attempt_seconds", "provider_type" => a.provider_type.clone(), "outcome" => a.outcome.clone())
                 .record(a.duration_ms as f64 / 1000.0);
         }
-        if !q::finish(tx, &row.team_id, &row.id, row.attempts, status, provider_id, pmid, last_error, next, now).await?
+        if !q::finish(
+            &mut tx.team(&TeamId::stored(row.team_id.clone())),
+            &row.id,
+            row.attempts,
+            status,
+            provider_id,
+            pmid,
+            last_error,
+            next,
+            now,
+        )
+        .await?
         {
             tracing::warn!(message_id = %row.id, "lost the claim on a message; another worker owns it now");
             continue;

@@ -1,6 +1,6 @@
 //! The audit log: who changed what, written in the transaction of the change.
 
-use super::{Conn, now_ms};
+use super::{Team, now_ms};
 use crate::ids::AuditId;
 
 /// Who acted: a user, a key, or the operator (admin API or CLI).
@@ -18,13 +18,13 @@ impl Actor {
 }
 
 pub async fn record(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     actor: &Actor,
     action: &str,
     target: (&str, &str),
     details: serde_json::Value,
 ) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query(
         "INSERT INTO audit_log (id, team_id, actor_type, actor_id, action, target_type, target_id, ip, details, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -57,7 +57,8 @@ pub struct AuditRow {
     pub created_at: i64,
 }
 
-pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
+pub async fn list(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(
         "SELECT id, actor_type, actor_id, action, target_type, target_id, ip, details, created_at FROM audit_log \
          WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",

@@ -5,7 +5,7 @@
 //! order within a team, and every reader reads within one team.
 
 use super::writer::Writer;
-use super::{Conn, now_ms};
+use super::{Conn, Team, now_ms};
 use crate::ids::EventId;
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -47,7 +47,8 @@ pub async fn append(
     Ok(event)
 }
 
-pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<EventRow>> {
+pub async fn get(t: &mut Team<'_>, id: &str) -> sqlx::Result<Option<EventRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM events WHERE team_id = $1 AND id = $2")))
         .bind(team_id)
         .bind(id)
@@ -57,12 +58,12 @@ pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Optio
 
 /// Newest first, for the events list: before the event `before_seq`, optionally of one type.
 pub async fn list(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     kind: Option<&str>,
     before_seq: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM events WHERE team_id = $1 AND ($2 IS NULL OR type = $2) \
          AND ($3 IS NULL OR seq < $3) ORDER BY seq DESC LIMIT $4"
@@ -77,12 +78,12 @@ pub async fn list(
 
 /// Oldest first after `after_seq`, for resuming readers (streams), optionally of one mailbox.
 pub async fn after(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     mailbox_id: Option<&str>,
     after_seq: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM events WHERE team_id = $1 AND ($2 IS NULL OR mailbox_id = $2) AND seq > $3 \
          ORDER BY seq LIMIT $4"
@@ -98,7 +99,8 @@ pub async fn after(
 /// The position to resume after `event_id`: its own, or — when it has left the log —
 /// the last position created no later than the time its id encodes. None when the id
 /// is from the future or malformed.
-pub async fn resume_position(conn: &mut Conn, team_id: &str, event_id: &str) -> sqlx::Result<Option<i64>> {
+pub async fn resume_position(t: &mut Team<'_>, event_id: &str) -> sqlx::Result<Option<i64>> {
+    let (conn, team_id) = t.split();
     if let Some(seq) = sqlx::query_scalar::<_, i64>("SELECT seq FROM events WHERE team_id = $1 AND id = $2")
         .bind(team_id)
         .bind(event_id)
@@ -124,7 +126,8 @@ pub async fn resume_position(conn: &mut Conn, team_id: &str, event_id: &str) -> 
 }
 
 /// The team's newest position (0 for an empty log): where a live-only reader starts.
-pub async fn head(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
+pub async fn head(t: &mut Team<'_>) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     let seq: Option<i64> =
         sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE team_id = $1").bind(team_id).fetch_one(conn).await?;
     Ok(seq.unwrap_or(0))

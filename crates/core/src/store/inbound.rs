@@ -1,9 +1,9 @@
 //! Inbound message rows (one per mailbox copy) and the routing lookup from a recipient
 //! address to its mailbox.
 
-use super::Conn;
 use super::mailboxes::MailboxRow;
 use super::writer::Writer;
+use super::{Conn, Team};
 
 #[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct MessageRow {
@@ -58,7 +58,8 @@ pub async fn blob_keys_with_prefix(conn: &mut Conn, since_id: &str, prefix: &str
         .await
 }
 
-pub async fn get(conn: &mut Conn, team_id: &str, mailbox_id: &str, id: &str) -> sqlx::Result<Option<MessageRow>> {
+pub async fn get(t: &mut Team<'_>, mailbox_id: &str, id: &str) -> sqlx::Result<Option<MessageRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND id = $3"
     )))
@@ -71,13 +72,13 @@ pub async fn get(conn: &mut Conn, team_id: &str, mailbox_id: &str, id: &str) -> 
 
 /// Newest first; `spam` filters on the verdict when given.
 pub async fn list(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     mailbox_id: &str,
     spam: Option<bool>,
     before: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 \
          AND ($3 IS NULL OR is_spam = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
@@ -114,7 +115,8 @@ pub async fn expired(conn: &mut Conn, now: i64, limit: i64) -> sqlx::Result<Vec<
     .await
 }
 
-pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+pub async fn delete(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query("DELETE FROM inbound_messages WHERE team_id = $1 AND id = $2")
         .bind(team_id)
         .bind(id)
@@ -124,7 +126,8 @@ pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bo
 }
 
 /// Every message of one mailbox, for deleting the mailbox with its bodies.
-pub async fn of_mailbox(conn: &mut Conn, team_id: &str, mailbox_id: &str) -> sqlx::Result<Vec<Expired>> {
+pub async fn of_mailbox(t: &mut Team<'_>, mailbox_id: &str) -> sqlx::Result<Vec<Expired>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(
         "SELECT id, team_id, mailbox_id, blob_key, size_bytes FROM inbound_messages \
          WHERE team_id = $1 AND mailbox_id = $2",

@@ -1,6 +1,6 @@
 //! API keys and the secrets they answer to.
 
-use super::{Conn, now_ms};
+use super::{Conn, Team, now_ms};
 
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct KeyRow {
@@ -62,7 +62,8 @@ pub async fn insert_secret(conn: &mut Conn, key_id: &str, secret_hash: &str) -> 
         .map(|_| ())
 }
 
-pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<KeyRow>> {
+pub async fn get(t: &mut Team<'_>, id: &str) -> sqlx::Result<Option<KeyRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys WHERE team_id = $1 AND id = $2")))
         .bind(team_id)
         .bind(id)
@@ -70,7 +71,8 @@ pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Optio
         .await
 }
 
-pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<KeyRow>> {
+pub async fn list(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<KeyRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM api_keys WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     )))
@@ -81,7 +83,8 @@ pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i
     .await
 }
 
-pub async fn count_active(conn: &mut Conn, team_id: &str, now: i64) -> sqlx::Result<i64> {
+pub async fn count_active(t: &mut Team<'_>, now: i64) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_keys WHERE team_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
     )
@@ -92,7 +95,8 @@ pub async fn count_active(conn: &mut Conn, team_id: &str, now: i64) -> sqlx::Res
 }
 
 /// Active keys of the team scoped to the given delivery group or mailbox.
-pub async fn count_active_scoped_to(conn: &mut Conn, team_id: &str, scope_id: &str, now: i64) -> sqlx::Result<i64> {
+pub async fn count_active_scoped_to(t: &mut Team<'_>, scope_id: &str, now: i64) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_keys WHERE team_id = $1 AND (delivery_group_id = $2 OR mailbox_id = $2) \
          AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
@@ -104,7 +108,8 @@ pub async fn count_active_scoped_to(conn: &mut Conn, team_id: &str, scope_id: &s
     .await
 }
 
-pub async fn active_sending_key_ids(conn: &mut Conn, team_id: &str, now: i64) -> sqlx::Result<Vec<String>> {
+pub async fn active_sending_key_ids(t: &mut Team<'_>, now: i64) -> sqlx::Result<Vec<String>> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar(
         "SELECT id FROM api_keys WHERE team_id = $1 AND kind = 'sending' AND revoked_at IS NULL \
          AND (expires_at IS NULL OR expires_at > $2)",
@@ -115,7 +120,8 @@ pub async fn active_sending_key_ids(conn: &mut Conn, team_id: &str, now: i64) ->
     .await
 }
 
-pub async fn revoke(conn: &mut Conn, team_id: &str, id: &str, now: i64) -> sqlx::Result<()> {
+pub async fn revoke(t: &mut Team<'_>, id: &str, now: i64) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE team_id = $1 AND id = $2 AND revoked_at IS NULL")
         .bind(team_id)
         .bind(id)
@@ -128,14 +134,14 @@ pub async fn revoke(conn: &mut Conn, team_id: &str, id: &str, now: i64) -> sqlx:
 /// Starts a rotation: every current secret of the key stops at `old_valid_until`
 /// (or keeps an earlier end), the new secret is added and the shown suffix updated.
 pub async fn rotate(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     id: &str,
     new_hash: &str,
     prefix: &str,
     last4: &str,
     old_valid_until: i64,
 ) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query(
         "UPDATE key_secrets SET valid_until = $2 WHERE key_id = $1 AND (valid_until IS NULL OR valid_until > $2)",
     )

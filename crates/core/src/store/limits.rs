@@ -1,13 +1,15 @@
 //! Per-team limit overrides, increase requests, and the shared rate-limit windows.
 
-use super::{Conn, now_ms};
+use super::{Conn, Team, now_ms};
 use crate::ids::IncreaseRequestId;
 
-pub async fn overrides(conn: &mut Conn, team_id: &str) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn overrides(t: &mut Team<'_>) -> sqlx::Result<Vec<(String, i64)>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as("SELECT name, value FROM team_limits WHERE team_id = $1").bind(team_id).fetch_all(conn).await
 }
 
-pub async fn set_override(conn: &mut Conn, team_id: &str, name: &str, value: i64) -> sqlx::Result<()> {
+pub async fn set_override(t: &mut Team<'_>, name: &str, value: i64) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query(
         "INSERT INTO team_limits (team_id, name, value) VALUES ($1, $2, $3) \
          ON CONFLICT (team_id, name) DO UPDATE SET value = excluded.value",
@@ -39,14 +41,14 @@ const COLUMNS: &str =
     "id, team_id, limit_name, current_limit, requested, reason, status, requested_by, created_at, decided_at, granted";
 
 pub async fn insert_request(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     limit_name: &str,
     current_limit: i64,
     requested: i64,
     reason: &str,
     requested_by: &str,
 ) -> sqlx::Result<IncreaseRow> {
+    let (conn, team_id) = t.split();
     let row = IncreaseRow {
         id: IncreaseRequestId::new().into_string(),
         team_id: team_id.to_owned(),

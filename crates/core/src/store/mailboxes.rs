@@ -1,6 +1,6 @@
 //! Mailboxes: an address on the instance and its inbound settings.
 
-use super::Conn;
+use super::{Conn, Team};
 
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct MailboxRow {
@@ -52,7 +52,8 @@ pub async fn update(conn: &mut Conn, row: &MailboxRow) -> sqlx::Result<()> {
     .map(|_| ())
 }
 
-pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<MailboxRow>> {
+pub async fn get(t: &mut Team<'_>, id: &str) -> sqlx::Result<Option<MailboxRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mailboxes WHERE team_id = $1 AND id = $2")))
         .bind(team_id)
         .bind(id)
@@ -60,7 +61,8 @@ pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Optio
         .await
 }
 
-pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<MailboxRow>> {
+pub async fn list(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<MailboxRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM mailboxes WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     )))
@@ -71,11 +73,13 @@ pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i
     .await
 }
 
-pub async fn count(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
+pub async fn count(t: &mut Team<'_>) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar("SELECT COUNT(*) FROM mailboxes WHERE team_id = $1").bind(team_id).fetch_one(conn).await
 }
 
-pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+pub async fn delete(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query("DELETE FROM mailboxes WHERE team_id = $1 AND id = $2")
         .bind(team_id)
         .bind(id)

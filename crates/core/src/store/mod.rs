@@ -27,6 +27,37 @@ use crate::config::Settings;
 
 pub type Conn = sqlx::AnyConnection;
 
+/// A connection bound to one team: every query of a team-owned table goes through one
+/// (the store's functions for those tables take a `Team`, never a team id), so a query
+/// without its tenant cannot be written. Made from a [`TeamId`](crate::ids::TeamId) —
+/// the caller's, from its credential — with [`TeamScope::team`].
+pub struct Team<'a> {
+    conn: &'a mut Conn,
+    team: &'a crate::ids::TeamId,
+}
+
+impl Team<'_> {
+    pub fn id(&self) -> &crate::ids::TeamId {
+        self.team
+    }
+
+    /// The connection and the team's id, for the query functions of this module.
+    pub(crate) fn split(&mut self) -> (&mut Conn, &str) {
+        (&mut *self.conn, self.team.as_str())
+    }
+}
+
+/// Binds a connection (or a transaction) to one team.
+pub trait TeamScope {
+    fn team<'a>(&'a mut self, team: &'a crate::ids::TeamId) -> Team<'a>;
+}
+
+impl TeamScope for Conn {
+    fn team<'a>(&'a mut self, team: &'a crate::ids::TeamId) -> Team<'a> {
+        Team { conn: self, team }
+    }
+}
+
 /// A write transaction ([`Store::begin`]); it derefs to sqlx's. On SQLite it also holds
 /// this process's turn to write (see `Store::writers`).
 pub struct Tx {

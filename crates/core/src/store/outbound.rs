@@ -2,7 +2,7 @@
 //! idempotency keys of send requests.
 
 use super::writer::Writer;
-use super::{Backend, Conn, Store};
+use super::{Backend, Conn, Store, Team};
 
 #[derive(sqlx::FromRow, serde::Serialize, Debug, Clone)]
 pub struct MessageRow {
@@ -51,12 +51,8 @@ pub async fn body_keys_with_prefix(conn: &mut Conn, since_id: &str, prefix: &str
 }
 
 /// A message of the team; with `group`, only when it was sent through that group.
-pub async fn get_message(
-    conn: &mut Conn,
-    team_id: &str,
-    id: &str,
-    group: Option<&str>,
-) -> sqlx::Result<Option<MessageRow>> {
+pub async fn get_message(t: &mut Team<'_>, id: &str, group: Option<&str>) -> sqlx::Result<Option<MessageRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE team_id = $1 AND id = $2 \
          AND ($3 IS NULL OR delivery_group_id = $3)"
@@ -69,11 +65,8 @@ pub async fn get_message(
 }
 
 /// The team's message a provider knows as `provider_message_id`.
-pub async fn by_provider_message_id(
-    conn: &mut Conn,
-    team_id: &str,
-    provider_message_id: &str,
-) -> sqlx::Result<Option<MessageRow>> {
+pub async fn by_provider_message_id(t: &mut Team<'_>, provider_message_id: &str) -> sqlx::Result<Option<MessageRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE team_id = $1 AND provider_message_id = $2"
     )))
@@ -121,8 +114,7 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, limit: i64) -> sql
 /// The result of an attempt; false when the claim was lost (another worker owns it).
 #[allow(clippy::too_many_arguments)]
 pub async fn finish(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     id: &str,
     claimed_attempts: i64,
     status: &str,
@@ -132,6 +124,7 @@ pub async fn finish(
     next_attempt_at: i64,
     now: i64,
 ) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query(
         "UPDATE outbound_messages SET status = $4, provider_id = COALESCE($5, provider_id), \
          provider_message_id = COALESCE($6, provider_message_id), last_error = $7, next_attempt_at = $8, \
@@ -152,7 +145,8 @@ pub async fn finish(
 }
 
 /// Sets the status of a message that has left the queue (notifications from SES).
-pub async fn set_status(conn: &mut Conn, team_id: &str, id: &str, status: &str, now: i64) -> sqlx::Result<()> {
+pub async fn set_status(t: &mut Team<'_>, id: &str, status: &str, now: i64) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query("UPDATE outbound_messages SET status = $3, updated_at = $4 WHERE team_id = $1 AND id = $2")
         .bind(team_id)
         .bind(id)
@@ -183,7 +177,8 @@ pub async fn insert_attempts(w: &mut impl Writer, attempts: &[&AttemptRow]) -> a
     w.insert_rows("outbound_attempts", ATTEMPT_COLUMNS, attempts, "").await.map(|_| ())
 }
 
-pub async fn attempts_of(conn: &mut Conn, team_id: &str, message_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
+pub async fn attempts_of(t: &mut Team<'_>, message_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ATTEMPT_COLUMNS} FROM outbound_attempts WHERE team_id = $1 AND message_id = $2 ORDER BY id"
     )))
@@ -194,12 +189,8 @@ pub async fn attempts_of(conn: &mut Conn, team_id: &str, message_id: &str) -> sq
 }
 
 /// The delivery log: attempts newest first.
-pub async fn list_attempts(
-    conn: &mut Conn,
-    team_id: &str,
-    before: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<AttemptRow>> {
+pub async fn list_attempts(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<AttemptRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ATTEMPT_COLUMNS} FROM outbound_attempts WHERE team_id = $1 AND ($2 IS NULL OR id < $2) \
          ORDER BY id DESC LIMIT $3"
@@ -222,7 +213,8 @@ pub struct SuppressionRow {
 }
 
 /// Which of `addresses` (lower-case) are on the team's suppression list.
-pub async fn suppressed_among(conn: &mut Conn, team_id: &str, addresses: &[String]) -> sqlx::Result<Vec<String>> {
+pub async fn suppressed_among(t: &mut Team<'_>, addresses: &[String]) -> sqlx::Result<Vec<String>> {
+    let (conn, team_id) = t.split();
     if addresses.is_empty() {
         return Ok(Vec::new());
     }
@@ -236,14 +228,14 @@ pub async fn suppressed_among(conn: &mut Conn, team_id: &str, addresses: &[Strin
 }
 
 pub async fn suppress(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     address: &str,
     reason: &str,
     message_id: Option<&str>,
     detail: &str,
     now: i64,
 ) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query(
         "INSERT INTO suppressions (team_id, address, reason, message_id, detail, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (team_id, address) DO NOTHING",
@@ -260,12 +252,8 @@ pub async fn suppress(
 }
 
 /// The suppression list in address order, after the address `after`.
-pub async fn list_suppressions(
-    conn: &mut Conn,
-    team_id: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<SuppressionRow>> {
+pub async fn list_suppressions(t: &mut Team<'_>, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<SuppressionRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(
         "SELECT team_id, address, reason, message_id, detail, created_at FROM suppressions \
          WHERE team_id = $1 AND ($2 IS NULL OR address > $2) ORDER BY address LIMIT $3",
@@ -277,7 +265,8 @@ pub async fn list_suppressions(
     .await
 }
 
-pub async fn delete_suppression(conn: &mut Conn, team_id: &str, address: &str) -> sqlx::Result<bool> {
+pub async fn delete_suppression(t: &mut Team<'_>, address: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query("DELETE FROM suppressions WHERE team_id = $1 AND address = $2")
         .bind(team_id)
         .bind(address.to_ascii_lowercase())

@@ -1,6 +1,6 @@
 //! Teams, users, memberships, sessions and invitations.
 
-use super::{Conn, now_ms};
+use super::{Conn, Team, now_ms};
 use crate::auth::perms::Role;
 use crate::ids::{InvitationId, SessionId, TeamId, UserId};
 
@@ -41,14 +41,16 @@ pub async fn insert_team(conn: &mut Conn, name: &str) -> sqlx::Result<TeamRow> {
     Ok(row)
 }
 
-pub async fn get_team(conn: &mut Conn, team_id: &str) -> sqlx::Result<Option<TeamRow>> {
+pub async fn get_team(t: &mut Team<'_>) -> sqlx::Result<Option<TeamRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as("SELECT id, name, created_at, updated_at FROM teams WHERE id = $1")
         .bind(team_id)
         .fetch_optional(conn)
         .await
 }
 
-pub async fn rename_team(conn: &mut Conn, team_id: &str, name: &str) -> sqlx::Result<()> {
+pub async fn rename_team(t: &mut Team<'_>, name: &str) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query("UPDATE teams SET name = $2, updated_at = $3 WHERE id = $1")
         .bind(team_id)
         .bind(name)
@@ -59,7 +61,8 @@ pub async fn rename_team(conn: &mut Conn, team_id: &str, name: &str) -> sqlx::Re
 }
 
 /// Deletes the team; every team-owned row goes with it through `ON DELETE CASCADE`.
-pub async fn delete_team(conn: &mut Conn, team_id: &str) -> sqlx::Result<bool> {
+pub async fn delete_team(t: &mut Team<'_>) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     // Group members point at providers; remove them first so the cascade order of the
     // two engines cannot matter.
     sqlx::query(
@@ -106,7 +109,8 @@ pub async fn user_by_email(conn: &mut Conn, email: &str) -> sqlx::Result<Option<
         .await
 }
 
-pub async fn insert_membership(conn: &mut Conn, team_id: &str, user_id: &str, role: Role) -> sqlx::Result<()> {
+pub async fn insert_membership(t: &mut Team<'_>, user_id: &str, role: Role) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query("INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
         .bind(team_id)
         .bind(user_id)
@@ -117,7 +121,8 @@ pub async fn insert_membership(conn: &mut Conn, team_id: &str, user_id: &str, ro
         .map(|_| ())
 }
 
-pub async fn member(conn: &mut Conn, team_id: &str, user_id: &str) -> sqlx::Result<Option<MemberRow>> {
+pub async fn member(t: &mut Team<'_>, user_id: &str) -> sqlx::Result<Option<MemberRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(
         "SELECT m.user_id, u.email, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id \
          WHERE m.team_id = $1 AND m.user_id = $2",
@@ -128,12 +133,8 @@ pub async fn member(conn: &mut Conn, team_id: &str, user_id: &str) -> sqlx::Resu
     .await
 }
 
-pub async fn list_members(
-    conn: &mut Conn,
-    team_id: &str,
-    before: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<MemberRow>> {
+pub async fn list_members(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<MemberRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(
         "SELECT m.user_id, u.email, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id \
          WHERE m.team_id = $1 AND ($2 IS NULL OR m.user_id < $2) ORDER BY m.user_id DESC LIMIT $3",
@@ -145,12 +146,14 @@ pub async fn list_members(
     .await
 }
 
-pub async fn count_members(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
+pub async fn count_members(t: &mut Team<'_>) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE team_id = $1").bind(team_id).fetch_one(conn).await
 }
 
 /// Changes a member's role; never the owner's (ownership moves by [`transfer`]).
-pub async fn set_role(conn: &mut Conn, team_id: &str, user_id: &str, role: Role) -> sqlx::Result<bool> {
+pub async fn set_role(t: &mut Team<'_>, user_id: &str, role: Role) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query("UPDATE memberships SET role = $3 WHERE team_id = $1 AND user_id = $2 AND role <> 'owner'")
         .bind(team_id)
         .bind(user_id)
@@ -163,7 +166,8 @@ pub async fn set_role(conn: &mut Conn, team_id: &str, user_id: &str, role: Role)
 /// Moves ownership from `from` (who must still be the owner) to the member `to`; the
 /// previous owner becomes admin. False when `from` no longer owns the team or `to` is
 /// not a member.
-pub async fn transfer(conn: &mut Conn, team_id: &str, from: &str, to: &str) -> sqlx::Result<bool> {
+pub async fn transfer(t: &mut Team<'_>, from: &str, to: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let demoted =
         sqlx::query("UPDATE memberships SET role = 'admin' WHERE team_id = $1 AND user_id = $2 AND role = 'owner'")
             .bind(team_id)
@@ -182,7 +186,8 @@ pub async fn transfer(conn: &mut Conn, team_id: &str, from: &str, to: &str) -> s
 }
 
 /// Removes a member; never the owner.
-pub async fn remove_member(conn: &mut Conn, team_id: &str, user_id: &str) -> sqlx::Result<bool> {
+pub async fn remove_member(t: &mut Team<'_>, user_id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2 AND role <> 'owner'")
         .bind(team_id)
         .bind(user_id)
@@ -252,14 +257,14 @@ const INVITATION_COLUMNS: &str =
     "id, team_id, email, role, invited_by, created_at, expires_at, accepted_at, revoked_at";
 
 pub async fn insert_invitation(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     email: &str,
     role: Role,
     token_hash: &str,
     invited_by: &str,
     ttl_ms: i64,
 ) -> sqlx::Result<InvitationRow> {
+    let (conn, team_id) = t.split();
     let now = now_ms();
     let row = InvitationRow {
         id: InvitationId::new().into_string(),
@@ -296,12 +301,8 @@ pub async fn invitation_by_token(conn: &mut Conn, token_hash: &str) -> sqlx::Res
         .await
 }
 
-pub async fn list_invitations(
-    conn: &mut Conn,
-    team_id: &str,
-    before: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<InvitationRow>> {
+pub async fn list_invitations(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<InvitationRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {INVITATION_COLUMNS} FROM invitations WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     )))
@@ -324,7 +325,8 @@ pub async fn accept_invitation(conn: &mut Conn, id: &str) -> sqlx::Result<bool> 
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn revoke_invitation(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+pub async fn revoke_invitation(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query(
         "UPDATE invitations SET revoked_at = $3 WHERE team_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
     )

@@ -1,6 +1,6 @@
 //! Providers (with sealed credentials) and the delivery groups that route over them.
 
-use super::{Conn, now_ms};
+use super::{Conn, Team, now_ms};
 
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct ProviderRow {
@@ -50,7 +50,8 @@ pub async fn update(conn: &mut Conn, row: &ProviderRow) -> sqlx::Result<()> {
     .map(|_| ())
 }
 
-pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<ProviderRow>> {
+pub async fn get(t: &mut Team<'_>, id: &str) -> sqlx::Result<Option<ProviderRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROVIDER_COLUMNS} FROM providers WHERE team_id = $1 AND id = $2"
     )))
@@ -60,7 +61,8 @@ pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Optio
     .await
 }
 
-pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<ProviderRow>> {
+pub async fn list(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<ProviderRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROVIDER_COLUMNS} FROM providers WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     )))
@@ -71,12 +73,14 @@ pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i
     .await
 }
 
-pub async fn count(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
+pub async fn count(t: &mut Team<'_>) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar("SELECT COUNT(*) FROM providers WHERE team_id = $1").bind(team_id).fetch_one(conn).await
 }
 
 /// Delivery groups of the team that route through the provider.
-pub async fn groups_using(conn: &mut Conn, team_id: &str, provider_id: &str) -> sqlx::Result<Vec<String>> {
+pub async fn groups_using(t: &mut Team<'_>, provider_id: &str) -> sqlx::Result<Vec<String>> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar(
         "SELECT DISTINCT g.id FROM delivery_group_members m JOIN delivery_groups g ON g.id = m.group_id \
          WHERE g.team_id = $1 AND m.provider_id = $2 ORDER BY g.id",
@@ -87,7 +91,8 @@ pub async fn groups_using(conn: &mut Conn, team_id: &str, provider_id: &str) -> 
     .await
 }
 
-pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+pub async fn delete(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query("DELETE FROM providers WHERE team_id = $1 AND id = $2")
         .bind(team_id)
         .bind(id)
@@ -164,7 +169,8 @@ pub async fn update_group(conn: &mut Conn, row: &GroupRow, members: Option<&[Mem
     Ok(())
 }
 
-pub async fn get_group(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<GroupRow>> {
+pub async fn get_group(t: &mut Team<'_>, id: &str) -> sqlx::Result<Option<GroupRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {GROUP_COLUMNS} FROM delivery_groups WHERE team_id = $1 AND id = $2"
     )))
@@ -174,12 +180,8 @@ pub async fn get_group(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result
     .await
 }
 
-pub async fn list_groups(
-    conn: &mut Conn,
-    team_id: &str,
-    before: Option<&str>,
-    limit: i64,
-) -> sqlx::Result<Vec<GroupRow>> {
+pub async fn list_groups(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<GroupRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {GROUP_COLUMNS} FROM delivery_groups WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     )))
@@ -191,7 +193,8 @@ pub async fn list_groups(
 }
 
 /// Members of the given groups (all of one team), in position order.
-pub async fn members_of(conn: &mut Conn, team_id: &str, group_ids: &[String]) -> sqlx::Result<Vec<MemberRow>> {
+pub async fn members_of(t: &mut Team<'_>, group_ids: &[String]) -> sqlx::Result<Vec<MemberRow>> {
+    let (conn, team_id) = t.split();
     let mut out = Vec::new();
     for gid in group_ids {
         let rows: Vec<MemberRow> = sqlx::query_as(
@@ -207,7 +210,8 @@ pub async fn members_of(conn: &mut Conn, team_id: &str, group_ids: &[String]) ->
     Ok(out)
 }
 
-pub async fn delete_group(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+pub async fn delete_group(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     sqlx::query(
         "DELETE FROM delivery_group_members WHERE group_id IN (SELECT id FROM delivery_groups WHERE team_id = $1 AND id = $2)",
     )

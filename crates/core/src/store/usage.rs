@@ -2,7 +2,7 @@
 //! work they measure.
 
 use super::writer::Writer;
-use super::{Conn, now_ms};
+use super::{Team, now_ms};
 
 /// Billable metrics (SPEC §10).
 pub const OUTBOUND_EMAILS: &str = "outbound_emails";
@@ -12,7 +12,8 @@ pub const INBOUND_EMAILS: &str = "inbound_emails";
 /// Records `quantity` of `metric` for the unit of work `unit_key` (for example
 /// `inbound:msg_…`). A second record with the same key is ignored, so retries and races
 /// count once. Returns whether this call recorded it.
-pub async fn record(conn: &mut Conn, team_id: &str, metric: &str, quantity: i64, unit_key: &str) -> sqlx::Result<bool> {
+pub async fn record(t: &mut Team<'_>, metric: &str, quantity: i64, unit_key: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done = sqlx::query(
         "INSERT INTO usage_records (id, team_id, metric, quantity, unit_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (unit_key) DO NOTHING",
@@ -93,13 +94,13 @@ pub async fn storage_changes(w: &mut impl Writer, changes: &[StorageChange<'_>])
 
 /// Records a change of the team's stored bytes (+ on store, - on delete).
 pub async fn storage_change(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     mailbox_id: Option<&str>,
     message_id: Option<&str>,
     delta_bytes: i64,
     at: i64,
 ) -> sqlx::Result<()> {
+    let (conn, team_id) = t.split();
     sqlx::query(
         "INSERT INTO storage_changes (id, team_id, mailbox_id, message_id, delta_bytes, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",

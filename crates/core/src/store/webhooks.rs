@@ -1,6 +1,6 @@
 //! Webhook endpoints, their sealed secrets, the delivery queue and its attempts.
 
-use super::{Backend, Conn, now_ms};
+use super::{Backend, Conn, Team, now_ms};
 use crate::ids::{AttemptId, DeliveryId, WebhookSecretId};
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -86,7 +86,8 @@ pub async fn update(conn: &mut Conn, w: &WebhookRow) -> sqlx::Result<()> {
     .map(|_| ())
 }
 
-pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Option<WebhookRow>> {
+pub async fn get(t: &mut Team<'_>, id: &str) -> sqlx::Result<Option<WebhookRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM webhooks WHERE team_id = $1 AND id = $2")))
         .bind(team_id)
         .bind(id)
@@ -94,7 +95,8 @@ pub async fn get(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<Optio
         .await
 }
 
-pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<WebhookRow>> {
+pub async fn list(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::Result<Vec<WebhookRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE team_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
     )))
@@ -105,11 +107,13 @@ pub async fn list(conn: &mut Conn, team_id: &str, before: Option<&str>, limit: i
     .await
 }
 
-pub async fn count(conn: &mut Conn, team_id: &str) -> sqlx::Result<i64> {
+pub async fn count(t: &mut Team<'_>) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
     sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE team_id = $1").bind(team_id).fetch_one(conn).await
 }
 
-pub async fn delete(conn: &mut Conn, team_id: &str, id: &str) -> sqlx::Result<bool> {
+pub async fn delete(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
     let done =
         sqlx::query("DELETE FROM webhooks WHERE team_id = $1 AND id = $2").bind(team_id).bind(id).execute(conn).await?;
     Ok(done.rows_affected() == 1)
@@ -198,13 +202,13 @@ pub async fn enqueue_many(w: &mut impl super::writer::Writer, rows: &[DeliveryRo
 
 /// Queues a delivery of `payload` to the webhook, due now.
 pub async fn enqueue(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     webhook_id: &str,
     event_id: &str,
     event_type: &str,
     payload: &str,
 ) -> sqlx::Result<DeliveryRow> {
+    let (conn, team_id) = t.split();
     let row = new_delivery(team_id, webhook_id, event_id, event_type, payload);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -363,12 +367,8 @@ pub async fn disable(conn: &mut Conn, webhook_id: &str, reason: &str) -> sqlx::R
         .map(|_| ())
 }
 
-pub async fn get_delivery(
-    conn: &mut Conn,
-    team_id: &str,
-    webhook_id: &str,
-    id: &str,
-) -> sqlx::Result<Option<DeliveryRow>> {
+pub async fn get_delivery(t: &mut Team<'_>, webhook_id: &str, id: &str) -> sqlx::Result<Option<DeliveryRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE team_id = $1 AND webhook_id = $2 AND id = $3"
     )))
@@ -380,13 +380,13 @@ pub async fn get_delivery(
 }
 
 pub async fn list_deliveries(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     webhook_id: &str,
     status: Option<&str>,
     before: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE team_id = $1 AND webhook_id = $2 \
          AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
@@ -402,13 +402,13 @@ pub async fn list_deliveries(
 
 /// Deliveries created in `[since, until)`, oldest first.
 pub async fn deliveries_between(
-    conn: &mut Conn,
-    team_id: &str,
+    t: &mut Team<'_>,
     webhook_id: &str,
     since: i64,
     until: i64,
     only_failed: bool,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
+    let (conn, team_id) = t.split();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE team_id = $1 AND webhook_id = $2 \
          AND created_at >= $3 AND created_at < $4 AND ($5 = 0 OR status = 'failed') ORDER BY created_at, id LIMIT 10000"

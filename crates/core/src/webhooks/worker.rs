@@ -2,6 +2,8 @@
 //! bytes with fresh signatures, and records every attempt. No transaction is open while
 //! a request is in flight; a batch's results are written in one transaction.
 
+use crate::ids::TeamId;
+use crate::store::TeamScope;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -139,7 +141,7 @@ pub async fn run_once(state: &Core, sender: &Sender, max: usize) -> anyhow::Resu
             if endpoints.contains_key(&c.webhook_id) {
                 continue;
             }
-            let endpoint = match q::get(&mut conn, &c.team_id, &c.webhook_id).await? {
+            let endpoint = match q::get(&mut conn.team(&TeamId::stored(c.team_id.clone())), &c.webhook_id).await? {
                 Some(w) => {
                     let secrets = q::valid_secrets(&mut conn, &w.id, now)
                         .await?
