@@ -105,7 +105,10 @@ impl App {
             secrets,
             metrics: metrics_handle(),
             passwords: Default::default(),
-            cache: crate::cache::ReadCache::new(store.backend() == crate::store::Backend::Sqlite),
+            cache: crate::cache::ReadCache::with_budget(
+                store.backend() == crate::store::Backend::Sqlite,
+                settings.read_cache_bytes,
+            ),
             bus: bus.clone(),
             streams: Default::default(),
             shutdown: CancellationToken::new(),

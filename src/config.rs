@@ -125,6 +125,8 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// Open `GET /api/v1/mailbox/events` streams allowed per key.
     pub stream_max_per_key: usize,
+    /// Bytes the in-memory read cache may hold (a team at most an eighth of them).
+    pub read_cache_bytes: usize,
     /// Usage prices (USD).
     pub prices: crate::billing::Prices,
     pub smtp: SmtpSettings,
@@ -229,6 +231,7 @@ const KNOWN: &[&str] = &[
     "webhook_timeout_secs",
     "webhook_concurrency",
     "stream_max_per_key",
+    "read_cache_bytes",
     "price_outbound_per_1000",
     "price_managed_ses_per_1000",
     "price_inbound_per_1000",
@@ -511,6 +514,7 @@ impl Settings {
             webhook_timeout_secs: int("webhook_timeout_secs", 15, 1, 300)? as u64,
             webhook_concurrency: int("webhook_concurrency", 256, 1, 10_000)? as usize,
             stream_max_per_key: int("stream_max_per_key", 20, 1, 1_000_000)? as usize,
+            read_cache_bytes: int("read_cache_bytes", crate::cache::DEFAULT_BUDGET_BYTES as i64, 0, 1 << 40)? as usize,
             prices,
             smtp,
             dns_server,
@@ -589,6 +593,7 @@ mod tests {
             ("SENDMUX_INBOUND_DOMAINS", "exa mple.com"),
             ("SENDMUX_WEBHOOK_RETRY_SCHEDULE", "5,soon"),
             ("SENDMUX_STREAM_MAX_PER_KEY", "0"),
+            ("SENDMUX_READ_CACHE_BYTES", "-1"),
             ("SENDMUX_PRICE_INBOUND_PER_1000", "-1"),
             ("SENDMUX_PRICE_STORAGE_PER_GB_MONTH", "cheap"),
             ("SENDMUX_SMTP_MAX_MESSAGE_BYTES", "ten"),
