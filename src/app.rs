@@ -143,7 +143,6 @@ impl App {
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let router = crate::api::router(self.state.clone());
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         // One token for everything long-lived: the caller's stop also stops streams.
         let stop_all = self.state.shutdown.clone();
         let caller = shutdown.clone();
@@ -205,14 +204,11 @@ impl App {
         for _ in 0..self.state.settings.outbound.workers {
             workers.spawn(crate::outbound::worker::worker_loop(self.state.clone(), shutdown.clone()));
         }
-        let stop = shutdown.clone();
-        // No Nagle: event-stream frames and small answers go out as written.
-        let listener = axum::serve::ListenerExt::tap_io(self.http, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+        let limits = HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.state.settings.http_header_timeout_secs),
+            max_connections: self.state.settings.http_max_connections,
+        };
+        serve_http(self.http, router, limits, shutdown.clone()).await;
         // The listener has drained; stop the workers (they finish their current step).
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
@@ -223,6 +219,93 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+struct HttpLimits {
+    header_timeout: std::time::Duration,
+    max_connections: usize,
+}
+
+/// Serves `router` until `stop`, then lets the open connections finish (they close
+/// once idle; event streams end on the same token). What `axum::serve` does, plus: a
+/// connection must send its first request within `header_timeout` (HTTP/1 also each
+/// later request head: hyper's header read timeout), and beyond `max_connections` a
+/// new connection is closed at once, so half-open connections cannot pile up.
+async fn serve_http(listener: TcpListener, router: axum::Router, limits: HttpLimits, stop: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // The CONNECT protocol (WebSockets over HTTP/2), as `axum::serve` offers it; pings
+    // find HTTP/2 peers that are gone.
+    builder
+        .http2()
+        .enable_connect_protocol()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("sendmux_http_connections_refused_total").increment(1);
+            drop(tcp);
+            continue;
+        };
+        // No Nagle: event-stream frames and small answers go out as written.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        let first_request = Arc::new(tokio::sync::Notify::new());
+        let arrived = first_request.clone();
+        let service = router.clone().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            arrived.notify_one();
+            req
+        });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let (builder, stop) = (builder.clone(), stop.clone());
+        let header_timeout = limits.header_timeout;
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service));
+            // Until a first request arrives hyper may still be telling HTTP/1 from
+            // HTTP/2, where no timeout of its own applies yet.
+            let mut first_deadline = std::pin::pin!(tokio::time::sleep(header_timeout));
+            let (mut served, mut draining) = (false, false);
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::trace!(error = %e, "http connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = first_request.notified(), if !served => served = true,
+                    _ = &mut first_deadline, if !served => break,
+                    _ = stop.cancelled(), if !draining => {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -115,6 +115,14 @@ pub struct Settings {
     pub invitation_ttl_hours: i64,
     /// Largest JSON body the control-plane API reads.
     pub max_json_bytes: usize,
+    /// An HTTP/1 connection that has not sent a whole request head this long after it
+    /// opened (or after its previous answer) is closed; so is any connection whose
+    /// first request has not arrived by then.
+    pub http_header_timeout_secs: u64,
+    /// Time to answer one request, reading its body included (not the event stream).
+    pub http_request_timeout_secs: u64,
+    /// Open HTTP connections; one more is closed at once.
+    pub http_max_connections: usize,
     pub log_format: LogFormat,
     pub database_max_connections: u32,
     /// Delay before each webhook attempt after the first (seconds; 7 entries for 8
@@ -225,6 +233,9 @@ const KNOWN: &[&str] = &[
     "session_ttl_hours",
     "invitation_ttl_hours",
     "max_json_bytes",
+    "http_header_timeout_secs",
+    "http_request_timeout_secs",
+    "http_max_connections",
     "log_format",
     "database_max_connections",
     "webhook_retry_schedule",
@@ -508,6 +519,9 @@ impl Settings {
             session_ttl_hours: int("session_ttl_hours", 24 * 30, 1, 24 * 366)?,
             invitation_ttl_hours: int("invitation_ttl_hours", 24 * 7, 1, 24 * 90)?,
             max_json_bytes: int("max_json_bytes", 1 << 20, 1024, 64 << 20)? as usize,
+            http_header_timeout_secs: int("http_header_timeout_secs", 30, 1, 3600)? as u64,
+            http_request_timeout_secs: int("http_request_timeout_secs", 60, 1, 86_400)? as u64,
+            http_max_connections: int("http_max_connections", 10_000, 1, 10_000_000)? as usize,
             log_format,
             database_max_connections: int("database_max_connections", 16, 1, 1000)? as u32,
             webhook_retry_schedule,
@@ -594,6 +608,9 @@ mod tests {
             ("SENDMUX_WEBHOOK_RETRY_SCHEDULE", "5,soon"),
             ("SENDMUX_STREAM_MAX_PER_KEY", "0"),
             ("SENDMUX_READ_CACHE_BYTES", "-1"),
+            ("SENDMUX_HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("SENDMUX_HTTP_REQUEST_TIMEOUT_SECS", "soon"),
+            ("SENDMUX_HTTP_MAX_CONNECTIONS", "0"),
             ("SENDMUX_PRICE_INBOUND_PER_1000", "-1"),
             ("SENDMUX_PRICE_STORAGE_PER_GB_MONTH", "cheap"),
             ("SENDMUX_SMTP_MAX_MESSAGE_BYTES", "ten"),

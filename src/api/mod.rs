@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_request_time))
         .layer(middleware::from_fn(request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
@@ -150,6 +151,26 @@ async fn request_context(req: Request, next: Next) -> Response {
         res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
     }
     res
+}
+
+/// The live event stream stays open by design (`close_after` bounds it).
+const STREAM_PATH: &str = "/api/v1/mailbox/events";
+
+/// Bounds the time to answer a request, reading its body included: a client dripping a
+/// body cannot hold a handler (and what it holds) open. The event stream is exempt.
+async fn limit_request_time(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == STREAM_PATH {
+        return next.run(req).await;
+    }
+    let limit = std::time::Duration::from_secs(state.settings.http_request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let mut e = ApiError::for_status(StatusCode::REQUEST_TIMEOUT);
+            e.message = format!("The request was not answered within {} s", limit.as_secs()).into();
+            e.into_response()
+        }
+    }
 }
 
 /// The path with any token in it (invitation links carry one) replaced, for logs.

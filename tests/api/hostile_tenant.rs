@@ -11,6 +11,56 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+fn http_addr(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads one HTTP/1.1 response (head and `Content-Length` body) from `stream`; None when
+/// the connection closed first or nothing complete came before `deadline`.
+async fn read_response(stream: &mut TcpStream, deadline: Instant) -> Option<(u16, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                return Some((status, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned()));
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+async fn get_healthz(stream: &mut TcpStream) -> Option<u16> {
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: sendmux.test\r\n\r\n").await.ok()?;
+    read_response(stream, Instant::now() + Duration::from_secs(10)).await.map(|(status, _)| status)
+}
+
+/// Waits until the server closes `stream`; returns what it sent before closing, or None
+/// when the connection is still open at the deadline.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 #[tokio::test]
 async fn invented_http_methods_do_not_grow_the_metrics() {
     let app = TestApp::spawn().await;
@@ -35,4 +85,94 @@ async fn invented_http_methods_do_not_grow_the_metrics() {
     }
     assert!(methods.contains("other") && methods.contains("GET"), "{methods:?}");
     assert!(series < 10, "{series} series for three routes: {text}");
+}
+
+#[tokio::test]
+async fn a_half_sent_request_or_a_silent_connection_is_closed_after_the_header_timeout() {
+    let app = TestApp::spawn_with(&[("SENDMUX_HTTP_HEADER_TIMEOUT_SECS", "1")]).await;
+    let addr = http_addr(&app);
+    let mut half = TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /healthz HT").await.unwrap();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut partial_preface = TcpStream::connect(&addr).await.unwrap();
+    partial_preface.write_all(b"PRI * HTTP/2").await.unwrap();
+    for (what, stream) in
+        [("half a request line", &mut half), ("nothing", &mut silent), ("half an HTTP/2 preface", &mut partial_preface)]
+    {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(20)).await.is_some(),
+            "a connection that sent {what} is still open"
+        );
+    }
+    // A keep-alive connection that finished its request is served, then closed when idle.
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_healthz(&mut kept).await, Some(200));
+    assert!(closed_by_server(&mut kept, Duration::from_secs(20)).await.is_some(), "an idle connection stays open");
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_completes_times_out_but_the_event_stream_stays_open() {
+    let app = TestApp::spawn_with(&[("SENDMUX_HTTP_REQUEST_TIMEOUT_SECS", "1")]).await;
+    let owner = app.signup("o@timeout.test", "Timeout").await;
+    let (mbx, key) = app.mailbox_with_key(&owner.token, "slow@localhost", &["mailbox.read"]).await;
+
+    let mut slow = TcpStream::connect(http_addr(&app)).await.unwrap();
+    slow.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: sendmux.test\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"email\"",
+    )
+    .await
+    .unwrap();
+    let (status, body) = read_response(&mut slow, Instant::now() + Duration::from_secs(20))
+        .await
+        .expect("an answer to a request whose body stalls");
+    assert_eq!(status, 408, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request", "{body}");
+    assert!(body["error"]["request_id"].as_str().unwrap().starts_with("req_"));
+
+    // The stream outlives the request timeout and still carries events.
+    let res = app.get("/api/v1/mailbox/events", &key).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut stream = res.bytes_stream();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let id = emit(&app, &owner.team_id, mbx["id"].as_str(), "message.received", json!({"n": 1})).await;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains(&id) {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled before the event: {other:?}; got {seen}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_while_open_ones_keep_working() {
+    let app = TestApp::spawn_with(&[("SENDMUX_HTTP_MAX_CONNECTIONS", "2")]).await;
+    let addr = http_addr(&app);
+    let mut a = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_healthz(&mut a).await, Some(200));
+    let mut b = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_healthz(&mut b).await, Some(200));
+
+    let mut over = TcpStream::connect(&addr).await.unwrap();
+    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: sendmux.test\r\n\r\n").await;
+    let sent =
+        closed_by_server(&mut over, Duration::from_secs(20)).await.expect("the connection over the cap is closed");
+    assert!(!sent.starts_with(b"HTTP/1.1 200"), "the connection over the cap was served");
+
+    assert_eq!(get_healthz(&mut a).await, Some(200), "an open connection keeps working");
+    assert_eq!(get_healthz(&mut b).await, Some(200), "an open connection keeps working");
+    // A slot given back is used again.
+    drop(a);
+    let start = Instant::now();
+    loop {
+        let mut c = TcpStream::connect(&addr).await.unwrap();
+        if get_healthz(&mut c).await == Some(200) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the closed connection's slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
