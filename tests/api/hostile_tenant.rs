@@ -176,3 +176,51 @@ async fn connections_beyond_the_cap_are_closed_while_open_ones_keep_working() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+async fn deliveries_per_event(
+    app: &TestApp,
+    token: &str,
+    webhook_id: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let path = format!("/api/v1/webhooks/{webhook_id}/deliveries?limit=100");
+    let list = expect_status(app.get(&path, token).await, StatusCode::OK).await;
+    let mut counts = std::collections::BTreeMap::new();
+    for d in list["data"].as_array().unwrap() {
+        *counts.entry(d["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_range_replay_queues_each_event_once() {
+    let app = TestApp::spawn_with(&[("SENDMUX_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")]).await;
+    let owner = app.signup("o@rerun.test", "Rerun").await;
+    let receiver = Receiver::start(vec![]).await;
+    let res =
+        app.post("/api/v1/webhooks", &owner.token, json!({"url": receiver.url, "event_types": ["message.sent"]})).await;
+    let id = expect_status(res, StatusCode::CREATED).await["id"].as_str().unwrap().to_owned();
+    let since = chrono::Utc::now().to_rfc3339();
+    let e1 = emit(&app, &owner.team_id, None, "message.sent", json!({"n": 1})).await;
+    let e2 = emit(&app, &owner.team_id, None, "message.sent", json!({"n": 2})).await;
+    receiver.wait_for(2).await;
+    // Two more deliveries of e1 in the range: replayed one at a time.
+    for n in 0..2 {
+        let list =
+            expect_status(app.get(&format!("/api/v1/webhooks/{id}/deliveries"), &owner.token).await, StatusCode::OK)
+                .await;
+        let d = list["data"].as_array().unwrap().iter().find(|d| d["event_id"] == e1.as_str()).unwrap().clone();
+        let path = format!("/api/v1/webhooks/{id}/deliveries/{}/replay", d["id"].as_str().unwrap());
+        expect_status(app.post(&path, &owner.token, json!({})).await, StatusCode::ACCEPTED).await;
+        receiver.wait_for(3 + n).await;
+    }
+    let before = deliveries_per_event(&app, &owner.token, &id).await;
+    assert_eq!((before[&e1], before[&e2]), (3, 1));
+    let res = app.post(&format!("/api/v1/webhooks/{id}/replay"), &owner.token, json!({"since": since})).await;
+    let out = expect_status(res, StatusCode::ACCEPTED).await;
+    assert_eq!((out["replayed"].as_u64(), out["expired"].as_u64()), (Some(2), Some(0)), "{out}");
+    let after = deliveries_per_event(&app, &owner.token, &id).await;
+    assert_eq!((after[&e1], after[&e2]), (4, 2), "each event is queued once more");
+    let hits = receiver.wait_for(6).await;
+    let replayed: Vec<&str> = hits[4..].iter().map(|h| h.headers["x-sendmux-event-id"].as_str()).collect();
+    assert!(replayed.contains(&e1.as_str()) && replayed.contains(&e2.as_str()), "{replayed:?}");
+}
