@@ -48,7 +48,7 @@ async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<Secret
             match std::fs::read_to_string(&path) {
                 Ok(k) => k.trim().to_owned(),
                 Err(_) => {
-                    std::fs::create_dir_all(&settings.data_dir)?;
+                    create_private_dir(&settings.data_dir)?;
                     let key = SecretBox::generate_encoded();
                     write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
                     tracing::info!(path = %path.display(), "generated SENDMUX_SECRET_KEY into the data folder");
@@ -66,6 +66,16 @@ async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<Secret
         anyhow::bail!("SENDMUX_SECRET_KEY: does not match the key this database's secrets were sealed with");
     }
     Ok(sb)
+}
+
+/// Creates `path` and any missing parents readable by this user only (0700, whatever
+/// the umask), as SPEC §13 asks of everything in the data folder.
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 pub(crate) fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

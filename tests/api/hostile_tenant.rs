@@ -177,6 +177,44 @@ async fn connections_beyond_the_cap_are_closed_while_open_ones_keep_working() {
     }
 }
 
+#[tokio::test]
+async fn every_file_in_the_data_folder_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    let owner = app.signup("o@perms.test", "Perms").await;
+    let (_, key) = app.mailbox_with_key(&owner.token, "perms@localhost", &["mailbox.read"]).await;
+    let (mut smtp, _) = RawSmtp::connect(app.smtp_addr).await;
+    let (code, text) =
+        smtp.transaction("a@sender.test", "perms@localhost", b"Subject: kept\r\n\r\nprivate body\r\n.\r\n").await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(app.inbox(&key).await.len(), 1);
+
+    let mut seen = Vec::new();
+    let mut folders = vec![app.dir.path().to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "folder {} is {mode:o}", entry.path().display());
+                folders.push(entry.path());
+            } else {
+                assert_eq!(mode, 0o600, "file {} is {mode:o}", entry.path().display());
+            }
+            seen.push(entry.path().strip_prefix(app.dir.path()).unwrap().display().to_string());
+        }
+    }
+    let seen = seen.join(" ");
+    for expected in ["secret.key", "smtp-tls-key.pem", "blobs"] {
+        assert!(seen.contains(expected), "{expected} not in {seen}");
+    }
+    assert!(seen.contains(".open") || seen.contains(".seg"), "no body segment in {seen}");
+    if !on_postgres() {
+        assert!(seen.contains("sendmux.db-wal") && seen.contains("sendmux.db-shm"), "{seen}");
+    }
+}
+
 async fn deliveries_per_event(
     app: &TestApp,
     token: &str,
