@@ -262,3 +262,27 @@ async fn a_range_replay_queues_each_event_once() {
     let replayed: Vec<&str> = hits[4..].iter().map(|h| h.headers["x-sendmux-event-id"].as_str()).collect();
     assert!(replayed.contains(&e1.as_str()) && replayed.contains(&e2.as_str()), "{replayed:?}");
 }
+
+#[tokio::test]
+async fn admin_token_guessing_locks_the_source_out() {
+    let app = TestApp::spawn().await;
+    let path = "/api/v1/admin/increase-requests";
+    let get = |client: &reqwest::Client, token: &str| client.get(app.url(path)).bearer_auth(token).send();
+    assert_eq!(get(&app.client, ADMIN_TOKEN).await.unwrap().status(), StatusCode::OK);
+    for i in 0..10 {
+        let res = get(&app.client, &format!("wrong-admin-token-{i:04}-xxxxxxxx")).await.unwrap();
+        expect_error(res, StatusCode::UNAUTHORIZED, "authentication_failed").await;
+    }
+    let res = get(&app.client, "wrong-admin-token-0010-xxxxxxxx").await.unwrap();
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The source is locked out: the right token does not get through either, so a
+    // guesser learns nothing from the answers during the lockout.
+    let res = get(&app.client, ADMIN_TOKEN).await.unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another source is not.
+    let other = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    assert_eq!(get(&other, ADMIN_TOKEN).await.unwrap().status(), StatusCode::OK);
+}
