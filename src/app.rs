@@ -49,7 +49,7 @@ async fn secret_box(settings: &Settings, store: &Store) -> anyhow::Result<Secret
             match std::fs::read_to_string(&path) {
                 Ok(k) => k.trim().to_owned(),
                 Err(_) => {
-                    std::fs::create_dir_all(&settings.data_dir)?;
+                    sendmux_core::files::create_private_dir(&settings.data_dir)?;
                     let key = SecretBox::generate_encoded();
                     sendmux_core::files::write_private(&path, &key)
                         .with_context(|| format!("writing {}", path.display()))?;
@@ -95,7 +95,10 @@ impl App {
             auth,
             secrets,
             passwords: Default::default(),
-            cache: sendmux_core::cache::ReadCache::new(store.backend() == sendmux_core::store::Backend::Sqlite),
+            cache: sendmux_core::cache::ReadCache::with_budget(
+                store.backend() == sendmux_core::store::Backend::Sqlite,
+                settings.read_cache_bytes,
+            ),
             bus: bus.clone(),
             shutdown: CancellationToken::new(),
             blobs: Arc::new(blobs),
@@ -131,7 +134,6 @@ impl App {
     /// Serves until `shutdown` is cancelled, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let router = sendmux_http::router(self.state.clone());
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         // One token for everything long-lived: the caller's stop also stops streams.
         let stop_all = self.state.shutdown.clone();
         let caller = shutdown.clone();
@@ -193,14 +195,11 @@ impl App {
         for _ in 0..self.state.settings.outbound.workers {
             workers.spawn(sendmux_core::outbound::worker::worker_loop(self.state.0.core.clone(), shutdown.clone()));
         }
-        let stop = shutdown.clone();
-        // No Nagle: event-stream frames and small answers go out as written.
-        let listener = axum::serve::ListenerExt::tap_io(self.http, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, service).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+        let limits = sendmux_http::serve::Limits {
+            header_timeout: std::time::Duration::from_secs(self.state.settings.http_header_timeout_secs),
+            max_connections: self.state.settings.http_max_connections,
+        };
+        sendmux_http::serve::serve(self.http, router, limits, shutdown.clone()).await;
         // The listener has drained; stop the workers (they finish their current step).
         shutdown.cancel();
         while workers.join_next().await.is_some() {}

@@ -48,7 +48,7 @@ pub fn acceptor(settings: &Settings) -> anyhow::Result<TlsAcceptor> {
 fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     let names = vec![hostname.to_owned(), "localhost".to_owned()];
     let cert = rcgen::generate_simple_self_signed(names).context("generating a self-signed certificate")?;
-    std::fs::create_dir_all(cert_path.parent().unwrap_or(Path::new(".")))?;
+    sendmux_core::files::create_private_dir(cert_path.parent().unwrap_or(Path::new(".")))?;
     // A half-written pair from an interrupted start is replaced whole.
     let _ = std::fs::remove_file(cert_path);
     let _ = std::fs::remove_file(key_path);

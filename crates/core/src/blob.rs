@@ -20,11 +20,13 @@ use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::files::create_private_dir;
 
 /// Where raw message bytes live.
 pub trait BlobStore: Send + Sync + 'static {
@@ -145,7 +147,7 @@ impl FsBlobStore {
     /// on [`BlobStore::close`] or when the store is dropped.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root)?;
+        create_private_dir(&root)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let open = Arc::new(parking_lot::Mutex::new(HashSet::new()));
         let writer = Writer {
@@ -529,12 +531,17 @@ impl Writer {
     fn create(&mut self, team: &str) -> io::Result<Segment> {
         let folder = self.paths.root.join(team);
         if !self.durable_folders.contains(team) {
-            std::fs::create_dir_all(&folder)?;
+            create_private_dir(&folder)?;
             File::open(&self.paths.root)?.sync_all()?;
             self.durable_folders.insert(team.to_owned());
         }
         let name = ulid::Ulid::new().to_string();
-        let file = File::options().read(true).write(true).create_new(true).open(folder.join(format!("{name}.open")))?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(folder.join(format!("{name}.open")))?;
         file.try_lock().map_err(|_| io::Error::other("cannot lock a new segment"))?;
         File::open(&folder)?.sync_all()?;
         Ok(Segment { name, file, len: 0, last_put: std::time::Instant::now() })

@@ -115,6 +115,14 @@ pub struct Settings {
     pub invitation_ttl_hours: i64,
     /// Largest JSON body the control-plane API reads.
     pub max_json_bytes: usize,
+    /// An HTTP/1 connection that has not sent a whole request head this long after it
+    /// opened (or after its previous answer) is closed; so is any connection whose
+    /// first request has not arrived by then.
+    pub http_header_timeout_secs: u64,
+    /// Time to answer one request, reading its body included (not the event stream).
+    pub http_request_timeout_secs: u64,
+    /// Open HTTP connections; one more is closed at once.
+    pub http_max_connections: usize,
     pub log_format: LogFormat,
     pub database_max_connections: u32,
     /// Delay before each webhook attempt after the first (seconds; 7 entries for 8
@@ -125,6 +133,8 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// Open `GET /api/v1/mailbox/events` streams allowed per key.
     pub stream_max_per_key: usize,
+    /// Bytes the in-memory read cache may hold (a team at most an eighth of them).
+    pub read_cache_bytes: usize,
     /// Usage prices (USD).
     pub prices: Prices,
     pub smtp: SmtpSettings,
@@ -223,12 +233,16 @@ const KNOWN: &[&str] = &[
     "session_ttl_hours",
     "invitation_ttl_hours",
     "max_json_bytes",
+    "http_header_timeout_secs",
+    "http_request_timeout_secs",
+    "http_max_connections",
     "log_format",
     "database_max_connections",
     "webhook_retry_schedule",
     "webhook_timeout_secs",
     "webhook_concurrency",
     "stream_max_per_key",
+    "read_cache_bytes",
     "price_outbound_per_1000",
     "price_managed_ses_per_1000",
     "price_inbound_per_1000",
@@ -505,12 +519,16 @@ impl Settings {
             session_ttl_hours: int("session_ttl_hours", 24 * 30, 1, 24 * 366)?,
             invitation_ttl_hours: int("invitation_ttl_hours", 24 * 7, 1, 24 * 90)?,
             max_json_bytes: int("max_json_bytes", 1 << 20, 1024, 64 << 20)? as usize,
+            http_header_timeout_secs: int("http_header_timeout_secs", 30, 1, 3600)? as u64,
+            http_request_timeout_secs: int("http_request_timeout_secs", 60, 1, 86_400)? as u64,
+            http_max_connections: int("http_max_connections", 10_000, 1, 10_000_000)? as usize,
             log_format,
             database_max_connections: int("database_max_connections", 16, 1, 1000)? as u32,
             webhook_retry_schedule,
             webhook_timeout_secs: int("webhook_timeout_secs", 15, 1, 300)? as u64,
             webhook_concurrency: int("webhook_concurrency", 256, 1, 10_000)? as usize,
             stream_max_per_key: int("stream_max_per_key", 20, 1, 1_000_000)? as usize,
+            read_cache_bytes: int("read_cache_bytes", crate::cache::DEFAULT_BUDGET_BYTES as i64, 0, 1 << 40)? as usize,
             prices,
             smtp,
             dns_server,
@@ -589,6 +607,10 @@ mod tests {
             ("SENDMUX_INBOUND_DOMAINS", "exa mple.com"),
             ("SENDMUX_WEBHOOK_RETRY_SCHEDULE", "5,soon"),
             ("SENDMUX_STREAM_MAX_PER_KEY", "0"),
+            ("SENDMUX_READ_CACHE_BYTES", "-1"),
+            ("SENDMUX_HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("SENDMUX_HTTP_REQUEST_TIMEOUT_SECS", "soon"),
+            ("SENDMUX_HTTP_MAX_CONNECTIONS", "0"),
             ("SENDMUX_PRICE_INBOUND_PER_1000", "-1"),
             ("SENDMUX_PRICE_STORAGE_PER_GB_MONTH", "cheap"),
             ("SENDMUX_SMTP_MAX_MESSAGE_BYTES", "ten"),

@@ -11,3 +11,13 @@ pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<
     f.write_all(contents.as_bytes())?;
     f.sync_all()
 }
+
+/// Creates `path` and any missing parents readable by this user only (0700, whatever
+/// the umask), as docs/API.md asks of everything in the data folder.
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}

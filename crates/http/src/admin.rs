@@ -1,10 +1,11 @@
 //! The operator's admin API, on only when `SENDMUX_ADMIN_TOKEN` is set.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -30,13 +31,36 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(usage))
 }
 
-/// Admits only the operator's token; without one configured the admin API does not exist.
+/// Wrong admin tokens one client address may present per minute; after that the
+/// address is locked out (the right token included) until the minute ends.
+pub const ADMIN_FAILURES_PER_MINUTE: i64 = 10;
+
+/// Admits only the operator's token (compared in constant time); without one
+/// configured the admin API does not exist. An address that presented
+/// [`ADMIN_FAILURES_PER_MINUTE`] wrong tokens gets `429` until its window ends, whatever
+/// it presents: a guesser learns nothing during the lockout.
 pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let Some(expected) = &state.settings.admin_token else {
         return Err(ApiError::for_status(StatusCode::NOT_FOUND));
     };
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    let bucket = format!("admin-failures:{ip}");
+    let locked_out = |reset_secs| {
+        let mut e = ApiError::rate_limited(reset_secs);
+        e.message = "Too many wrong admin tokens from this address; try again later".into();
+        e
+    };
+    if let Some((failures, reset_secs)) = state.limiter.window(&bucket, now_ms()).await?
+        && failures >= ADMIN_FAILURES_PER_MINUTE
+    {
+        return Err(locked_out(reset_secs));
+    }
     let token = super::bearer(req.headers())?;
     if !secure_eq(token.as_bytes(), expected.expose().as_bytes()) {
+        let counted = state.limiter.hit(&bucket, ADMIN_FAILURES_PER_MINUTE, now_ms()).await?;
+        if !counted.allowed {
+            return Err(locked_out(counted.reset_secs));
+        }
         return Err(ApiError::unauthenticated("Invalid admin token"));
     }
     Ok(next.run(req).await)

@@ -17,6 +17,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod pagination;
 pub mod providers;
+pub mod serve;
 pub mod state;
 pub mod stream;
 pub mod suppressions;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
         .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_request_time))
         .layer(middleware::from_fn(request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
@@ -154,18 +156,54 @@ async fn request_context(req: Request, next: Next) -> Response {
     res
 }
 
+/// The live event stream stays open by design (`close_after` bounds it).
+const STREAM_PATH: &str = "/api/v1/mailbox/events";
+
+/// Bounds the time to answer a request, reading its body included: a client dripping a
+/// body cannot hold a handler (and what it holds) open. The event stream is exempt.
+async fn limit_request_time(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == STREAM_PATH {
+        return next.run(req).await;
+    }
+    let limit = std::time::Duration::from_secs(state.settings.http_request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let mut e = ApiError::for_status(StatusCode::REQUEST_TIMEOUT);
+            e.message = format!("The request was not answered within {} s", limit.as_secs()).into();
+            e.into_response()
+        }
+    }
+}
+
 /// The path with any token in it (invitation links carry one) replaced, for logs.
 fn loggable_path(path: &str) -> String {
     path.split('/').map(|seg| if seg.starts_with("smx_") { "{token}" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
+/// The `method` label: one of a fixed set, so a client inventing methods cannot add
+/// series to `/metrics`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
-    metrics::counter!("sendmux_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("sendmux_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("sendmux_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());

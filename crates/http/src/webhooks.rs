@@ -517,25 +517,27 @@ async fn replay_range(
     if until <= since {
         return Err(ApiError::invalid("until", "until must be after since"));
     }
-    let mut tx = state.store.begin().await?;
-    let rows =
-        q::deliveries_between(&mut tx.team(&p.team_id), &webhook.id, since, until, input.only_failed.unwrap_or(false))
-            .await?;
-    let (mut replayed, mut expired) = (0, 0);
-    let mut seen: Vec<&str> = Vec::new();
-    for d in &rows {
-        if seen.contains(&d.event_id.as_str()) {
-            continue;
-        }
-        seen.push(&d.event_id);
+    // Read and de-duplicate (one new delivery per event) before the write transaction,
+    // which then only inserts: up to 10,000 rows must not hold every writer up.
+    let rows = {
+        let mut conn = state.store.pool().acquire().await?;
+        q::deliveries_between(&mut conn.team(&p.team_id), &webhook.id, since, until, input.only_failed.unwrap_or(false))
+            .await?
+    };
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut again = Vec::new();
+    let mut expired = 0;
+    for d in rows.iter().filter(|d| seen.insert(d.event_id.as_str())) {
         match d.payload.as_deref() {
             Some(payload) => {
-                q::enqueue(&mut tx.team(&p.team_id), &webhook.id, &d.event_id, &d.event_type, payload).await?;
-                replayed += 1;
+                again.push(q::new_delivery(p.team_id.as_str(), &webhook.id, &d.event_id, &d.event_type, payload))
             }
             None => expired += 1,
         }
     }
+    let replayed = again.len();
+    let mut tx = state.store.begin().await?;
+    q::enqueue_many(&mut tx, &again).await?;
     audit::record(
         &mut tx.team(&p.team_id),
         &p.actor(),

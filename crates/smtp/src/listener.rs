@@ -3,7 +3,7 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -21,9 +21,23 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
 }
 
-/// Counts open connections per client address; a guard gives its slot back on drop.
+/// Counts open connections per client (see [`client_of`]); a guard gives its slot back
+/// on drop.
 #[derive(Default)]
 struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+/// Whom a connection from `ip` is counted against: an IPv4 address, or an IPv6 /64
+/// (one host commonly holds a whole /64 and may use any address in it); an
+/// IPv4-mapped IPv6 address is its IPv4 address.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        },
+    }
+}
 
 struct IpSlot {
     map: Arc<PerIp>,
@@ -32,6 +46,7 @@ struct IpSlot {
 
 impl PerIp {
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let ip = client_of(ip);
         let mut map = self.0.lock();
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
@@ -139,4 +154,34 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// One IPv6 /64 is one client (a host holds a whole /64 and can use every address
+    /// in it); IPv4 clients are counted by address, and an IPv4-mapped IPv6 address
+    /// counts as its IPv4 address.
+    #[test]
+    fn connections_count_per_ipv4_address_and_per_ipv6_64() {
+        let per_ip = Arc::new(PerIp::default());
+        {
+            let first = per_ip.take(ip("2001:db8:1:2::1"), 2).unwrap();
+            let _second = per_ip.take(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"), 2).unwrap();
+            assert!(per_ip.take(ip("2001:db8:1:2:1234::9"), 2).is_none(), "a third address in the same /64");
+            assert!(per_ip.take(ip("2001:db8:1:3::1"), 2).is_some(), "the next /64 is another client");
+            drop(first);
+            let _again = per_ip.take(ip("2001:db8:1:2::77"), 2).expect("a slot given back is free");
+            let _v4 = per_ip.take(ip("192.0.2.7"), 2).unwrap();
+            let _mapped = per_ip.take(ip("::ffff:192.0.2.7"), 2).unwrap();
+            assert!(per_ip.take(ip("192.0.2.7"), 2).is_none(), "the mapped address counted as 192.0.2.7");
+            assert!(per_ip.take(ip("192.0.2.8"), 2).is_some(), "IPv4 neighbours are other clients");
+        }
+        assert!(per_ip.0.lock().is_empty(), "every slot is given back");
+    }
 }

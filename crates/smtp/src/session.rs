@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Command lines longer than this (with CRLF) are refused: RFC 5321 §4.5.3.1.4 allows
@@ -60,7 +61,10 @@ pub struct SessionConfig {
     pub hostname: String,
     pub max_message_bytes: usize,
     pub max_recipients: usize,
+    /// Time for one whole command line, from when the session starts waiting for it:
+    /// a deadline, not an idle timeout, so dripping bytes does not extend it.
     pub command_timeout: Duration,
+    /// Time for one message's whole DATA, from the `354`.
     pub data_timeout: Duration,
     /// STARTTLS is offered (a TLS acceptor exists and the session is not yet in TLS).
     pub tls_available: bool,
@@ -143,12 +147,13 @@ impl<H: Handler> Session<H> {
         Ok(())
     }
 
-    /// Reads more input, waiting at most `timeout`. Returns false when the session must
-    /// end (EOF, timeout, shutdown), having queued the reply for a timeout or shutdown.
-    async fn fill<S: AsyncRead + Unpin>(&mut self, stream: &mut S, timeout: Duration) -> std::io::Result<bool> {
+    /// Reads more input, waiting at most until `deadline`. Returns false when the session
+    /// must end (EOF, deadline, shutdown), having queued the reply for a deadline or
+    /// shutdown.
+    async fn fill<S: AsyncRead + Unpin>(&mut self, stream: &mut S, deadline: Instant) -> std::io::Result<bool> {
         let mut chunk = [0u8; 16 * 1024];
         let read = tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read(&mut chunk)) => r,
+            r = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => r,
             _ = self.shutdown.cancelled() => {
                 self.reply(421, "4.3.2 Service shutting down, try again later");
                 return Ok(false);
@@ -198,6 +203,8 @@ impl<H: Handler> Session<H> {
 
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> std::io::Result<Step> {
         let mut skipping_long_line = false;
+        // When the line being waited for must be complete; set when the wait starts.
+        let mut line_deadline = None;
         loop {
             let Some(nl) = self.input.iter().position(|&b| b == b'\n') else {
                 if self.input.len() > MAX_COMMAND_LINE {
@@ -206,11 +213,13 @@ impl<H: Handler> Session<H> {
                     skipping_long_line = true;
                 }
                 self.flush(stream).await?;
-                if !self.fill(stream, self.config.command_timeout).await? {
+                let deadline = *line_deadline.get_or_insert_with(|| Instant::now() + self.config.command_timeout);
+                if !self.fill(stream, deadline).await? {
                     return Ok(Step::Close);
                 }
                 continue;
             };
+            line_deadline = None;
             let line: Vec<u8> = self.input.drain(..=nl).collect();
             if skipping_long_line || line.len() > MAX_COMMAND_LINE {
                 skipping_long_line = false;
@@ -367,6 +376,7 @@ impl<H: Handler> Session<H> {
     /// Receives the message after `354` (dot-unstuffed by smtp-proto), then delivers it.
     async fn data<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> std::io::Result<Step> {
         self.flush(stream).await?;
+        let deadline = Instant::now() + self.config.data_timeout;
         let max = self.config.max_message_bytes;
         let mut receiver = smtp_proto::request::receiver::DataReceiver::new();
         let mut message = Vec::with_capacity(16 * 1024);
@@ -390,7 +400,7 @@ impl<H: Handler> Session<H> {
             if done {
                 break;
             }
-            if !self.fill(stream, self.config.data_timeout).await? {
+            if !self.fill(stream, deadline).await? {
                 return Ok(Step::Close);
             }
         }
@@ -523,6 +533,68 @@ mod tests {
         assert!(lines.last().unwrap().contains("4.4.2"));
         assert!(handler.delivered.lock().unwrap().is_empty());
         drop(write);
+    }
+
+    /// Drips `prefix` at once, then `drip` one byte every 25 ms, and reads every reply
+    /// until the server closes. Returns the replies and how many dripped bytes the
+    /// server took before it hung up.
+    async fn drip(cfg: SessionConfig, prefix: &[u8], drip: Vec<u8>) -> (Vec<String>, usize, Arc<Memory>) {
+        let handler = Arc::new(Memory::default());
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut session = Session::new(handler.clone(), cfg, None, CancellationToken::new());
+        let task = tokio::spawn(async move { session.run(server).await.map(|_| ()) });
+        let (read, mut write) = tokio::io::split(client);
+        write.write_all(prefix).await.unwrap();
+        let writer = tokio::spawn(async move {
+            for (sent, byte) in drip.iter().enumerate() {
+                if write.write_all(&[*byte]).await.is_err() {
+                    return sent;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            // Everything went in: keep the connection open, as a slow client would.
+            std::future::pending::<usize>().await
+        });
+        let mut reader = BufReader::new(read);
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).await.unwrap() > 0 {
+            lines.push(line.trim_end().to_owned());
+            line.clear();
+        }
+        task.await.unwrap().unwrap();
+        // The server is gone: the next dripped byte fails, unless all were sent.
+        let sent = tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the server hung up only after the whole drip had gone in")
+            .unwrap();
+        (lines, sent, handler)
+    }
+
+    #[tokio::test]
+    async fn a_command_dripped_byte_by_byte_is_cut_off_at_its_deadline() {
+        let mut cfg = config();
+        // Every byte comes well within this, but the whole line takes 5 s.
+        cfg.command_timeout = Duration::from_millis(300);
+        let line = format!("NOOP {}\r\n", "x".repeat(200)).into_bytes();
+        let len = line.len();
+        let (lines, sent, _) = drip(cfg, b"", line).await;
+        assert_eq!(codes(&lines), ["220", "421"], "{lines:?}");
+        assert!(lines.last().unwrap().contains("4.4.2"), "{lines:?}");
+        assert!(sent < len, "the server waited for the whole dripped line");
+    }
+
+    #[tokio::test]
+    async fn a_message_dripped_byte_by_byte_is_cut_off_at_its_deadline() {
+        let mut cfg = config();
+        cfg.data_timeout = Duration::from_millis(300);
+        let body = format!("Subject: slow\r\n\r\n{}\r\n.\r\n", "y".repeat(200)).into_bytes();
+        let len = body.len();
+        let (lines, sent, handler) =
+            drip(cfg, b"HELO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@here.test>\r\nDATA\r\n", body).await;
+        assert_eq!(codes(&lines), ["220", "250", "250", "250", "354", "421"], "{lines:?}");
+        assert!(sent < len, "the server waited for the whole dripped message");
+        assert!(handler.delivered.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

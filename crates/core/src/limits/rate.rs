@@ -65,6 +65,18 @@ impl RateLimiter {
         Ok(Decision::from_window(limit, start, count, now))
     }
 
+    /// The bucket's running window without counting anything: the requests counted in
+    /// it and the seconds until it resets; None when no window is running.
+    pub async fn window(&self, bucket: &str, now: i64) -> sqlx::Result<Option<(i64, u64)>> {
+        let window = match self.store.backend() {
+            Backend::Sqlite => self.local.lock().get(bucket).copied(),
+            Backend::Postgres => q::window(&mut *self.store.pool().acquire().await?, bucket).await?,
+        };
+        Ok(window
+            .filter(|(start, _)| start + WINDOW_MS > now)
+            .map(|(start, count)| (count, ((start + WINDOW_MS - now) as u64).div_ceil(1000).max(1))))
+    }
+
     /// Requests counted in the bucket's current window. Reads through the caller's
     /// connection so a handler holding one never waits for a second.
     pub async fn used(&self, conn: &mut Conn, bucket: &str, now: i64) -> sqlx::Result<i64> {

@@ -20,6 +20,7 @@ pub mod writer;
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -152,12 +153,27 @@ impl Store {
         let url = match &settings.database_url {
             Some(url) => url.expose().to_owned(),
             None => {
-                std::fs::create_dir_all(&settings.data_dir)
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&settings.data_dir)
                     .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
                 let path = settings.data_dir.join("sendmux.db");
                 format!("sqlite://{}?mode=rwc", path.display())
             }
         };
+        // SQLite creates its file with 0644 less the umask, and gives the -wal, -shm and
+        // journal files the database file's permissions: create it 0600 first (SPEC §13).
+        if url.starts_with("sqlite:") && url.contains("mode=rwc") {
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url).ok().map(|o| o.get_filename().to_path_buf());
+            if let Some(file) = file.filter(|f| !f.as_os_str().is_empty() && f.as_os_str() != ":memory:") {
+                match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e).with_context(|| format!("creating {}", file.display())),
+                }
+            }
+        }
         let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
         let options = AnyConnectOptions::from_str(&url).context("SENDMUX_DATABASE_URL is not a database URL")?;
         let pool = AnyPoolOptions::new()

@@ -33,6 +33,9 @@ impl Sender {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
+            // No HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: through a proxy the connection the
+            // guard checks would be the proxy's, and the proxy would reach any address.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
             .user_agent("Sendmux-Webhooks/1")
             .pool_max_idle_per_host(256)
@@ -268,5 +271,72 @@ pub async fn worker_loop(state: std::sync::Arc<Core>, sender: Sender, shutdown: 
             _ = state.bus.deliveries.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "SENDMUX_TEST_PROXY_CHILD";
+    const NAME: &str = "webhooks::worker::tests::environment_proxies_are_not_used";
+
+    /// A proxy from `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` would make the connection the
+    /// address guard checks one to the proxy, not to the webhook's host. The
+    /// environment belongs to the whole process, so the client is checked in a child
+    /// process of this test binary whose environment names a proxy: a loopback listener
+    /// that must see no connection while the receiver gets the request.
+    #[test]
+    fn environment_proxies_are_not_used() {
+        if std::env::var_os(CHILD).is_some() {
+            return post_directly_to_a_receiver();
+        }
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        proxy.set_nonblocking(true).unwrap();
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("HTTP_PROXY", &proxy_url)
+            .env("http_proxy", &proxy_url)
+            .env("HTTPS_PROXY", &proxy_url)
+            .env("https_proxy", &proxy_url)
+            .env("ALL_PROXY", &proxy_url)
+            .env("all_proxy", &proxy_url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let proxied = proxy.accept().is_ok();
+        assert!(out.status.success() && stdout.contains("1 passed"), "child run failed:\n{stdout}\n{stderr}");
+        assert!(!proxied, "the webhook client connected to the environment's proxy");
+    }
+
+    fn post_directly_to_a_receiver() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/hook", receiver.local_addr().unwrap());
+            let server = tokio::spawn(async move {
+                let (mut conn, _) = receiver.accept().await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the client hung up");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                conn.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await.unwrap();
+                String::from_utf8_lossy(&got).into_owned()
+            });
+            let guard = Guard::new(vec!["127.0.0.0/8".parse().unwrap()]);
+            let sender = Sender::new(guard, Duration::from_secs(5)).unwrap();
+            let res = sender.client.post(&url).body("{}").send().await;
+            assert_eq!(res.map(|r| r.status().as_u16()).map_err(|e| e.to_string()), Ok(204));
+            let request = server.await.unwrap();
+            assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+        });
     }
 }
