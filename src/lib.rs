@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod ids;
 pub mod inbound;
 pub mod jobs;
