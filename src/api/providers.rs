@@ -342,7 +342,8 @@ async fn update_provider(
         // Stored credentials follow the provider only while it points where it did:
         // a new destination must be given its credentials again, so nobody can
         // redirect a stored password to a host of their choosing.
-        let destination = ["host", "security", "endpoint", "region"];
+        // SPEC §5: host, port, security, endpoint or region.
+        let destination = ["host", "port", "security", "endpoint", "region"];
         let moved = destination.iter().any(|k| patch.get(*k).is_some_and(|v| merged.get(*k) != Some(v)));
         if !moved {
             merged.extend(open_secrets(&state, &row)?);
