@@ -1,5 +1,5 @@
 //! Findings of the hostile-tenant review (issue #13): providers cannot reach the
-//! operator's network (SSRF, port scans, echoed bodies).
+//! operator's network (SSRF, port scans, echoed bodies), reserved headers.
 
 use crate::helpers::*;
 use crate::mail_servers::*;
@@ -325,4 +325,28 @@ async fn smtp_checks_quote_no_more_than_the_reply_line_and_end_in_bounded_time()
             assert_eq!(out["ok"], false, "{out}");
         }
     }
+}
+
+#[tokio::test]
+async fn x_sendmux_headers_are_reserved() {
+    let app = TestApp::spawn_with(&[("SENDMUX_OUTBOUND_WORKERS", "0")]).await;
+    let owner = app.signup("o@reserved.test", "Reserved").await;
+    let prv = app.create_smtp_provider(&owner.token, "relay").await;
+    let g = app.create_group(&owner.token, prv["id"].as_str().unwrap()).await;
+    let key = app.create_key(&owner.token, json!({"name": "s", "kind": "sending", "delivery_group_id": g["id"]})).await;
+    let key = key["key"].as_str().unwrap();
+    for name in ["X-Sendmux-Signature", "x-sendmux-event-id", "X-SENDMUX-Team"] {
+        let body = json!({"from": "a@example.com", "to": ["b@example.org"], "subject": "s", "text": "t",
+            "headers": {name: "forged"}});
+        let err = expect_error(
+            app.post("/api/v1/emails", key, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        )
+        .await;
+        assert_eq!(err["param"], format!("headers.{name}"), "{err}");
+    }
+    let body = json!({"from": "a@example.com", "to": ["b@example.org"], "subject": "s", "text": "t",
+        "headers": {"X-Sendmuxer": "fine", "X-Campaign": "fine"}});
+    expect_status(app.post("/api/v1/emails", key, body).await, StatusCode::ACCEPTED).await;
 }
