@@ -106,10 +106,9 @@ fn from_value_at<T: DeserializeOwned>(prefix: &str, value: Value) -> ApiResult<T
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
-        let param = match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-            Some(field) if path == "." => format!("{prefix}.{field}"),
-            _ if path == "." => prefix.to_owned(),
-            _ => format!("{prefix}.{path}"),
+        let param = match super::extract::field_param(&path, &msg) {
+            p if p == "." => prefix.to_owned(),
+            p => format!("{prefix}.{p}"),
         };
         ApiError::invalid(param, msg)
     })

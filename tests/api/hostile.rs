@@ -1,5 +1,6 @@
 //! Findings of the hostile-tenant review (issue #13): providers cannot reach the
-//! operator's network (SSRF, port scans, echoed bodies), reserved headers.
+//! operator's network (SSRF, port scans, echoed bodies), reserved headers, named
+//! missing fields.
 
 use crate::helpers::*;
 use crate::mail_servers::*;
@@ -349,4 +350,47 @@ async fn x_sendmux_headers_are_reserved() {
     let body = json!({"from": "a@example.com", "to": ["b@example.org"], "subject": "s", "text": "t",
         "headers": {"X-Sendmuxer": "fine", "X-Campaign": "fine"}});
     expect_status(app.post("/api/v1/emails", key, body).await, StatusCode::ACCEPTED).await;
+}
+
+#[tokio::test]
+async fn a_missing_required_field_is_named() {
+    let app = TestApp::spawn_with(&[("SENDMUX_OUTBOUND_WORKERS", "0")]).await;
+    let owner = app.signup("o@missing.test", "Missing").await;
+    let prv = app.create_smtp_provider(&owner.token, "relay").await;
+    let g = app.create_group(&owner.token, prv["id"].as_str().unwrap()).await;
+    let key = app.create_key(&owner.token, json!({"name": "s", "kind": "sending", "delivery_group_id": g["id"]})).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "/api/v1/emails",
+            key.as_str(),
+            json!({"from": "a@example.com", "to": ["b@example.org"], "text": "t"}),
+            "subject",
+        ),
+        (
+            "/api/v1/emails",
+            key.as_str(),
+            json!({"from": "a@example.com", "to": ["b@example.org"], "subject": "s", "text": "t",
+                "attachments": [{"filename": "a.txt"}]}),
+            "attachments[0].content",
+        ),
+        ("/api/v1/mailboxes", owner.token.as_str(), json!({"name": "no address"}), "address"),
+        (
+            "/api/v1/providers",
+            owner.token.as_str(),
+            json!({"type": "smtp", "config": {"host": "8.8.8.8", "port": 25}}),
+            "name",
+        ),
+        (
+            "/api/v1/providers",
+            owner.token.as_str(),
+            json!({"name": "p", "type": "smtp", "config": {"port": 25}}),
+            "config.host",
+        ),
+    ];
+    for (path, token, body, param) in cases {
+        let res = app.post(path, token, body.clone()).await;
+        let err = expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+        assert_eq!(err["param"], param, "{path} {body}: {err}");
+    }
 }
