@@ -166,7 +166,7 @@ pub fn csv(u: &UsageOut) -> String {
 }
 
 /// Usage and amounts for a period (`billing.read`); `Accept: text/csv` for a spreadsheet.
-#[utoipa::path(get, path = "/api/v1/billing/usage", tag = "billing", params(UsageParams),
+#[utoipa::path(get, path = "/api/v1/billing/usage", operation_id = "billing_usage", tag = "billing", params(UsageParams),
     responses((status = 200, body = UsageOut), (status = 200, content_type = "text/csv"), (status = 422, body = crate::error::ErrorBody)))]
 async fn usage(
     State(state): State<AppState>,
