@@ -139,11 +139,16 @@ struct Reader {
     ping: Duration,
     next_ping: Instant,
     deadline: Instant,
+    /// The key the stream was opened with; checked every [`RECHECK`] so a revoked or
+    /// expired key's stream ends on every node within a second (SPEC §3).
+    key_id: Option<String>,
+    next_check: Instant,
     done: bool,
     _slot: Slot,
 }
 
 const PAGE: i64 = 200;
+const RECHECK: Duration = Duration::from_millis(900);
 
 impl Reader {
     /// Reads the log after the cursor into `pending`; true when a full page came back.
@@ -161,8 +166,31 @@ impl Reader {
         Ok(full)
     }
 
+    /// True while the stream's key is neither revoked, expired nor deleted.
+    async fn credential_valid(&self) -> bool {
+        let Some(key_id) = &self.key_id else { return true };
+        let row = match self.state.store.pool().acquire().await {
+            Ok(mut conn) => crate::store::keys::get(&mut conn, &self.team_id, key_id).await,
+            Err(e) => Err(e),
+        };
+        match row {
+            Ok(row) => row.is_some_and(|r| r.is_active(crate::store::now_ms())),
+            Err(e) => {
+                // The store is unreachable: the stream cannot vouch for its key.
+                tracing::warn!(error = %e, "event stream cannot check its key; ending it");
+                false
+            }
+        }
+    }
+
     async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
         loop {
+            if Instant::now() >= self.next_check {
+                if !Box::pin(self.credential_valid()).await {
+                    return None;
+                }
+                self.next_check = Instant::now() + RECHECK;
+            }
             if let Some(chunk) = self.pending.pop_front() {
                 return Some((Ok(chunk), self));
             }
@@ -195,6 +223,7 @@ impl Reader {
                     return Some((Ok(Bytes::from_static(b": ping\n\n")), self));
                 }
                 _ = tokio::time::sleep_until(self.deadline) => self.done = true,
+                _ = tokio::time::sleep_until(self.next_check) => {}
                 _ = self.state.shutdown.cancelled() => self.done = true,
             }
         }
@@ -250,6 +279,11 @@ async fn mailbox_events(
         ping: controls.ping,
         next_ping: now + controls.ping,
         deadline: now + controls.close_after,
+        key_id: match &p.credential {
+            crate::auth::Credential::Key { key_id, .. } => Some(key_id.clone()),
+            crate::auth::Credential::User { .. } => None,
+        },
+        next_check: now + RECHECK,
         done: false,
         _slot: slot,
     };

@@ -329,3 +329,49 @@ async fn mail_received_over_smtp_reaches_the_stream_and_the_webhook() {
         expect_status(app.get(data["data"]["url"].as_str().unwrap(), &s.owner.token).await, StatusCode::OK).await;
     assert_eq!(message["subject"], "Pipeline check");
 }
+
+/// Waits for the server to end the stream (EOF), skipping whatever frames come first.
+async fn ends(stream: &mut Sse, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "{what}: the stream is still open");
+        match tokio::time::timeout(left, stream.next(Duration::from_secs(15))).await {
+            Ok(None) => return,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("{what}: the stream is still open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoking_or_expiring_a_key_ends_its_open_streams() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let key =
+        app.create_key(&s.owner.token, json!({"name": "revoked", "kind": "mailbox", "mailbox_id": s.mailbox})).await;
+    let mut stream = Sse::open(&app, key["key"].as_str().unwrap(), "", None).await;
+    // The stream works first.
+    let id = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"n": 1})).await;
+    assert_eq!(stream.next_event(Duration::from_secs(10)).await.0, id);
+    expect_status(
+        app.delete(&format!("/api/v1/keys/{}", key["id"].as_str().unwrap()), &s.owner.token).await,
+        StatusCode::OK,
+    )
+    .await;
+    ends(&mut stream, "revoked key").await;
+
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let key = app
+        .create_key(
+            &s.owner.token,
+            json!({"name": "expiring", "kind": "mailbox", "mailbox_id": s.mailbox, "expires_at": at}),
+        )
+        .await;
+    let mut stream = Sse::open(&app, key["key"].as_str().unwrap(), "", None).await;
+    ends(&mut stream, "expired key").await;
+    // Another key's stream is untouched.
+    let mut other = Sse::open(&app, &s.key, "", None).await;
+    let id = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"n": 2})).await;
+    assert_eq!(other.next_event(Duration::from_secs(10)).await.0, id);
+}
