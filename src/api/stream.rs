@@ -143,6 +143,9 @@ struct Reader {
     /// expired key's stream ends on every node within a second (SPEC §3).
     key_id: Option<String>,
     next_check: Instant,
+    /// `retry:` goes out with the first event, not alone: a block holding only a field
+    /// without data is dispatched as an empty event by some clients (httpx-sse).
+    retry_sent: bool,
     done: bool,
     _slot: Slot,
 }
@@ -159,8 +162,11 @@ impl Reader {
         for row in rows {
             self.cursor = row.seq;
             if self.types.contains(&row.kind) {
-                self.pending
-                    .push_back(Bytes::from(format!("id: {}\nevent: {}\ndata: {}\n\n", row.id, row.kind, row.payload)));
+                let retry = if std::mem::replace(&mut self.retry_sent, true) { "" } else { "retry: 2000\n" };
+                self.pending.push_back(Bytes::from(format!(
+                    "{retry}id: {}\nevent: {}\ndata: {}\n\n",
+                    row.id, row.kind, row.payload
+                )));
             }
         }
         Ok(full)
@@ -274,7 +280,8 @@ async fn mailbox_events(
         mailbox_id,
         types: controls.types,
         cursor,
-        pending: VecDeque::from([Bytes::from_static(b": connected\nretry: 2000\n\n")]),
+        // A comment only: no client dispatches it.
+        pending: VecDeque::from([Bytes::from_static(b": connected\n\n")]),
         wake,
         ping: controls.ping,
         next_ping: now + controls.ping,
@@ -284,6 +291,7 @@ async fn mailbox_events(
             crate::auth::Credential::User { .. } => None,
         },
         next_check: now + RECHECK,
+        retry_sent: false,
         done: false,
         _slot: slot,
     };
