@@ -130,6 +130,8 @@ impl TestApp {
             ("SENDMUX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "10000".into()),
             // No DNS unless a test serves its own records (see DnsServer).
             ("SENDMUX_DNS_SERVER".into(), "off".into()),
+            // The outbound tests' SMTP and SES servers run on loopback.
+            ("SENDMUX_PROVIDER_ALLOWED_NETWORKS".into(), "127.0.0.0/8,::1/128".into()),
         ];
         if let Some(db) = &db {
             env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));

@@ -8,6 +8,7 @@ mod bad_input;
 mod billing;
 mod cli;
 mod events;
+mod hostile;
 mod hostile_tenant;
 mod inbound;
 mod inbound_auth;

@@ -244,3 +244,62 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// SPEC §2: a member sees the metadata of messages, never their content (bodies,
+/// headers, raw MIME, attachments); developers and up read everything.
+#[tokio::test]
+async fn members_see_message_metadata_but_never_content() {
+    let app = TestApp::spawn().await;
+    let t = team(&app).await;
+    let raw = concat!(
+        "From: Service <noreply@service.test>\r\n",
+        "To: roles@localhost\r\n",
+        "Subject: Your reset code\r\n",
+        "Message-ID: <reset-1@service.test>\r\n",
+        "X-Reset-Code: 918273\r\n",
+        "MIME-Version: 1.0\r\n",
+        "Content-Type: multipart/mixed; boundary=\"b\"\r\n",
+        "\r\n",
+        "--b\r\n",
+        "Content-Type: text/plain\r\n",
+        "\r\n",
+        "Your password reset code is 918273.\r\n",
+        "--b\r\n",
+        "Content-Type: text/plain; name=\"code.txt\"\r\n",
+        "Content-Disposition: attachment; filename=\"code.txt\"\r\n",
+        "\r\n",
+        "code 918273\r\n",
+        "--b--\r\n",
+    );
+    let created = app
+        .req(Method::POST, &format!("/api/v1/mailboxes/{}/messages", t.mailbox_id), &t.owner.token)
+        .header("content-type", "message/rfc822")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let id = expect_status(created, StatusCode::CREATED).await["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/mailboxes/{}/messages", t.mailbox_id);
+
+    let list = expect_status(app.get(&base, &t.member.token).await, StatusCode::OK).await;
+    assert_eq!(list["data"][0]["subject"], "Your reset code");
+    assert!(!list.to_string().contains("918273"), "{list}");
+    let one = expect_status(app.get(&format!("{base}/{id}"), &t.member.token).await, StatusCode::OK).await;
+    assert_eq!(one["subject"], "Your reset code");
+    assert_eq!(one["attachments"][0]["filename"], "code.txt", "attachment metadata is shown: {one}");
+    assert!(!one.to_string().contains("918273"), "a member read content: {one}");
+    for path in [format!("{base}/{id}/raw"), format!("{base}/{id}/attachments/0")] {
+        expect_error(app.get(&path, &t.member.token).await, StatusCode::FORBIDDEN, "permission_denied").await;
+    }
+
+    for person in [&t.developer, &t.admin, &t.owner] {
+        let one = expect_status(app.get(&format!("{base}/{id}"), &person.token).await, StatusCode::OK).await;
+        assert!(one["text"].as_str().unwrap().contains("918273"), "{one}");
+        let res = app.get(&format!("{base}/{id}/raw"), &person.token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap(), raw.as_bytes());
+        let res = app.get(&format!("{base}/{id}/attachments/0"), &person.token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(String::from_utf8_lossy(&res.bytes().await.unwrap()).contains("918273"));
+    }
+}

@@ -77,11 +77,17 @@ async fn provider_credentials_are_kept_on_update_unless_replaced() {
     let owner = app.signup("o@prov.test", "Prov").await;
     let smtp = app.create_smtp_provider(&owner.token, "relay").await;
     let path = format!("/api/v1/providers/{}", smtp["id"].as_str().unwrap());
+    let res = app.patch(&path, &owner.token, json!({"name": "renamed", "config": {"username": "relay-user"}})).await;
+    let updated = expect_status(res, StatusCode::OK).await;
+    assert_eq!(updated["config"]["password_set"], true, "an edit that keeps the destination keeps the password");
+    // A new port is a new destination (SPEC §5): the stored password is not sent there.
     let res = app.patch(&path, &owner.token, json!({"config": {"port": 2587}})).await;
     let updated = expect_status(res, StatusCode::OK).await;
     assert_eq!(updated["config"]["port"], 2587);
-    assert_eq!(updated["config"]["password_set"], true);
+    assert_eq!(updated["config"]["password_set"], false);
     assert_eq!(updated["config"]["username"], "relay-user");
+    let res = app.patch(&path, &owner.token, json!({"config": {"port": 2588, "password": "given-again"}})).await;
+    assert_eq!(expect_status(res, StatusCode::OK).await["config"]["password_set"], true);
     // Pointing the provider elsewhere drops the stored password unless it is given again.
     let res = app.patch(&path, &owner.token, json!({"config": {"host": "attacker.example"}})).await;
     assert_eq!(expect_status(res, StatusCode::OK).await["config"]["password_set"], false);

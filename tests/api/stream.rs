@@ -329,3 +329,113 @@ async fn mail_received_over_smtp_reaches_the_stream_and_the_webhook() {
         expect_status(app.get(data["data"]["url"].as_str().unwrap(), &s.owner.token).await, StatusCode::OK).await;
     assert_eq!(message["subject"], "Pipeline check");
 }
+
+/// Waits for the server to end the stream (EOF), skipping whatever frames come first.
+async fn ends(stream: &mut Sse, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "{what}: the stream is still open");
+        match tokio::time::timeout(left, stream.next(Duration::from_secs(15))).await {
+            Ok(None) => return,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("{what}: the stream is still open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoking_or_expiring_a_key_ends_its_open_streams() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let key =
+        app.create_key(&s.owner.token, json!({"name": "revoked", "kind": "mailbox", "mailbox_id": s.mailbox})).await;
+    let mut stream = Sse::open(&app, key["key"].as_str().unwrap(), "", None).await;
+    // The stream works first.
+    let id = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"n": 1})).await;
+    assert_eq!(stream.next_event(Duration::from_secs(10)).await.0, id);
+    expect_status(
+        app.delete(&format!("/api/v1/keys/{}", key["id"].as_str().unwrap()), &s.owner.token).await,
+        StatusCode::OK,
+    )
+    .await;
+    ends(&mut stream, "revoked key").await;
+
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let key = app
+        .create_key(
+            &s.owner.token,
+            json!({"name": "expiring", "kind": "mailbox", "mailbox_id": s.mailbox, "expires_at": at}),
+        )
+        .await;
+    let mut stream = Sse::open(&app, key["key"].as_str().unwrap(), "", None).await;
+    ends(&mut stream, "expired key").await;
+    // Another key's stream is untouched.
+    let mut other = Sse::open(&app, &s.key, "", None).await;
+    let id = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"n": 2})).await;
+    assert_eq!(other.next_event(Duration::from_secs(10)).await.0, id);
+}
+
+/// What Python's httpx-sse (and clients like it) yields from a stream: every block
+/// with any field line (`event`, `data`, `id` or `retry`) is dispatched, even with no
+/// data; a block of comments only is not.
+fn dispatched_blocks(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter(|block| {
+            block
+                .lines()
+                .any(|l| !l.starts_with(':') && matches!(l.split(':').next(), Some("event" | "data" | "id" | "retry")))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_first_dispatched_event_is_a_real_one() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let first = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"n": 1})).await;
+    let second = emit(&app, &s.owner.team_id, Some(&s.mailbox), "message.received", json!({"n": 2})).await;
+    // Resuming after the first: the second is the first thing the stream has to say.
+    let res =
+        app.req(Method::GET, "/api/v1/mailbox/events", &s.key).header("Last-Event-ID", &first).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = Box::pin(res.bytes_stream());
+    let mut text = String::new();
+    while !text.contains(&format!("id: {second}")) || !text[text.find(&second).unwrap()..].contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("stream data").unwrap();
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    let blocks = dispatched_blocks(&text);
+    assert!(blocks[0].contains(&format!("id: {second}")), "dispatched before the first event: {:?}", blocks[0]);
+    drop(body);
+
+    // And httpx-sse itself, when installed.
+    let installed =
+        std::process::Command::new("python3").args(["-c", "import httpx_sse"]).status().is_ok_and(|s| s.success());
+    if !installed {
+        eprintln!("httpx-sse is not installed; only the parsing rule was checked");
+        return;
+    }
+    let script = r#"
+import sys, httpx
+from httpx_sse import connect_sse
+url, key, last = sys.argv[1:4]
+with httpx.Client(timeout=20) as client:
+    with connect_sse(client, "GET", url, headers={"Authorization": "Bearer " + key, "Last-Event-ID": last}) as source:
+        for sse in source.iter_sse():
+            print(sse.event, sse.id, flush=True)
+            break
+"#;
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("python3")
+            .args(["-c", script, &app.url("/api/v1/mailbox/events"), &s.key, &first])
+            .output(),
+    )
+    .await
+    .expect("httpx-sse read an event")
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("message.received {second}"));
+}

@@ -105,6 +105,8 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     pub secret_key: Option<Secret>,
     pub webhook_allowed_networks: Vec<Network>,
+    /// CIDRs exempt from the provider address guard (SMTP hosts, SES endpoints).
+    pub provider_allowed_networks: Vec<Network>,
     pub managed_ses: Option<ManagedSes>,
     pub limits: LimitDefaults,
     /// Requests per 60 s for credentials other than sending keys.
@@ -219,6 +221,7 @@ const KNOWN: &[&str] = &[
     "admin_token",
     "secret_key",
     "webhook_allowed_networks",
+    "provider_allowed_networks",
     "managed_ses_region",
     "managed_ses_endpoint",
     "managed_ses_access_key_id",
@@ -394,6 +397,12 @@ impl Settings {
                 webhook_allowed_networks.push(part.parse().map_err(|e| bad(name, e))?);
             }
         }
+        let mut provider_allowed_networks = Vec::new();
+        if let Some((name, v)) = get("provider_allowed_networks") {
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                provider_allowed_networks.push(part.parse().map_err(|e| bad(name, e))?);
+            }
+        }
 
         let ses_keys = ["managed_ses_region", "managed_ses_access_key_id", "managed_ses_secret_access_key"];
         let managed_ses = if ses_keys.iter().any(|k| get(k).is_some()) || get("managed_ses_endpoint").is_some() {
@@ -512,6 +521,7 @@ impl Settings {
             admin_token,
             secret_key,
             webhook_allowed_networks,
+            provider_allowed_networks,
             managed_ses,
             limits,
             rate_limit_per_minute: int("rate_limit_per_minute", 6000, 1, 100_000_000)?,

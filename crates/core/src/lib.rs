@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod guard;
 pub mod ids;
 pub mod inbound;
 pub mod jobs;

@@ -31,7 +31,7 @@ pub struct UsageParams {
 }
 
 /// Usage and amounts for a period (`billing.read`); `Accept: text/csv` for a spreadsheet.
-#[utoipa::path(get, path = "/api/v1/billing/usage", tag = "billing", params(UsageParams),
+#[utoipa::path(get, path = "/api/v1/billing/usage", operation_id = "billing_usage", tag = "billing", params(UsageParams),
     responses((status = 200, body = billing::UsageOut), (status = 200, content_type = "text/csv"), (status = 422, body = crate::error::ErrorBody)))]
 async fn usage(
     State(state): State<AppState>,

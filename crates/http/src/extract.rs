@@ -52,11 +52,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => {
                 let msg = inner.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                // serde_path_to_error's path already ends in an unknown field's name.
-                let param = match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-                    Some(field) if path == "." => field.to_owned(),
-                    _ => path,
-                };
+                let param = field_param(&path, &msg);
                 let param = if param == "." { String::new() } else { param };
                 let mut err = ApiError::invalid(param.clone(), msg);
                 if param.is_empty() {
@@ -69,6 +65,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|_| ApiError::bad_request("The request body has trailing characters after the JSON value"))?;
     Ok(value)
+}
+
+/// The `param` of a refused field: serde_path_to_error's path, which already ends in an
+/// unknown field's name; for a missing field, the path of the object it is missing from
+/// and serde's "missing field `x`" name.
+pub fn field_param(path: &str, msg: &str) -> String {
+    let named = |prefix: &str| msg.strip_prefix(prefix).and_then(|r| r.split('`').next());
+    match (named("unknown field `"), named("missing field `")) {
+        (Some(field), _) if path == "." => field.to_owned(),
+        (_, Some(field)) if path == "." => field.to_owned(),
+        (_, Some(field)) => format!("{path}.{field}"),
+        _ => path.to_owned(),
+    }
 }
 
 /// A query string; a bad one is 400 naming the parameter where serde says which.

@@ -166,7 +166,7 @@ async fn request_increase(
 }
 
 /// The team's increase requests and their decisions.
-#[utoipa::path(get, path = "/api/v1/limits/increase-requests", tag = "limits", params(ListParams), responses((status = 200, body = List<IncreaseOut>)))]
+#[utoipa::path(get, path = "/api/v1/limits/increase-requests", operation_id = "list_team_increase_requests", tag = "limits", params(ListParams), responses((status = 200, body = List<IncreaseOut>)))]
 async fn list_increase_requests(
     State(state): State<AppState>,
     Caller(p): Caller,

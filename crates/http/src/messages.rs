@@ -180,6 +180,17 @@ fn raw_response(bytes: Vec<u8>) -> Response {
     res
 }
 
+/// What a message shows without `MessageContentRead` (a team member, SPEC §2): no
+/// bodies and no headers; addresses, subject, dates and attachment metadata stay.
+fn metadata_only(mut detail: Value) -> Value {
+    if let Some(out) = detail.as_object_mut() {
+        for content in ["text", "html", "headers"] {
+            out.remove(content);
+        }
+    }
+    detail
+}
+
 async fn attachment_in(
     state: &AppState,
     p: &Principal,
@@ -188,6 +199,7 @@ async fn attachment_in(
     index: &str,
 ) -> ApiResult<Response> {
     p.require(Perm::MailboxRead)?;
+    p.require(Perm::MessageContentRead)?;
     let m = message(state, p, mailbox_id, id).await?;
     let index: usize = index.parse().map_err(|_| ApiError::not_found("attachment"))?;
     let raw = body_of(state, &m).await?;
@@ -212,11 +224,12 @@ async fn get_in(state: &AppState, p: &Principal, mailbox_id: Option<&str>, id: &
     let m = message(state, p, mailbox_id, id).await?;
     let raw = body_of(state, &m).await?;
     let out = tokio::task::spawn_blocking(move || detail_json(&m, &raw)).await.map_err(ApiError::internal)?;
-    Ok(axum::Json(out))
+    Ok(axum::Json(if p.perms.has(Perm::MessageContentRead) { out } else { metadata_only(out) }))
 }
 
 async fn raw_in(state: &AppState, p: &Principal, mailbox_id: Option<&str>, id: &str) -> ApiResult<Response> {
     p.require(Perm::MailboxRead)?;
+    p.require(Perm::MessageContentRead)?;
     let m = message(state, p, mailbox_id, id).await?;
     Ok(raw_response(body_of(state, &m).await?))
 }

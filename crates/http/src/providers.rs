@@ -100,10 +100,9 @@ fn from_value_at<T: DeserializeOwned>(prefix: &str, value: Value) -> ApiResult<T
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
-        let param = match msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-            Some(field) if path == "." => format!("{prefix}.{field}"),
-            _ if path == "." => prefix.to_owned(),
-            _ => format!("{prefix}.{path}"),
+        let param = match super::extract::field_param(&path, &msg) {
+            p if p == "." => prefix.to_owned(),
+            p => format!("{prefix}.{p}"),
         };
         ApiError::invalid(param, msg)
     })
@@ -157,15 +156,40 @@ fn split_config(kind: ProviderType, config: Value) -> ApiResult<(Value, Value)> 
                     ));
                 }
             }
-            if let Some(e) = &c.endpoint
-                && !url::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            {
-                return Err(ApiError::invalid("config.endpoint", "endpoint must be an http(s) URL"));
+            if let Some(e) = &c.endpoint {
+                sendmux_core::outbound::ses::endpoint_url(e)
+                    .map_err(|why| ApiError::invalid("config.endpoint", why))?;
             }
             Ok((
                 json!({"region": c.region, "endpoint": c.endpoint}),
                 json!({"access_key_id": c.access_key_id, "secret_access_key": c.secret_access_key}),
             ))
+        }
+    }
+}
+
+/// SPEC §5: a provider may not point at the operator's network. The host (or the
+/// endpoint's) is refused when it is, or resolves to, an address the provider guard
+/// refuses; connections check again on the address they use.
+async fn check_destination(state: &AppState, kind: ProviderType, public: &Value) -> ApiResult<()> {
+    let guard = &state.outbound.guard;
+    match kind {
+        ProviderType::Smtp => {
+            let host = public["host"].as_str().unwrap_or_default();
+            let port = public["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(25);
+            guard.check_host(host, port).await.map_err(|r| ApiError::invalid("config.host", format!("host {r}")))
+        }
+        ProviderType::Ses => {
+            let Some(endpoint) = public["endpoint"].as_str() else { return Ok(()) };
+            let url = sendmux_core::outbound::ses::endpoint_url(endpoint)
+                .map_err(|why| ApiError::invalid("config.endpoint", why))?;
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                return Err(ApiError::invalid("config.endpoint", "endpoint must be an http(s) URL"));
+            };
+            guard
+                .check_host(host, port)
+                .await
+                .map_err(|r| ApiError::invalid("config.endpoint", format!("endpoint {r}")))
         }
     }
 }
@@ -219,6 +243,7 @@ async fn create_provider(
 ) -> ApiResult<(StatusCode, axum::Json<ProviderOut>)> {
     let name = validate::name("name", &input.name, 100)?;
     let (public, secret) = split_config(input.kind, input.config)?;
+    check_destination(&state, input.kind, &public).await?;
     let now = now_ms();
     let row = ProviderRow {
         id: ProviderId::new().into_string(),
@@ -287,6 +312,16 @@ async fn update_provider(
     Json(input): Json<ProviderPatch>,
 ) -> ApiResult<axum::Json<ProviderOut>> {
     let id = path_id(&id, ProviderId::parse, "provider")?;
+    // A new destination is checked before the transaction: resolving a name takes time
+    // no write should wait for.
+    if let Some(patch) = &input.config {
+        if patch["host"].is_string() {
+            check_destination(&state, ProviderType::Smtp, patch).await?;
+        }
+        if patch["endpoint"].as_str().is_some_and(|e| sendmux_core::outbound::ses::endpoint_url(e).is_ok()) {
+            check_destination(&state, ProviderType::Ses, patch).await?;
+        }
+    }
     let mut tx = state.store.begin().await?;
     let mut row =
         q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
@@ -301,7 +336,8 @@ async fn update_provider(
         // Stored credentials follow the provider only while it points where it did:
         // a new destination must be given its credentials again, so nobody can
         // redirect a stored password to a host of their choosing.
-        let destination = ["host", "security", "endpoint", "region"];
+        // SPEC §5: host, port, security, endpoint or region.
+        let destination = ["host", "port", "security", "endpoint", "region"];
         let moved = destination.iter().any(|k| patch.get(*k).is_some_and(|v| merged.get(*k) != Some(v)));
         if !moved {
             merged.extend(open_secrets(&state, &row)?);
@@ -627,9 +663,7 @@ async fn test_provider(
     };
     let resolved = sendmux_core::outbound::providers::from_row(&state.secrets, &row).map_err(ApiError::internal)?;
     let (result, notification_url) = match &resolved.target {
-        sendmux_core::outbound::providers::Target::Smtp(t) => {
-            (sendmux_core::outbound::smtp::SmtpPool::check(t).await, None)
-        }
+        sendmux_core::outbound::providers::Target::Smtp(t) => (state.outbound.smtp.check(t).await, None),
         sendmux_core::outbound::providers::Target::Ses(t) => (
             sendmux_core::outbound::ses::check(&state.outbound.http, t).await,
             Some(super::suppressions::notification_path(&state, &row.id)),

@@ -132,7 +132,7 @@ impl Drop for Slot {
 
 struct Reader {
     state: AppState,
-    team_id: String,
+    team_id: TeamId,
     mailbox_id: String,
     types: Vec<String>,
     cursor: i64,
@@ -141,36 +141,64 @@ struct Reader {
     ping: Duration,
     next_ping: Instant,
     deadline: Instant,
+    /// The key the stream was opened with; checked every [`RECHECK`] so a revoked or
+    /// expired key's stream ends on every node within a second (SPEC §3).
+    key_id: Option<String>,
+    next_check: Instant,
+    /// `retry:` goes out with the first event, not alone: a block holding only a field
+    /// without data is dispatched as an empty event by some clients (httpx-sse).
+    retry_sent: bool,
     done: bool,
     _slot: Slot,
 }
 
 const PAGE: i64 = 200;
+const RECHECK: Duration = Duration::from_millis(900);
 
 impl Reader {
     /// Reads the log after the cursor into `pending`; true when a full page came back.
     async fn fill(&mut self) -> Result<bool, sqlx::Error> {
         let mut conn = self.state.store.pool().acquire().await?;
-        let rows = events::after(
-            &mut conn.team(&TeamId::stored(self.team_id.clone())),
-            Some(&self.mailbox_id),
-            self.cursor,
-            PAGE,
-        )
-        .await?;
+        let rows = events::after(&mut conn.team(&self.team_id), Some(&self.mailbox_id), self.cursor, PAGE).await?;
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.seq;
             if self.types.contains(&row.kind) {
-                self.pending
-                    .push_back(Bytes::from(format!("id: {}\nevent: {}\ndata: {}\n\n", row.id, row.kind, row.payload)));
+                let retry = if std::mem::replace(&mut self.retry_sent, true) { "" } else { "retry: 2000\n" };
+                self.pending.push_back(Bytes::from(format!(
+                    "{retry}id: {}\nevent: {}\ndata: {}\n\n",
+                    row.id, row.kind, row.payload
+                )));
             }
         }
         Ok(full)
     }
 
+    /// True while the stream's key is neither revoked, expired nor deleted.
+    async fn credential_valid(&self) -> bool {
+        let Some(key_id) = &self.key_id else { return true };
+        let row = match self.state.store.pool().acquire().await {
+            Ok(mut conn) => sendmux_core::store::keys::get(&mut conn.team(&self.team_id), key_id).await,
+            Err(e) => Err(e),
+        };
+        match row {
+            Ok(row) => row.is_some_and(|r| r.is_active(sendmux_core::store::now_ms())),
+            Err(e) => {
+                // The store is unreachable: the stream cannot vouch for its key.
+                tracing::warn!(error = %e, "event stream cannot check its key; ending it");
+                false
+            }
+        }
+    }
+
     async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
         loop {
+            if Instant::now() >= self.next_check {
+                if !Box::pin(self.credential_valid()).await {
+                    return None;
+                }
+                self.next_check = Instant::now() + RECHECK;
+            }
             if let Some(chunk) = self.pending.pop_front() {
                 return Some((Ok(chunk), self));
             }
@@ -203,6 +231,7 @@ impl Reader {
                     return Some((Ok(Bytes::from_static(b": ping\n\n")), self));
                 }
                 _ = tokio::time::sleep_until(self.deadline) => self.done = true,
+                _ = tokio::time::sleep_until(self.next_check) => {}
                 _ = self.state.shutdown.cancelled() => self.done = true,
             }
         }
@@ -249,15 +278,22 @@ async fn mailbox_events(
     let now = Instant::now();
     let reader = Reader {
         state: state.clone(),
-        team_id: p.team_id.clone().into_string(),
+        team_id: p.team_id.clone(),
         mailbox_id,
         types: controls.types,
         cursor,
-        pending: VecDeque::from([Bytes::from_static(b": connected\nretry: 2000\n\n")]),
+        // A comment only: no client dispatches it.
+        pending: VecDeque::from([Bytes::from_static(b": connected\n\n")]),
         wake,
         ping: controls.ping,
         next_ping: now + controls.ping,
         deadline: now + controls.close_after,
+        key_id: match &p.credential {
+            sendmux_core::auth::Credential::Key { key_id, .. } => Some(key_id.clone()),
+            sendmux_core::auth::Credential::User { .. } => None,
+        },
+        next_check: now + RECHECK,
+        retry_sent: false,
         done: false,
         _slot: slot,
     };

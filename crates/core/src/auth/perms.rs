@@ -30,6 +30,9 @@ pub enum Perm {
     WebhooksRead,
     LimitsRead,
     LimitsRequest,
+    /// Message content (bodies, headers, raw MIME, attachments); `MailboxRead` alone
+    /// shows metadata.
+    MessageContentRead,
 }
 
 impl Perm {
@@ -71,6 +74,7 @@ impl Perm {
             Perm::WebhooksRead => "webhooks.read",
             Perm::LimitsRead => "limits.read",
             Perm::LimitsRequest => "limits.request",
+            Perm::MessageContentRead => "messages.content.read",
         }
     }
 
@@ -146,7 +150,8 @@ impl Role {
             LimitsRead,
             MailboxRead,
         ]);
-        let developer = member.union(PermSet::of(&[KeysManage, WebhooksManage, LogsRead]));
+        // SPEC §2: members see metadata, never message content.
+        let developer = member.union(PermSet::of(&[KeysManage, WebhooksManage, LogsRead, MessageContentRead]));
         let admin = developer.union(PermSet::of(&[
             TeamUpdate,
             MembersManage,
@@ -247,6 +252,10 @@ impl KeyKind {
                 set = set.with(MailboxRead).with(MailboxSettingsUpdate).with(EmailReceive);
             }
         }
+        // A key that reads a mailbox reads its messages (SPEC §6).
+        if set.has(MailboxRead) {
+            set = set.with(MessageContentRead);
+        }
         set
     }
 }
@@ -276,6 +285,8 @@ mod tests {
         }
         assert!(!Role::Admin.permissions().has(Perm::TeamDelete));
         assert!(!Role::Member.permissions().has(Perm::LogsRead));
+        assert!(!Role::Member.permissions().has(Perm::MessageContentRead));
+        assert!(Role::Developer.permissions().has(Perm::MessageContentRead));
         assert!(!Role::Developer.permissions().has(Perm::BillingRead));
     }
 }

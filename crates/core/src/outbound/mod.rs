@@ -48,7 +48,9 @@ impl Outcome {
 /// wake-up for workers when a message is queued.
 pub struct Runtime {
     pub smtp: smtp::SmtpPool,
-    pub http: reqwest::Client,
+    pub http: ses::SesHttp,
+    /// The provider address guard (SENDMUX_PROVIDER_ALLOWED_NETWORKS exempts networks).
+    pub guard: std::sync::Arc<crate::guard::Guard>,
     pub wake: tokio::sync::Notify,
     /// Group commit of accepted mail.
     pub accept: accept::Committer,
@@ -61,15 +63,11 @@ impl Runtime {
         store: crate::store::Store,
         bus: std::sync::Arc<crate::events::Bus>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .pool_max_idle_per_host(settings.outbound.smtp_pool_size)
-            .build()
-            .unwrap_or_default();
+        let guard = std::sync::Arc::new(crate::guard::Guard::new(settings.provider_allowed_networks.clone()));
         Ok(Self {
-            smtp: smtp::SmtpPool::new(settings.outbound.smtp_pool_size),
-            http,
+            smtp: smtp::SmtpPool::new(settings.outbound.smtp_pool_size, guard.clone()),
+            http: ses::SesHttp::new(guard.clone(), settings.outbound.smtp_pool_size)?,
+            guard,
             wake: tokio::sync::Notify::new(),
             accept: accept::Committer::start(store, bus)?,
         })

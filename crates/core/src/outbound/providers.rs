@@ -71,6 +71,7 @@ pub fn from_row(secrets: &SecretBox, row: &ProviderRow) -> Result<Resolved, Stri
             endpoint: s(&config, "endpoint"),
             access_key_id: s(&secret, "access_key_id").unwrap_or_default(),
             secret_access_key: s(&secret, "secret_access_key").unwrap_or_default(),
+            guarded: true,
         }),
         other => return Err(format!("provider {} has unknown type {other}", row.id)),
     };
@@ -87,6 +88,7 @@ pub fn managed(settings: &Settings) -> Option<Resolved> {
             endpoint: m.endpoint.clone(),
             access_key_id: m.access_key_id.clone(),
             secret_access_key: m.secret_access_key.expose().to_owned(),
+            guarded: false,
         }),
     })
 }

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::client::TlsStream;
 
 use super::Outcome;
+use crate::guard::{Guard, REFUSED, Refusal};
 use crate::outbound::providers::Security;
 
 /// Where and how to reach one SMTP relay.
@@ -99,18 +100,42 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
 /// 30 s are dropped (relays close them around then).
 /// At most `max_idle` sessions are also the most open at once per provider: a relay
 /// sees a bounded number of connections from each node however many workers run.
+/// A provider's entry is forgotten once unused for [`FORGET_AFTER`], and at most
+/// [`MAX_TARGETS`] entries are kept (the least recently used idle ones go first), so
+/// providers that were deleted, edited or stopped sending leave nothing behind.
 pub struct SmtpPool {
-    idle: Mutex<HashMap<String, Vec<(Instant, Session)>>>,
-    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    targets: Mutex<Targets>,
     max_idle: usize,
+    guard: Arc<Guard>,
+}
+
+struct Targets {
+    map: HashMap<String, Pooled>,
+    pruned: Instant,
+}
+
+struct Pooled {
+    idle: Vec<(Instant, Session)>,
+    permits: Arc<Semaphore>,
+    last_used: Instant,
 }
 
 const IDLE_FOR: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a provider check may take in all (connect, greeting, TLS, AUTH).
+pub const CHECK_FOR: Duration = Duration::from_secs(10);
+/// An entry nobody used for this long is removed.
+pub const FORGET_AFTER: Duration = Duration::from_secs(300);
+/// The most providers a node keeps entries for.
+pub const MAX_TARGETS: usize = 1024;
+/// How often entries are swept on access.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
-/// A reply line for people: `550 5.1.1 no such user`.
+/// A reply line for people: `550 5.1.1 no such user` — the first line only, bounded,
+/// so a peer cannot have its own text shown at length.
 fn show(r: &smtp_proto::Response<String>) -> String {
-    let msg = r.message.replace(['\r', '\n'], " ");
+    let first = r.message.lines().next().unwrap_or("");
+    let msg: String = first.chars().filter(|c| !c.is_control()).take(200).collect();
     if r.esc[0] > 0 {
         format!("{} {}.{}.{} {}", r.code, r.esc[0], r.esc[1], r.esc[2], msg.trim())
     } else {
@@ -123,6 +148,7 @@ pub fn explain(e: &mail_send::Error, target: &SmtpTarget) -> String {
     use mail_send::Error as E;
     let at = format!("{}:{}", target.host, target.port);
     match e {
+        E::Io(io) if is_refusal(io) => format!("{at}: {REFUSED}"),
         E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             format!("Connection refused by {at}: nothing listens there, or a firewall refuses it")
         }
@@ -142,18 +168,75 @@ pub fn explain(e: &mail_send::Error, target: &SmtpTarget) -> String {
     }
 }
 
+/// The guard's refusal, carried as an I/O error so it travels like any connect error.
+fn refusal_error(r: Refusal) -> mail_send::Error {
+    match r {
+        Refusal::NotPublic => mail_send::Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, REFUSED)),
+        Refusal::Unresolved => mail_send::Error::Io(std::io::Error::new(std::io::ErrorKind::NotFound, r.to_string())),
+    }
+}
+
+fn is_refusal(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::PermissionDenied && io.to_string() == REFUSED
+}
+
 impl SmtpPool {
-    pub fn new(max_idle: usize) -> Self {
-        Self { idle: Mutex::new(HashMap::new()), permits: Mutex::new(HashMap::new()), max_idle }
+    pub fn new(max_idle: usize, guard: Arc<Guard>) -> Self {
+        let targets = Targets { map: HashMap::new(), pruned: Instant::now() };
+        Self { targets: Mutex::new(targets), max_idle, guard }
     }
 
     fn semaphore(&self, key: &str) -> Arc<Semaphore> {
-        self.permits.lock().entry(key.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.max_idle))).clone()
+        let now = Instant::now();
+        let mut targets = self.targets.lock();
+        if now.duration_since(targets.pruned) >= PRUNE_EVERY || targets.map.len() >= MAX_TARGETS {
+            self.prune_locked(&mut targets, now);
+        }
+        let max_idle = self.max_idle;
+        let entry = targets.map.entry(key.to_owned()).or_insert_with(|| Pooled {
+            idle: Vec::new(),
+            permits: Arc::new(Semaphore::new(max_idle)),
+            last_used: now,
+        });
+        entry.last_used = now;
+        entry.permits.clone()
+    }
+
+    /// Drops stale idle sessions and forgets entries unused for [`FORGET_AFTER`]; over
+    /// [`MAX_TARGETS`], forgets the least recently used entries nobody is sending
+    /// through. `now` is a parameter so tests can look ahead.
+    pub fn prune(&self, now: Instant) {
+        let mut targets = self.targets.lock();
+        self.prune_locked(&mut targets, now);
+    }
+
+    fn prune_locked(&self, targets: &mut Targets, now: Instant) {
+        targets.pruned = now;
+        let max_idle = self.max_idle;
+        let in_use = |p: &Pooled| p.permits.available_permits() < max_idle;
+        targets.map.retain(|_, p| {
+            p.idle.retain(|(since, _)| now.saturating_duration_since(*since) < IDLE_FOR);
+            in_use(p) || !p.idle.is_empty() || now.saturating_duration_since(p.last_used) < FORGET_AFTER
+        });
+        if targets.map.len() >= MAX_TARGETS {
+            let mut unused: Vec<(Instant, String)> =
+                targets.map.iter().filter(|(_, p)| !in_use(p)).map(|(k, p)| (p.last_used, k.clone())).collect();
+            unused.sort();
+            let excess = targets.map.len() + 1 - MAX_TARGETS;
+            for (_, key) in unused.into_iter().take(excess) {
+                targets.map.remove(&key);
+            }
+        }
+    }
+
+    /// How many providers have an entry.
+    pub fn targets(&self) -> usize {
+        self.targets.lock().map.len()
     }
 
     fn take(&self, key: &str) -> Option<Session> {
-        let mut idle = self.idle.lock();
-        let list = idle.get_mut(key)?;
+        let mut targets = self.targets.lock();
+        let list = &mut targets.map.get_mut(key)?.idle;
         while let Some((since, s)) = list.pop() {
             if since.elapsed() < IDLE_FOR {
                 return Some(s);
@@ -163,19 +246,25 @@ impl SmtpPool {
     }
 
     fn give_back(&self, key: &str, s: Session) {
-        let mut idle = self.idle.lock();
-        let list = idle.entry(key.to_owned()).or_default();
-        if list.len() < self.max_idle {
-            list.push((Instant::now(), s));
+        let mut targets = self.targets.lock();
+        // An entry forgotten meanwhile is not brought back for one session.
+        if let Some(p) = targets.map.get_mut(key)
+            && p.idle.len() < self.max_idle
+        {
+            p.idle.push((Instant::now(), s));
         }
     }
 
-    async fn connect(target: &SmtpTarget) -> mail_send::Result<Session> {
+    /// Resolves the relay once through the guard and connects to the checked address
+    /// (never to the name again), then greets, upgrades and authenticates.
+    async fn connect(&self, target: &SmtpTarget, timeout: Duration) -> mail_send::Result<Session> {
+        let addrs = self.guard.resolve(&target.host, target.port).await.map_err(refusal_error)?;
         let mut b = SmtpClientBuilder::new(target.host.clone(), target.port)
             .map_err(|_| mail_send::Error::InvalidTLSName)?
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .helo_host("sendmux.localhost")
             .implicit_tls(target.security == Security::Tls);
+        b.addr = addrs[0].to_string();
         if let (Some(u), Some(p)) = (&target.username, &target.password) {
             b = b.credentials((u.clone(), p.clone()));
         }
@@ -187,11 +276,15 @@ impl SmtpPool {
         Ok(session)
     }
 
-    /// Opens a session (greeting, EHLO, STARTTLS, AUTH) and closes it: the provider check.
-    pub async fn check(target: &SmtpTarget) -> Result<(), String> {
-        match Self::connect(target).await {
+    /// Opens a session (greeting, EHLO, STARTTLS, AUTH) and closes it: the provider
+    /// check, over in [`CHECK_FOR`] at most.
+    pub async fn check(&self, target: &SmtpTarget) -> Result<(), String> {
+        let connected = tokio::time::timeout(CHECK_FOR, self.connect(target, CHECK_FOR))
+            .await
+            .unwrap_or(Err(mail_send::Error::Timeout));
+        match connected {
             Ok(mut s) => {
-                let _ = s.cmd("QUIT\r\n").await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), s.cmd("QUIT\r\n")).await;
                 Ok(())
             }
             Err(e) => Err(explain(&e, target)),
@@ -211,11 +304,12 @@ impl SmtpPool {
                 Err(_stale) => {}
             }
         }
-        let s = match Self::connect(target).await {
+        let s = match self.connect(target, TIMEOUT).await {
             Ok(s) => s,
             Err(e) => {
                 let words = explain(&e, target);
                 return match e {
+                    mail_send::Error::Io(io) if is_refusal(&io) => Outcome::Permanent(words),
                     mail_send::Error::AuthenticationFailed(_)
                     | mail_send::Error::UnsupportedAuthMechanism
                     | mail_send::Error::MissingStartTls
@@ -292,8 +386,44 @@ impl SmtpPool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn dots_at_line_starts_are_doubled_and_the_message_terminated() {
         assert_eq!(super::dot_stuff(b".a\r\nb.\r\n..c"), b"..a\r\nb.\r\n...c\r\n.\r\n".to_vec());
+    }
+
+    #[tokio::test]
+    async fn unused_pools_are_forgotten_and_their_number_is_capped() {
+        let pool = SmtpPool::new(2, Arc::new(Guard::default()));
+        // A parked session over a real loopback connection.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        drop(pool.semaphore("prv_gone:1"));
+        pool.give_back("prv_gone:1", Session::Plain(SmtpClient { stream, timeout: TIMEOUT }));
+        let busy = pool.semaphore("prv_busy:1").acquire_owned().await.unwrap();
+        assert_eq!(pool.targets(), 2);
+        pool.prune(Instant::now());
+        assert_eq!(pool.targets(), 2, "recently used entries stay");
+        let later = Instant::now() + FORGET_AFTER + Duration::from_secs(1);
+        pool.prune(later);
+        assert_eq!(pool.targets(), 1, "the unused entry and its idle session are gone; the one in use stays");
+        drop(busy);
+        pool.prune(later);
+        assert_eq!(pool.targets(), 0);
+        for i in 0..MAX_TARGETS + 50 {
+            drop(pool.semaphore(&format!("prv_{i}:1")));
+        }
+        assert!(pool.targets() <= MAX_TARGETS, "{} entries", pool.targets());
+    }
+
+    #[test]
+    fn a_reply_is_shown_by_its_first_line_only() {
+        let r = smtp_proto::Response {
+            code: 550,
+            esc: [5, 1, 1],
+            message: format!("no such user\nsecret second line\n{}", "x".repeat(500)),
+        };
+        assert_eq!(show(&r), "550 5.1.1 no such user");
     }
 }

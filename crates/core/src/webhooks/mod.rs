@@ -1,7 +1,8 @@
-//! Signed webhooks: secrets and signatures (SPEC §8), the retry schedule, the address
-//! guard and the delivery worker.
+//! Signed webhooks: secrets and signatures (SPEC §8), the retry schedule and the
+//! delivery worker. The address guard, shared with outbound providers, is
+//! [`crate::guard`] (still reachable here as `webhooks::guard`).
 
-pub mod guard;
+pub use crate::guard;
 pub mod worker;
 
 use base64::Engine;
