@@ -264,16 +264,28 @@ impl SmtpPool {
             .timeout(timeout)
             .helo_host("sendmux.localhost")
             .implicit_tls(target.security == Security::Tls);
-        b.addr = addrs[0].to_string();
         if let (Some(u), Some(p)) = (&target.username, &target.password) {
             b = b.credentials((u.clone(), p.clone()));
         }
-        let session = match target.security {
-            Security::None => b.connect_plain().await.map(Session::Plain),
-            Security::Starttls | Security::Tls => b.connect().await.map(|c| Session::Tls(Box::new(c))),
-        }?;
-        session.no_delay();
-        Ok(session)
+        let mut last = None;
+        for addr in addrs {
+            // A socket address, so the client connects to it without a lookup.
+            b.addr = addr.to_string();
+            let session = match target.security {
+                Security::None => b.connect_plain().await.map(Session::Plain),
+                Security::Starttls | Security::Tls => b.connect().await.map(|c| Session::Tls(Box::new(c))),
+            };
+            match session {
+                Ok(session) => {
+                    session.no_delay();
+                    return Ok(session);
+                }
+                // Another address of the same name may answer.
+                Err(mail_send::Error::Io(e)) => last = Some(mail_send::Error::Io(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(mail_send::Error::Timeout))
     }
 
     /// Opens a session (greeting, EHLO, STARTTLS, AUTH) and closes it: the provider
