@@ -7,26 +7,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Core;
 
-/// Starts a group committer — the loop everything else waits on — on a thread of its
-/// own. On SQLite the committers run there with a connection of their own
-/// (`store::writer::Direct`), so nothing they do waits for the runtime or another thread.
-pub fn spawn_thread(name: &str, run: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-    std::thread::Builder::new().name(name.to_owned()).spawn(run)?;
-    Ok(())
-}
-
-/// `first` and every job waiting behind it on `rx`, at most `max`: one group.
-pub fn drain<J>(first: J, rx: &mut tokio::sync::mpsc::Receiver<J>, max: usize) -> Vec<J> {
-    let mut group = vec![first];
-    while group.len() < max {
-        match rx.try_recv() {
-            Ok(job) => group.push(job),
-            Err(_) => break,
-        }
-    }
-    group
-}
-
 use crate::store::{events, now_ms};
 
 /// One maintenance pass: drop events and webhook payloads past their retention, and
@@ -83,33 +63,6 @@ pub async fn settle_abandoned_bodies(state: &Core) -> anyhow::Result<usize> {
     Ok(erased)
 }
 
-/// Erases the bodies named by `keys` (queued in `blob_erasures` by the transaction that
-/// deleted their rows), then forgets the keys. A key `<team_id>/` stands for every body
-/// of a deleted team. What fails stays queued for maintenance, and is only logged here:
-/// the deletion itself has committed.
-pub async fn erase_bodies(state: &Core, keys: &[String]) {
-    if let Err(e) = try_erase_bodies(state, keys).await {
-        tracing::warn!(error = %format!("{e:#}"), "erasing deleted message bodies failed; maintenance will retry");
-    }
-}
-
-async fn try_erase_bodies(state: &Core, keys: &[String]) -> anyhow::Result<()> {
-    let mut erased = Vec::with_capacity(keys.len());
-    for key in keys {
-        let result = match key.strip_suffix('/') {
-            Some(team) => state.blobs.delete_team(team).await,
-            None => state.blobs.delete(key).await,
-        };
-        match result {
-            Ok(()) => erased.push(key.clone()),
-            Err(e) => tracing::warn!(key = %key, error = %e, "could not erase a message body; will retry"),
-        }
-    }
-    let mut conn = state.store.write_conn().await?;
-    crate::store::erasures::done(&mut conn, state.store.backend(), &erased).await?;
-    Ok(())
-}
-
 /// Erases what deletions queued and a crash (or an error) left unerased.
 async fn erase_leftover_bodies(state: &Core) -> anyhow::Result<()> {
     // Older than a minute: a deletion that just committed erases its own.
@@ -122,7 +75,7 @@ async fn erase_leftover_bodies(state: &Core) -> anyhow::Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        try_erase_bodies(state, &keys).await?;
+        crate::erasure::try_erase_bodies(state, &keys).await?;
         if keys.len() < 500 {
             return Ok(());
         }

@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batch;
 pub mod billing;
 pub mod blob;
 pub mod cache;
 pub mod config;
 mod core;
 pub mod crypto;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod files;

@@ -300,7 +300,7 @@ impl Committer {
         let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
         BatchConn::open(&store)?.spawn("sendmux-inbound", move |mut conn| async move {
             while let Some(first) = rx.recv().await {
-                let batch = crate::jobs::drain(first, &mut rx, MAX_BATCH);
+                let batch = crate::batch::drain(first, &mut rx, MAX_BATCH);
                 metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
                 let started = Instant::now();
                 let mut rows = Rows::of(&batch);
@@ -381,6 +381,6 @@ pub async fn expire_once(state: &Core, batch: i64) -> anyhow::Result<usize> {
     // body.
     crate::store::erasures::queue(&mut tx, &gone, now).await?;
     tx.commit().await?;
-    crate::jobs::erase_bodies(state, &gone).await;
+    crate::erasure::erase_bodies(state, &gone).await;
     Ok(gone.len())
 }

@@ -108,7 +108,7 @@ impl Committer {
         let (sender, mut rx) = mpsc::channel::<Job>(4096);
         BatchConn::open(&store)?.spawn("sendmux-accept", move |mut conn| async move {
             while let Some(first) = rx.recv().await {
-                let jobs = crate::jobs::drain(first, &mut rx, MAX_GROUP);
+                let jobs = crate::batch::drain(first, &mut rx, MAX_GROUP);
                 let started = Instant::now();
                 let mut group = Group { decided: (0..jobs.len()).map(|_| None).collect(), jobs, deliveries: 0 };
                 let written = conn.write(&mut group).await;

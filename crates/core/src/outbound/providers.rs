@@ -93,12 +93,4 @@ pub fn managed(settings: &Settings) -> Option<Resolved> {
     })
 }
 
-/// How an SMTP provider's connection is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Security {
-    None,
-    #[default]
-    Starttls,
-    Tls,
-}
+pub use super::smtp::Security;

@@ -14,7 +14,6 @@ use tokio_rustls::client::TlsStream;
 
 use super::Outcome;
 use crate::guard::{Guard, REFUSED, Refusal};
-use crate::outbound::providers::Security;
 
 /// Where and how to reach one SMTP relay.
 #[derive(Clone, Debug)]
@@ -394,6 +393,16 @@ impl SmtpPool {
             self.give_back(&target.pool_key, s);
         }
     }
+}
+
+/// How an SMTP provider's connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    None,
+    #[default]
+    Starttls,
+    Tls,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ struct Erasure<'a> {
     created_at: i64,
 }
 
-/// The key that stands for every body of a team (see `jobs::erase_bodies`).
+/// The key that stands for every body of a team (see `erasure::erase_bodies`).
 pub fn team_key(team_id: &str) -> String {
     format!("{team_id}/")
 }

@@ -19,28 +19,7 @@ pub struct WebhookRow {
     pub updated_at: i64,
 }
 
-/// What fanning an event out needs of an enabled webhook.
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct Subscriber {
-    pub id: String,
-    /// Comma list.
-    pub event_types: String,
-    /// Comma list; None means every mailbox.
-    pub mailbox_ids: Option<String>,
-}
-
-impl Subscriber {
-    /// Whether an event of `kind` about `mailbox_id` goes to this endpoint.
-    pub fn wants(&self, kind: &str, mailbox_id: Option<&str>) -> bool {
-        let type_ok = self.event_types.split(',').any(|t| t == kind);
-        let mailbox_ok = match (&self.mailbox_ids, mailbox_id) {
-            (None, _) => true,
-            (Some(ids), Some(m)) => ids.split(',').any(|id| id == m),
-            (Some(_), None) => false,
-        };
-        type_ok && mailbox_ok
-    }
-}
+pub use super::writer::Subscriber;
 
 const COLUMNS: &str = "id, team_id, url, description, event_types, mailbox_ids, enabled, disabled_reason, \
                        failing_since, last_success_at, created_at, updated_at";

@@ -12,7 +12,6 @@
 
 use std::future::Future;
 
-use super::webhooks::Subscriber;
 use serde::Serialize;
 
 use super::Backend;
@@ -331,6 +330,29 @@ impl Writer for rusqlite::Transaction<'_> {
         self.prepare_cached(&numbered(IDEMPOTENCY_SAVE))?
             .execute(rusqlite::params![k.team_id, k.scope, k.key, status, response])?;
         Ok(())
+    }
+}
+
+/// What fanning an event out needs of an enabled webhook.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct Subscriber {
+    pub id: String,
+    /// Comma list.
+    pub event_types: String,
+    /// Comma list; None means every mailbox.
+    pub mailbox_ids: Option<String>,
+}
+
+impl Subscriber {
+    /// Whether an event of `kind` about `mailbox_id` goes to this endpoint.
+    pub fn wants(&self, kind: &str, mailbox_id: Option<&str>) -> bool {
+        let type_ok = self.event_types.split(',').any(|t| t == kind);
+        let mailbox_ok = match (&self.mailbox_ids, mailbox_id) {
+            (None, _) => true,
+            (Some(ids), Some(m)) => ids.split(',').any(|id| id == m),
+            (Some(_), None) => false,
+        };
+        type_ok && mailbox_ok
     }
 }
 
