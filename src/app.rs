@@ -150,7 +150,7 @@ impl App {
         workers.spawn(sendmux_core::webhooks::worker::worker_loop(self.state.0.core.clone(), sender, shutdown.clone()));
         if let Some(url) = self.state.settings.database_url.as_ref().filter(|_| self.state.settings.is_postgres()) {
             workers.spawn(sendmux_core::jobs::listen_for_events(
-                self.state.0.core.clone(),
+                self.state.bus.clone(),
                 url.expose().to_owned(),
                 shutdown.clone(),
             ));
@@ -162,14 +162,14 @@ impl App {
                 shutdown.clone(),
             ));
         }
-        let settler = self.state.0.core.clone();
+        let settler = self.state.storage();
         workers.spawn(async move {
             if let Err(e) = sendmux_core::jobs::settle_abandoned_bodies(&settler).await {
                 tracing::warn!(error = %format!("{e:#}"), "settling message bodies left by a crash failed");
             }
         });
         workers.spawn(sendmux_core::jobs::maintenance_loop(
-            self.state.0.core.clone(),
+            self.state.storage(),
             std::time::Duration::from_secs(600),
             shutdown.clone(),
         ));

@@ -71,7 +71,7 @@ async fn events_older_than_seven_days_are_removed() {
         .execute(app.state.store.pool())
         .await
         .unwrap();
-    let removed = sendmux::jobs::maintenance_once(&app.state).await.unwrap();
+    let removed = sendmux::jobs::maintenance_once(&app.state.storage()).await.unwrap();
     assert_eq!(removed, 1);
     let list = expect_status(app.get("/api/v1/events", &a.token).await, StatusCode::OK).await;
     let got: Vec<&str> = list["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();

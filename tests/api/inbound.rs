@@ -391,7 +391,7 @@ async fn messages_past_their_mailbox_retention_are_deleted_with_their_bodies() {
         .execute(app.state.store.pool())
         .await
         .unwrap();
-    assert_eq!(sendmux::jobs::expire_messages(&app.state).await.unwrap(), 1);
+    assert_eq!(sendmux::jobs::expire_messages(&app.state.storage()).await.unwrap(), 1);
     let left: Vec<Value> = app.inbox(&key).await.iter().map(|m| m["id"].clone()).collect();
     assert_eq!(left, [json!(fresh)]);
     assert!(!app.body_on_disk(&old_body).await, "the body went with the row");
@@ -426,7 +426,7 @@ async fn bodies_a_crash_left_after_their_deletion_are_erased_by_maintenance() {
         .await
         .unwrap();
     assert!(app.body_on_disk(&body).await);
-    sendmux::jobs::maintenance_once(&app.state).await.unwrap();
+    sendmux::jobs::maintenance_once(&app.state.storage()).await.unwrap();
     assert!(!app.body_on_disk(&body).await, "maintenance erased it");
     assert_eq!(app.count("SELECT COUNT(*) FROM blob_erasures WHERE key LIKE $1 || '%'", &owner.team_id).await, 0);
 }

@@ -300,7 +300,7 @@ async fn a_webhook_failing_for_five_days_is_disabled_and_old_payloads_are_purged
         .execute(app.state.store.pool())
         .await
         .unwrap();
-    sendmux::jobs::maintenance_once(&app.state).await.unwrap();
+    sendmux::jobs::maintenance_once(&app.state.storage()).await.unwrap();
     let list =
         expect_status(app.get(&format!("/api/v1/webhooks/{id}/deliveries"), &owner.token).await, StatusCode::OK).await;
     let d = &list["data"][0];

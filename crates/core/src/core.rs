@@ -28,7 +28,19 @@ pub struct Core {
     pub outbound: crate::outbound::Runtime,
 }
 
+/// The store and the message bodies: all that maintenance, expiry and erasure touch.
+#[derive(Clone)]
+pub struct Storage {
+    pub store: Store,
+    pub blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
+}
+
 impl Core {
+    /// The narrow part of the core that background storage work takes.
+    pub fn storage(&self) -> Storage {
+        Storage { store: self.store.clone(), blobs: self.blobs.clone() }
+    }
+
     /// Commits a change to `team_id` and drops the team's cached reads: after the
     /// commit, so a read racing the change cannot cache what it replaced.
     pub async fn commit(&self, tx: crate::store::Tx, team_id: &str) -> sqlx::Result<()> {

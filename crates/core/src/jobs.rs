@@ -5,13 +5,13 @@
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::Core;
+use crate::Storage;
 
 use crate::store::{events, now_ms};
 
 /// One maintenance pass: drop events and webhook payloads past their retention, and
 /// inbound messages past their mailbox's retention. Returns the events removed.
-pub async fn maintenance_once(state: &Core) -> anyhow::Result<u64> {
+pub async fn maintenance_once(state: &Storage) -> anyhow::Result<u64> {
     let mut conn = state.store.write_conn().await?;
     let cutoff = now_ms() - crate::events::RETENTION_MS;
     let removed = events::delete_older_than(&mut conn, cutoff).await?;
@@ -38,7 +38,7 @@ const BODY_ID_SLACK_MS: i64 = 3600 * 1000;
 /// sealed. `serve` runs it at start and maintenance after that (a segment counts as
 /// abandoned only a minute after its last write). A segment that cannot be settled now
 /// is left for the next pass. Returns how many ranges were erased.
-pub async fn settle_abandoned_bodies(state: &Core) -> anyhow::Result<usize> {
+pub async fn settle_abandoned_bodies(state: &Storage) -> anyhow::Result<usize> {
     let mut erased = 0;
     for segment in state.blobs.abandoned().await? {
         let since = (segment.created_ms - BODY_ID_SLACK_MS).max(0) as u64;
@@ -64,7 +64,7 @@ pub async fn settle_abandoned_bodies(state: &Core) -> anyhow::Result<usize> {
 }
 
 /// Erases what deletions queued and a crash (or an error) left unerased.
-async fn erase_leftover_bodies(state: &Core) -> anyhow::Result<()> {
+async fn erase_leftover_bodies(state: &Storage) -> anyhow::Result<()> {
     // Older than a minute: a deletion that just committed erases its own.
     let before = now_ms() - 60_000;
     loop {
@@ -84,7 +84,7 @@ async fn erase_leftover_bodies(state: &Core) -> anyhow::Result<()> {
 
 /// PostgreSQL: turns `NOTIFY sendmux_events` from any node into wake-ups on this one.
 /// After a lost connection it wakes every reader, who then re-read the log.
-pub async fn listen_for_events(state: std::sync::Arc<Core>, url: String, shutdown: CancellationToken) {
+pub async fn listen_for_events(bus: std::sync::Arc<crate::events::Bus>, url: String, shutdown: CancellationToken) {
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
             Ok(l) => l,
@@ -100,12 +100,12 @@ pub async fn listen_for_events(state: std::sync::Arc<Core>, url: String, shutdow
             tracing::warn!(error = %e, "LISTEN sendmux_events failed; retrying");
             continue;
         }
-        state.bus.notify_all();
+        bus.notify_all();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 n = listener.recv() => match n {
-                    Ok(n) => state.bus.notify(n.payload()),
+                    Ok(n) => bus.notify(n.payload()),
                     Err(e) => {
                         tracing::warn!(error = %e, "event notifications lost; reconnecting");
                         break;
@@ -118,7 +118,7 @@ pub async fn listen_for_events(state: std::sync::Arc<Core>, url: String, shutdow
 
 /// Deletes every inbound message past its mailbox's retention, in batches. Returns how
 /// many went.
-pub async fn expire_messages(state: &Core) -> anyhow::Result<usize> {
+pub async fn expire_messages(state: &Storage) -> anyhow::Result<usize> {
     const BATCH: i64 = 500;
     let mut total = 0;
     loop {
@@ -149,7 +149,7 @@ pub async fn checkpoint_loop(store: crate::store::Store, every: Duration, shutdo
 }
 
 /// Runs maintenance every `every` until `shutdown`.
-pub async fn maintenance_loop(state: std::sync::Arc<Core>, every: Duration, shutdown: CancellationToken) {
+pub async fn maintenance_loop(state: Storage, every: Duration, shutdown: CancellationToken) {
     loop {
         if let Err(e) = maintenance_once(&state).await {
             tracing::warn!(error = %format!("{e:#}"), "maintenance failed; will retry");

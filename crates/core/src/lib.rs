@@ -29,5 +29,5 @@ pub mod teams;
 pub mod validate;
 pub mod webhooks;
 
-pub use crate::core::Core;
+pub use crate::core::{Core, Storage};
 pub use error::{Error, Result};

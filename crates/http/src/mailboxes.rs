@@ -276,7 +276,7 @@ async fn delete_mailbox(
     let bodies: Vec<String> = messages.iter().map(|m| m.blob_key.clone()).collect();
     sendmux_core::store::erasures::queue(&mut tx, &bodies, now).await?;
     state.commit(tx, p.team_id.as_str()).await?;
-    sendmux_core::erasure::erase_bodies(&state, &bodies).await;
+    sendmux_core::erasure::erase_bodies(&state.storage(), &bodies).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -111,7 +111,7 @@ async fn delete_team(State(state): State<AppState>, Caller(p): Caller) -> ApiRes
     sendmux_core::store::erasures::queue(&mut tx, &bodies, sendmux_core::store::now_ms()).await?;
     state.commit(tx, p.team_id.as_str()).await?;
     state.auth.invalidate();
-    sendmux_core::erasure::erase_bodies(&state, &bodies).await;
+    sendmux_core::erasure::erase_bodies(&state.storage(), &bodies).await;
     tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -352,7 +352,7 @@ async fn discard_blobs(state: &Core, rows: &[MessageRow]) {
 
 /// Deletes up to `batch` messages past their mailbox's retention, with their bodies
 /// and a negative storage record. Returns how many went.
-pub async fn expire_once(state: &Core, batch: i64) -> anyhow::Result<usize> {
+pub async fn expire_once(state: &crate::Storage, batch: i64) -> anyhow::Result<usize> {
     let now = now_ms();
     let expired = {
         let mut conn = state.store.pool().acquire().await?;
