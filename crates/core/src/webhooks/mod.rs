@@ -1,7 +1,8 @@
 //! Signed webhooks: secrets and signatures (SPEC §8), the retry schedule, the address
-//! guard and the delivery worker.
+//! guard, the delivery worker, and the endpoint operations ([`manage`]).
 
 pub mod guard;
+pub mod manage;
 pub mod worker;
 
 use base64::Engine;
