@@ -23,6 +23,7 @@ pub mod inbound;
 pub mod jobs;
 pub mod keys;
 pub mod limits;
+pub mod mailboxes;
 pub mod outbound;
 pub mod store;
 pub mod teams;

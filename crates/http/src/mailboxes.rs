@@ -1,26 +1,23 @@
-//! Mailboxes: CRUD for people and infrastructure keys under `/mailboxes`, and the one
-//! mailbox of a mailbox key under `/mailbox`.
+//! Mailboxes over HTTP: CRUD for people and infrastructure keys under `/mailboxes`, and
+//! the one mailbox of a mailbox key under `/mailbox`. Parse, call
+//! `sendmux_core::mailboxes`, render.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Json, Need, Query, can, path_id};
 use super::pagination::{List, ListParams};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::state::AppState;
-use sendmux_core::auth::Principal;
 use sendmux_core::auth::perms::Perm;
 use sendmux_core::ids::MailboxId;
-use sendmux_core::limits::{LimitName, limit_for};
-use sendmux_core::store::mailboxes::{self as q, MailboxRow};
-use sendmux_core::store::{audit, keys, now_ms, rfc3339};
-use sendmux_core::validate;
+use sendmux_core::mailboxes::{self, MailboxChange, NewMailbox, SettingsChange};
+use sendmux_core::store::mailboxes::MailboxRow;
+use sendmux_core::store::rfc3339;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,8 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_own_settings))
 }
 
-pub const DEFAULT_SPAM_THRESHOLD: f64 = 5.0;
-pub const DEFAULT_RETENTION_DAYS: i64 = 30;
+pub use sendmux_core::mailboxes::{DEFAULT_RETENTION_DAYS, DEFAULT_SPAM_THRESHOLD};
 
 #[derive(Deserialize, Serialize, ToSchema, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +39,12 @@ pub struct MailboxSettings {
     pub retention_days: Option<i64>,
     /// When false, spam is refused at the end of SMTP DATA instead of stored (default true).
     pub accept_spam: Option<bool>,
+}
+
+impl From<MailboxSettings> for SettingsChange {
+    fn from(s: MailboxSettings) -> Self {
+        Self { spam_threshold: s.spam_threshold, retention_days: s.retention_days, accept_spam: s.accept_spam }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -94,29 +96,6 @@ impl From<MailboxRow> for MailboxOut {
     }
 }
 
-fn apply_settings(row: &mut MailboxRow, s: &MailboxSettings, prefix: &str) -> ApiResult<()> {
-    if let Some(t) = s.spam_threshold {
-        if !(0.0..=100.0).contains(&t) || !t.is_finite() {
-            return Err(ApiError::invalid(format!("{prefix}spam_threshold"), "spam_threshold must be 0 to 100"));
-        }
-        row.spam_threshold = t;
-    }
-    if let Some(d) = s.retention_days {
-        if !(1..=3650).contains(&d) {
-            return Err(ApiError::invalid(format!("{prefix}retention_days"), "retention_days must be 1 to 3650"));
-        }
-        row.retention_days = d;
-    }
-    if let Some(a) = s.accept_spam {
-        row.accept_spam = i64::from(a);
-    }
-    Ok(())
-}
-
-fn optional_name(raw: Option<&str>) -> ApiResult<Option<String>> {
-    Ok(raw.map(|n| validate::name("name", n, 100)).transpose()?)
-}
-
 /// Create a mailbox at an address in one of the instance's inbound domains.
 #[utoipa::path(post, path = "/api/v1/mailboxes", tag = "mailboxes", request_body = MailboxIn, responses((status = 201, body = MailboxOut), (status = 409, body = crate::error::ErrorBody)))]
 async fn create_mailbox(
@@ -124,49 +103,12 @@ async fn create_mailbox(
     Need(p, _): Need<can::MailboxesManage>,
     Json(input): Json<MailboxIn>,
 ) -> ApiResult<(StatusCode, axum::Json<MailboxOut>)> {
-    let address = validate::email("address", &input.address)?;
-    let domain = address.rsplit('@').next().unwrap_or_default();
-    if !state.settings.inbound_domains.iter().any(|d| d == domain) {
-        return Err(ApiError::invalid(
-            "address",
-            format!("This instance receives mail for {} only", state.settings.inbound_domains.join(", ")),
-        ));
-    }
-    let now = now_ms();
-    let mut row = MailboxRow {
-        id: MailboxId::new().into_string(),
-        team_id: p.team_id.clone().into_string(),
-        address,
-        name: optional_name(input.name.as_deref())?,
-        spam_threshold: DEFAULT_SPAM_THRESHOLD,
-        retention_days: DEFAULT_RETENTION_DAYS,
-        accept_spam: 1,
-        created_at: now,
-        updated_at: now,
+    let new = NewMailbox {
+        address: input.address,
+        name: input.name,
+        settings: input.settings.map(Into::into).unwrap_or_default(),
     };
-    apply_settings(&mut row, &input.settings.unwrap_or_default(), "settings.")?;
-    let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
-    let limit = limit_for(&mut tx, &state.settings.limits, &p.team_id, LimitName::Mailboxes).await?;
-    if q::count(&mut tx.team(&p.team_id)).await? >= limit {
-        return Err(ApiError::limit_exceeded(format!("This team has {limit} mailboxes, its limit")));
-    }
-    q::insert(&mut tx, &row).await.map_err(|e| match ApiError::from(e) {
-        e if e.kind == crate::error::ErrorType::Conflict => {
-            ApiError::conflict("This address is already a mailbox").with_param("address")
-        }
-        e => e,
-    })?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "mailbox.created",
-        ("mailbox", &row.id),
-        json!({"address": row.address}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok((StatusCode::CREATED, axum::Json(row.into())))
+    Ok((StatusCode::CREATED, axum::Json(mailboxes::create(&state, &p, new).await?.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/mailboxes", tag = "mailboxes", params(ListParams), responses((status = 200, body = List<MailboxOut>)))]
@@ -175,11 +117,15 @@ async fn list_mailboxes(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<MailboxOut>>> {
+    // Before the page is read: a caller who may not read gets 403 whatever it sent.
     p.require(Perm::MailboxesRead)?;
     let page = q.page(|c| MailboxId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
+    let rows = mailboxes::list(&state, &p, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), MailboxOut::from)))
+}
+
+fn mailbox_id(raw: &str) -> ApiResult<MailboxId> {
+    path_id(raw, MailboxId::parse, "mailbox")
 }
 
 #[utoipa::path(get, path = "/api/v1/mailboxes/{id}", tag = "mailboxes", params(("id" = String, Path)), responses((status = 200, body = MailboxOut)))]
@@ -188,35 +134,8 @@ async fn get_mailbox(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<MailboxOut>> {
-    p.require(Perm::MailboxesRead)?;
-    let id = path_id(&id, MailboxId::parse, "mailbox")?;
-    let mut conn = state.store.pool().acquire().await?;
-    let row = q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
-    Ok(axum::Json(row.into()))
-}
-
-async fn patch(
-    state: &AppState,
-    p: &Principal,
-    id: &str,
-    name: Option<Option<String>>,
-    settings: Option<&MailboxSettings>,
-    prefix: &str,
-) -> ApiResult<MailboxRow> {
-    let mut tx = state.store.begin().await?;
-    let mut row = q::get(&mut tx.team(&p.team_id), id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
-    if let Some(name) = name {
-        row.name = name;
-    }
-    if let Some(s) = settings {
-        apply_settings(&mut row, s, prefix)?;
-    }
-    row.updated_at = now_ms();
-    q::update(&mut tx, &row).await?;
-    let details = json!({"spam_threshold": row.spam_threshold, "retention_days": row.retention_days, "accept_spam": row.accept_spam != 0});
-    audit::record(&mut tx.team(&p.team_id), &p.actor(), "mailbox.updated", ("mailbox", &row.id), details).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(row)
+    let id = mailbox_id(&id)?;
+    Ok(axum::Json(mailboxes::get(&state, &p, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/mailboxes/{id}", tag = "mailboxes", params(("id" = String, Path)), request_body = MailboxPatch, responses((status = 200, body = MailboxOut)))]
@@ -226,9 +145,9 @@ async fn update_mailbox(
     Path(id): Path<String>,
     Json(input): Json<MailboxPatch>,
 ) -> ApiResult<axum::Json<MailboxOut>> {
-    let id = path_id(&id, MailboxId::parse, "mailbox")?;
-    let name = input.name.as_deref().map(|n| optional_name(Some(n))).transpose()?;
-    Ok(axum::Json(patch(&state, &p, id.as_str(), name, input.settings.as_ref(), "settings.").await?.into()))
+    let id = mailbox_id(&id)?;
+    let change = MailboxChange { name: input.name, settings: input.settings.map(Into::into) };
+    Ok(axum::Json(mailboxes::update(&state, &p, &id, change).await?.into()))
 }
 
 /// Change a mailbox's settings (people and infrastructure keys).
@@ -239,62 +158,30 @@ async fn update_mailbox_settings(
     Path(id): Path<String>,
     Json(input): Json<MailboxSettings>,
 ) -> ApiResult<axum::Json<MailboxOut>> {
-    let id = path_id(&id, MailboxId::parse, "mailbox")?;
-    Ok(axum::Json(patch(&state, &p, id.as_str(), None, Some(&input), "").await?.into()))
+    let id = mailbox_id(&id)?;
+    Ok(axum::Json(mailboxes::update_settings(&state, &p, &id, input.into()).await?.into()))
 }
 
 /// Delete a mailbox no active mailbox key is scoped to.
 #[utoipa::path(delete, path = "/api/v1/mailboxes/{id}", tag = "mailboxes", params(("id" = String, Path)), responses((status = 204), (status = 409, body = crate::error::ErrorBody)))]
 async fn delete_mailbox(
     State(state): State<AppState>,
-    Caller(p): Caller,
+    Need(p, _): Need<can::MailboxesManage>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    p.require(Perm::MailboxesManage)?;
-    let id = path_id(&id, MailboxId::parse, "mailbox")?;
-    let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
-    q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
-    if keys::count_active_scoped_to(&mut tx.team(&p.team_id), id.as_str(), now_ms()).await? > 0 {
-        return Err(ApiError::conflict("Active mailbox keys are scoped to this mailbox; revoke them first"));
-    }
-    // Its messages go with it (ON DELETE CASCADE); their bytes leave the team's storage.
-    let messages = sendmux_core::store::inbound::of_mailbox(&mut tx.team(&p.team_id), id.as_str()).await?;
-    let now = now_ms();
-    for m in &messages {
-        sendmux_core::store::usage::storage_change(
-            &mut tx.team(&p.team_id),
-            Some(id.as_str()),
-            Some(&m.id),
-            -m.size_bytes,
-            now,
-        )
-        .await?;
-    }
-    q::delete(&mut tx.team(&p.team_id), id.as_str()).await?;
-    audit::record(&mut tx.team(&p.team_id), &p.actor(), "mailbox.deleted", ("mailbox", id.as_str()), json!({})).await?;
-    let bodies: Vec<String> = messages.iter().map(|m| m.blob_key.clone()).collect();
-    sendmux_core::store::erasures::queue(&mut tx, &bodies, now).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    sendmux_core::erasure::erase_bodies(&state.storage(), &bodies).await;
+    let id = mailbox_id(&id)?;
+    mailboxes::delete(&state, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn own_scope(p: &Principal) -> ApiResult<&str> {
-    p.mailbox_scope().ok_or_else(|| {
-        ApiError::forbidden("This route is for mailbox keys; people and infrastructure keys use /api/v1/mailboxes/{id}")
-    })
 }
 
 /// The mailbox of a mailbox key.
 #[utoipa::path(get, path = "/api/v1/mailbox", tag = "mailbox", responses((status = 200, body = MailboxOut)))]
 async fn own_mailbox(State(state): State<AppState>, Caller(p): Caller) -> ApiResult<axum::response::Response> {
+    // The cache answers without calling the service: check before it.
     p.require(Perm::MailboxRead)?;
-    let id = own_scope(&p)?;
+    let id = mailboxes::own_id(&p)?;
     super::cached_json(&state, p.team_id.as_str(), format!("mailbox:{id}"), || async {
-        let mut conn = state.store.pool().acquire().await?;
-        let row = q::get(&mut conn.team(&p.team_id), id).await?.ok_or_else(|| ApiError::not_found("mailbox"))?;
-        Ok(MailboxOut::from(row))
+        Ok(MailboxOut::from(mailboxes::own(&state, &p).await?))
     })
     .await
 }
@@ -306,6 +193,5 @@ async fn update_own_settings(
     Need(p, _): Need<can::MailboxSettingsUpdate>,
     Json(input): Json<MailboxSettings>,
 ) -> ApiResult<axum::Json<MailboxOut>> {
-    let id = own_scope(&p)?.to_owned();
-    Ok(axum::Json(patch(&state, &p, &id, None, Some(&input), "").await?.into()))
+    Ok(axum::Json(mailboxes::update_own_settings(&state, &p, input.into()).await?.into()))
 }

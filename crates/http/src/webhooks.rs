@@ -1,27 +1,22 @@
-//! Webhook endpoints (SPEC §8): CRUD with filters, the secret shown once, rotation with a
-//! grace period, a test event, the deliveries list with every attempt, and replay.
+//! Webhook endpoints over HTTP (SPEC §8): parse, call `sendmux_core::webhooks::manage`,
+//! render (the secret shown once).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sendmux_core::ids::TeamId;
-use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Json, Need, Query, can, path_id};
 use super::pagination::{List, ListParams};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::state::AppState;
-use sendmux_core::auth::Principal;
 use sendmux_core::auth::perms::Perm;
-use sendmux_core::ids::{DeliveryId, EventId, MailboxId, WebhookId};
-use sendmux_core::limits::{LimitName, limit_for};
-use sendmux_core::store::webhooks::{self as q, DeliveryRow, WebhookRow};
-use sendmux_core::store::{audit, mailboxes, now_ms, rfc3339, rfc3339_opt};
-use sendmux_core::validate;
+use sendmux_core::ids::{DeliveryId, WebhookId};
+use sendmux_core::store::webhooks::WebhookRow;
+use sendmux_core::store::{rfc3339, rfc3339_opt};
+use sendmux_core::webhooks::manage::{self, Delivery, NewWebhook, ReplayRange, WebhookChange};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -103,65 +98,6 @@ impl WebhookOut {
     }
 }
 
-fn check_url(raw: &str) -> ApiResult<String> {
-    let url =
-        url::Url::parse(raw.trim()).map_err(|_| ApiError::invalid("url", "url must be an absolute http(s) URL"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ApiError::invalid("url", "url must be an absolute http(s) URL"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ApiError::invalid("url", "url must not carry credentials; verify the signature instead"));
-    }
-    if raw.len() > 2048 {
-        return Err(ApiError::invalid("url", "url must be at most 2048 characters"));
-    }
-    Ok(url.to_string())
-}
-
-fn check_types(types: &[String]) -> ApiResult<String> {
-    if types.is_empty() {
-        return Err(ApiError::invalid("event_types", "Name at least one event type"));
-    }
-    let mut out: Vec<&str> = Vec::new();
-    for (i, t) in types.iter().enumerate() {
-        if !sendmux_core::events::is_event_type(t) {
-            return Err(ApiError::invalid(
-                format!("event_types[{i}]"),
-                format!("`{}` is not an event type", validate::truncate(t, 40)),
-            ));
-        }
-        if !out.contains(&t.as_str()) {
-            out.push(t);
-        }
-    }
-    Ok(out.join(","))
-}
-
-async fn check_mailboxes(
-    conn: &mut sendmux_core::store::Conn,
-    team: &TeamId,
-    ids: Option<&[String]>,
-) -> ApiResult<Option<String>> {
-    let Some(ids) = ids.filter(|ids| !ids.is_empty()) else { return Ok(None) };
-    if ids.len() > 100 {
-        return Err(ApiError::invalid("mailbox_ids", "At most 100 mailboxes"));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for (i, raw) in ids.iter().enumerate() {
-        let missing = || ApiError::invalid(format!("mailbox_ids[{i}]"), "No such mailbox");
-        let id = MailboxId::parse(raw).ok_or_else(missing)?;
-        mailboxes::get(&mut conn.team(team), id.as_str()).await?.ok_or_else(missing)?;
-        if !out.contains(&id.as_str().to_owned()) {
-            out.push(id.into_string());
-        }
-    }
-    Ok(Some(out.join(",")))
-}
-
-fn description(raw: Option<&str>) -> ApiResult<Option<String>> {
-    Ok(raw.map(|d| validate::name("description", d, 500)).transpose()?)
-}
-
 /// Add an endpoint; its signing secret is in `secret`, shown this once.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookIn,
     responses((status = 201, body = WebhookOut), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
@@ -170,45 +106,15 @@ async fn create_webhook(
     Need(p, _): Need<can::WebhooksManage>,
     Json(input): Json<WebhookIn>,
 ) -> ApiResult<(StatusCode, axum::Json<WebhookOut>)> {
-    let url = check_url(&input.url)?;
-    let event_types = check_types(&input.event_types)?;
-    let description = description(input.description.as_deref())?;
-    let secret = sendmux_core::webhooks::new_secret();
-    let now = now_ms();
-    let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
-    let mailbox_ids = check_mailboxes(&mut tx, &p.team_id, input.mailbox_ids.as_deref()).await?;
-    let limit = limit_for(&mut tx, &state.settings.limits, &p.team_id, LimitName::Webhooks).await?;
-    if q::count(&mut tx.team(&p.team_id)).await? >= limit {
-        return Err(ApiError::limit_exceeded(format!(
-            "This team has {limit} webhooks, its limit; delete one or request an increase"
-        )));
-    }
-    let row = WebhookRow {
-        id: WebhookId::new().into_string(),
-        team_id: p.team_id.clone().into_string(),
-        url,
-        description,
-        event_types,
-        mailbox_ids,
-        enabled: i64::from(input.enabled.unwrap_or(true)),
-        disabled_reason: None,
-        failing_since: None,
-        last_success_at: None,
-        created_at: now,
-        updated_at: now,
+    let new = NewWebhook {
+        url: input.url,
+        event_types: input.event_types,
+        mailbox_ids: input.mailbox_ids,
+        description: input.description,
+        enabled: input.enabled,
     };
-    q::insert(&mut tx, &row, &state.secrets.seal(secret.as_bytes())).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "webhook.created",
-        ("webhook", &row.id),
-        json!({"url": row.url}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok((StatusCode::CREATED, axum::Json(WebhookOut::from_row(row, Some(secret)))))
+    let created = manage::create(&state, &p, new).await?;
+    Ok((StatusCode::CREATED, axum::Json(WebhookOut::from_row(created.webhook, Some(created.secret)))))
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", params(ListParams), responses((status = 200, body = List<WebhookOut>)))]
@@ -217,17 +123,15 @@ async fn list_webhooks(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<WebhookOut>>> {
+    // Before the page is read: a caller who may not read gets 403 whatever it sent.
     p.require(Perm::WebhooksRead)?;
     let page = q.page(|c| WebhookId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
+    let rows = manage::list(&state, &p, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| WebhookOut::from_row(r, None))))
 }
 
-async fn find(state: &AppState, p: &Principal, id: &str) -> ApiResult<WebhookRow> {
-    let id = path_id(id, WebhookId::parse, "webhook")?;
-    let mut conn = state.store.pool().acquire().await?;
-    q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))
+fn webhook_id(raw: &str) -> ApiResult<WebhookId> {
+    path_id(raw, WebhookId::parse, "webhook")
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 200, body = WebhookOut)))]
@@ -236,8 +140,8 @@ async fn get_webhook(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<WebhookOut>> {
-    p.require(Perm::WebhooksRead)?;
-    Ok(axum::Json(WebhookOut::from_row(find(&state, &p, &id).await?, None)))
+    let id = webhook_id(&id)?;
+    Ok(axum::Json(WebhookOut::from_row(manage::get(&state, &p, &id).await?, None)))
 }
 
 /// Change an endpoint; `enabled: true` re-enables one Sendmux disabled.
@@ -248,56 +152,25 @@ async fn update_webhook(
     Path(id): Path<String>,
     Json(input): Json<WebhookPatch>,
 ) -> ApiResult<axum::Json<WebhookOut>> {
-    let id = path_id(&id, WebhookId::parse, "webhook")?;
-    let mut tx = state.store.begin().await?;
-    let mut row = q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    if let Some(url) = &input.url {
-        row.url = check_url(url)?;
-    }
-    if let Some(types) = &input.event_types {
-        row.event_types = check_types(types)?;
-    }
-    if input.mailbox_ids.is_some() {
-        row.mailbox_ids = check_mailboxes(&mut tx, &p.team_id, input.mailbox_ids.as_deref()).await?;
-    }
-    if input.description.is_some() {
-        row.description = description(input.description.as_deref())?;
-    }
-    if let Some(enabled) = input.enabled {
-        if enabled && row.enabled == 0 {
-            row.disabled_reason = None;
-            row.failing_since = None;
-        }
-        row.enabled = i64::from(enabled);
-    }
-    row.updated_at = now_ms();
-    q::update(&mut tx, &row).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "webhook.updated",
-        ("webhook", &row.id),
-        json!({"url": row.url, "enabled": row.enabled != 0}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(axum::Json(WebhookOut::from_row(row, None)))
+    let id = webhook_id(&id)?;
+    let change = WebhookChange {
+        url: input.url,
+        event_types: input.event_types,
+        mailbox_ids: input.mailbox_ids,
+        description: input.description,
+        enabled: input.enabled,
+    };
+    Ok(axum::Json(WebhookOut::from_row(manage::update(&state, &p, &id, change).await?, None)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), responses((status = 204)))]
 async fn delete_webhook(
     State(state): State<AppState>,
-    Caller(p): Caller,
+    Need(p, _): Need<can::WebhooksManage>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    p.require(Perm::WebhooksManage)?;
-    let id = path_id(&id, WebhookId::parse, "webhook")?;
-    let mut tx = state.store.begin().await?;
-    if !q::delete(&mut tx.team(&p.team_id), id.as_str()).await? {
-        return Err(ApiError::not_found("webhook"));
-    }
-    audit::record(&mut tx.team(&p.team_id), &p.actor(), "webhook.deleted", ("webhook", id.as_str()), json!({})).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
+    let id = webhook_id(&id)?;
+    manage::delete(&state, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,26 +189,9 @@ async fn rotate_secret(
     Path(id): Path<String>,
     Json(input): Json<RotateIn>,
 ) -> ApiResult<axum::Json<WebhookOut>> {
-    let id = path_id(&id, WebhookId::parse, "webhook")?;
-    let grace = input.grace_seconds.unwrap_or(86_400);
-    if !(0..=86_400).contains(&grace) {
-        return Err(ApiError::invalid("grace_seconds", "grace_seconds must be from 0 to 86400"));
-    }
-    let secret = sendmux_core::webhooks::new_secret();
-    let mut tx = state.store.begin().await?;
-    let row = q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    q::expire_secrets(&mut tx, &row.id, now_ms() + grace * 1000).await?;
-    q::add_secret(&mut tx, &row.id, &state.secrets.seal(secret.as_bytes())).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "webhook.secret_rotated",
-        ("webhook", &row.id),
-        json!({"grace_seconds": grace}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(axum::Json(WebhookOut::from_row(row, Some(secret))))
+    let id = webhook_id(&id)?;
+    let rotated = manage::rotate_secret(&state, &p, &id, input.grace_seconds).await?;
+    Ok(axum::Json(WebhookOut::from_row(rotated.webhook, Some(rotated.secret))))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -363,57 +219,45 @@ pub struct DeliveryOut {
     pub created_at: String,
 }
 
-async fn delivery_out(conn: &mut sendmux_core::store::Conn, d: DeliveryRow) -> ApiResult<DeliveryOut> {
-    let attempts = q::attempts_of(conn, &d.id)
-        .await?
-        .into_iter()
-        .map(|a| AttemptOut {
-            attempted_at: rfc3339(a.attempted_at),
-            status_code: a.status_code,
-            latency_ms: a.latency_ms,
-            error: a.error,
-            response: a.response,
-        })
-        .collect();
-    Ok(DeliveryOut {
-        id: d.id,
-        webhook_id: d.webhook_id,
-        event_id: d.event_id,
-        event_type: d.event_type,
-        status: d.status,
-        attempts,
-        next_attempt_at: if d.next_attempt_at.is_some() && d.payload.is_some() {
-            rfc3339_opt(d.next_attempt_at)
-        } else {
-            None
-        },
-        payload_available: d.payload.is_some(),
-        created_at: rfc3339(d.created_at),
-    })
+impl From<Delivery> for DeliveryOut {
+    fn from(Delivery { delivery: d, attempts }: Delivery) -> Self {
+        let attempts = attempts
+            .into_iter()
+            .map(|a| AttemptOut {
+                attempted_at: rfc3339(a.attempted_at),
+                status_code: a.status_code,
+                latency_ms: a.latency_ms,
+                error: a.error,
+                response: a.response,
+            })
+            .collect();
+        DeliveryOut {
+            id: d.id,
+            webhook_id: d.webhook_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts,
+            next_attempt_at: if d.next_attempt_at.is_some() && d.payload.is_some() {
+                rfc3339_opt(d.next_attempt_at)
+            } else {
+                None
+            },
+            payload_available: d.payload.is_some(),
+            created_at: rfc3339(d.created_at),
+        }
+    }
 }
 
 /// Send a `webhook.test` event to the endpoint now.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)), responses((status = 202, body = DeliveryOut)))]
 async fn send_test(
     State(state): State<AppState>,
-    Caller(p): Caller,
+    Need(p, _): Need<can::WebhooksManage>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<DeliveryOut>)> {
-    p.require(Perm::WebhooksManage)?;
-    let webhook = find(&state, &p, &id).await?;
-    let event_id = EventId::new().into_string();
-    let payload = json!({
-        "id": event_id,
-        "type": "webhook.test",
-        "created_at": rfc3339(now_ms()),
-        "data": {"webhook_id": webhook.id, "message": "A test delivery from Sendmux"},
-    })
-    .to_string();
-    let mut tx = state.store.begin().await?;
-    let d = q::enqueue(&mut tx.team(&p.team_id), &webhook.id, &event_id, "webhook.test", &payload).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    let mut conn = state.store.pool().acquire().await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(delivery_out(&mut conn, d).await?)))
+    let id = webhook_id(&id)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(manage::send_test(&state, &p, &id).await?.into())))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -433,32 +277,13 @@ async fn list_deliveries(
     Path(id): Path<String>,
     Query(f): Query<DeliveryParams>,
 ) -> ApiResult<axum::Json<List<DeliveryOut>>> {
+    // Before the page is read: a caller who may not read gets 403 whatever it sent.
     p.require(Perm::WebhooksRead)?;
-    if let Some(s) = f.status.as_deref()
-        && !matches!(s, "pending" | "succeeded" | "failed")
-    {
-        return Err(ApiError::bad_request("status must be pending, succeeded or failed").with_param("status"));
-    }
-    let webhook = find(&state, &p, &id).await?;
+    let id = webhook_id(&id)?;
+    manage::check_delivery_status(f.status.as_deref())?;
     let page = ListParams { limit: f.limit, cursor: f.cursor }.page(|c| DeliveryId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows =
-        q::list_deliveries(&mut conn.team(&p.team_id), &webhook.id, f.status.as_deref(), page.before(), page.fetch())
-            .await?;
-    let (rows, next) = sendmux_core::store::page(rows, page.limit as usize, |r| r.id.clone());
-    let mut data = Vec::with_capacity(rows.len());
-    for r in rows {
-        data.push(delivery_out(&mut conn, r).await?);
-    }
-    Ok(axum::Json(List { data, next_cursor: next }))
-}
-
-async fn requeue(state: &AppState, p: &Principal, d: &DeliveryRow) -> ApiResult<Option<DeliveryRow>> {
-    let Some(payload) = d.payload.as_deref() else { return Ok(None) };
-    let mut tx = state.store.begin().await?;
-    let again = q::enqueue(&mut tx.team(&p.team_id), &d.webhook_id, &d.event_id, &d.event_type, payload).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(Some(again))
+    let rows = manage::deliveries(&state, &p, &id, f.status.as_deref(), page.before(), page.fetch()).await?;
+    Ok(axum::Json(page.finish(rows, |r| r.delivery.id.clone(), DeliveryOut::from)))
 }
 
 /// Send a delivery's event again (same event id, same bytes) as a new delivery.
@@ -466,22 +291,12 @@ async fn requeue(state: &AppState, p: &Principal, d: &DeliveryRow) -> ApiResult<
     params(("id" = String, Path), ("delivery_id" = String, Path)), responses((status = 202, body = DeliveryOut), (status = 409, body = crate::error::ErrorBody)))]
 async fn replay_delivery(
     State(state): State<AppState>,
-    Caller(p): Caller,
+    Need(p, _): Need<can::WebhooksManage>,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, axum::Json<DeliveryOut>)> {
-    p.require(Perm::WebhooksManage)?;
-    let webhook = find(&state, &p, &id).await?;
+    let id = webhook_id(&id)?;
     let delivery_id = path_id(&delivery_id, DeliveryId::parse, "delivery")?;
-    let mut conn = state.store.pool().acquire().await?;
-    let d = q::get_delivery(&mut conn.team(&p.team_id), &webhook.id, delivery_id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("delivery"))?;
-    drop(conn);
-    let again = requeue(&state, &p, &d)
-        .await?
-        .ok_or_else(|| ApiError::conflict("The payload of this delivery has expired (kept 7 days)"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(delivery_out(&mut conn, again).await?)))
+    Ok((StatusCode::ACCEPTED, axum::Json(manage::replay(&state, &p, &id, &delivery_id).await?.into())))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -511,41 +326,8 @@ async fn replay_range(
     Path(id): Path<String>,
     Json(input): Json<ReplayIn>,
 ) -> ApiResult<(StatusCode, axum::Json<ReplayOut>)> {
-    let webhook = find(&state, &p, &id).await?;
-    let since = validate::timestamp("since", &input.since)?;
-    let until = input.until.as_deref().map(|u| validate::timestamp("until", u)).transpose()?.unwrap_or_else(now_ms);
-    if until <= since {
-        return Err(ApiError::invalid("until", "until must be after since"));
-    }
-    // Read and de-duplicate (one new delivery per event) before the write transaction,
-    // which then only inserts: up to 10,000 rows must not hold every writer up.
-    let rows = {
-        let mut conn = state.store.pool().acquire().await?;
-        q::deliveries_between(&mut conn.team(&p.team_id), &webhook.id, since, until, input.only_failed.unwrap_or(false))
-            .await?
-    };
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    let mut again = Vec::new();
-    let mut expired = 0;
-    for d in rows.iter().filter(|d| seen.insert(d.event_id.as_str())) {
-        match d.payload.as_deref() {
-            Some(payload) => {
-                again.push(q::new_delivery(p.team_id.as_str(), &webhook.id, &d.event_id, &d.event_type, payload))
-            }
-            None => expired += 1,
-        }
-    }
-    let replayed = again.len();
-    let mut tx = state.store.begin().await?;
-    q::enqueue_many(&mut tx, &again).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "webhook.replayed",
-        ("webhook", &webhook.id),
-        json!({"replayed": replayed, "since": input.since}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(ReplayOut { replayed, expired })))
+    let id = webhook_id(&id)?;
+    let range = ReplayRange { since: input.since, until: input.until, only_failed: input.only_failed.unwrap_or(false) };
+    let done = manage::replay_range(&state, &p, &id, range).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(ReplayOut { replayed: done.replayed, expired: done.expired })))
 }

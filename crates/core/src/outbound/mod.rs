@@ -1,13 +1,15 @@
 //! Outbound mail: validation and MIME building, delivery-group routing, the SMTP and SES
-//! providers, the send worker that drains the queue, and suppressions.
+//! providers, the send worker that drains the queue, SES notifications and suppressions.
 
 pub mod accept;
 pub mod mime;
+pub mod notifications;
 pub mod providers;
 pub mod routing;
 pub mod send;
 pub mod ses;
 pub mod smtp;
+pub mod suppressions;
 pub mod validate;
 pub mod worker;
 

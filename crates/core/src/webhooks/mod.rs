@@ -1,8 +1,9 @@
-//! Signed webhooks: secrets and signatures (SPEC §8), the retry schedule and the
-//! delivery worker. The address guard, shared with outbound providers, is
-//! [`crate::guard`] (still reachable here as `webhooks::guard`).
+//! Signed webhooks: secrets and signatures (API.md §8), the retry schedule, the
+//! delivery worker and the endpoint operations ([`manage`]). The address guard, shared
+//! with outbound providers, is [`crate::guard`] (still reachable as `webhooks::guard`).
 
 pub use crate::guard;
+pub mod manage;
 pub mod worker;
 
 use base64::Engine;
