@@ -62,6 +62,7 @@ impl From<SuppressionRow> for SuppressionOut {
 pub struct SuppressionParams {
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(max_length = 320)]
     pub cursor: Option<String>,
 }
 
@@ -81,7 +82,7 @@ async fn list_suppressions(
                 ApiError::bad_request("limit must be a whole number from 1 to 100").with_param("limit")
             })?,
         };
-    if q.cursor.as_ref().is_some_and(|c| c.len() > 320) {
+    if q.cursor.as_ref().is_some_and(|c| c.chars().count() > 320) {
         return Err(ApiError::bad_request("cursor is not one this API gave out").with_param("cursor"));
     }
     let mut conn = state.store.pool().acquire().await?;
@@ -141,7 +142,7 @@ fn addresses(list: &Value, field: &str) -> Vec<String> {
 /// SES bounce, complaint and delivery notifications, as an SNS envelope or bare. A
 /// permanent bounce or a complaint suppresses the address; a delivery marks the message
 /// `delivered`. SNS subscription confirmations are logged for the operator to confirm.
-#[utoipa::path(post, path = "/api/v1/providers/{id}/notifications", tag = "providers",
+#[utoipa::path(post, path = "/api/v1/providers/{id}/notifications", tag = "providers", security(),
     params(("id" = String, Path, description = "An SES provider id, or `managed`"), NotificationParams),
     request_body(content = String, description = "An SNS message (or a bare SES notification) as JSON", content_type = "application/json"),
     responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]
