@@ -24,6 +24,7 @@ mod outbound;
 mod outbound_api;
 mod people;
 mod roles;
+mod schema;
 mod secrets;
 mod stream;
 mod webhooks;

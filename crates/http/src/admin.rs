@@ -128,6 +128,7 @@ async fn create_team(
 #[into_params(parameter_in = Query)]
 pub struct RequestFilter {
     /// pending, approved or denied.
+    #[param(pattern = "^(pending|approved|denied)$")]
     pub status: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,

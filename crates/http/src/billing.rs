@@ -26,13 +26,14 @@ pub struct UsageParams {
     pub from: Option<String>,
     /// End, exclusive. Default: the next month's start.
     pub to: Option<String>,
-    /// `day` adds a per-day breakdown.
+    /// `day` adds a per-day breakdown; `period` (the default) does not.
+    #[param(pattern = "^(period|day)$")]
     pub granularity: Option<String>,
 }
 
 /// Usage and amounts for a period (`billing.read`); `Accept: text/csv` for a spreadsheet.
 #[utoipa::path(get, path = "/api/v1/billing/usage", operation_id = "billing_usage", tag = "billing", params(UsageParams),
-    responses((status = 200, body = billing::UsageOut), (status = 200, content_type = "text/csv"), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "The usage; as CSV with `Accept: text/csv`", content((billing::UsageOut = "application/json"), (String = "text/csv"))), (status = 422, body = crate::error::ErrorBody)))]
 async fn usage(
     State(state): State<AppState>,
     Caller(p): Caller,

@@ -39,6 +39,7 @@ pub struct QueuedOut {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = EmailAttemptOut)]
 pub struct AttemptOut {
     pub id: String,
     /// A provider id, or `managed`.

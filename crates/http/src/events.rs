@@ -23,6 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Only events of this type.
+    #[param(
+        pattern = "^message\\.(received|received\\.spam|queued|sent|delivered|deferred|bounced|failed|suppressed)$"
+    )]
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub limit: Option<String>,

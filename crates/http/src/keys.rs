@@ -142,8 +142,10 @@ async fn get_key(
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyRotateIn)]
 pub struct RotateIn {
     /// How long the old secret keeps working, 0..86400 seconds (default 0).
+    #[schema(minimum = 0, maximum = 86400)]
     pub grace_seconds: Option<i64>,
 }
 

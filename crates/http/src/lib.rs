@@ -63,6 +63,183 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What every operation may answer besides its own results (API.md §1), added to the
+/// document once here rather than to each `#[utoipa::path]`: the error statuses its
+/// place in the router makes possible (with the `ErrorBody` schema), the `X-Request-Id`
+/// every answer carries, the `RateLimit-*` headers of answers to a credential and the
+/// `Retry-After` of a 429; and the pagination parameters' limits (`limit` 1..100, a
+/// `cursor` that is an id of the listed kind).
+struct StandardAnswers;
+
+/// The id prefix of each list's cursor, by path (API.md §1: a cursor is the last id).
+const CURSORS: &[(&str, &str)] = &[
+    ("/api/v1/admin/increase-requests", "req"),
+    ("/api/v1/delivery-groups", "dgr"),
+    ("/api/v1/events", "evt"),
+    ("/api/v1/keys", "key"),
+    ("/api/v1/limits/increase-requests", "req"),
+    // `kind=audit` pages by audit ids, `kind=delivery` by attempt ids.
+    ("/api/v1/logs", "(aud|att)"),
+    ("/api/v1/mailbox/messages", "msg"),
+    ("/api/v1/mailboxes", "mbx"),
+    ("/api/v1/mailboxes/{mailbox_id}/messages", "msg"),
+    ("/api/v1/providers", "prv"),
+    ("/api/v1/team/invitations", "inv"),
+    ("/api/v1/team/members", "usr"),
+    ("/api/v1/webhooks", "whk"),
+    ("/api/v1/webhooks/{id}/deliveries", "dlv"),
+];
+
+/// The ULID of an id, as `sendmux_core::ids` parses it (Crockford base32, any case).
+const ULID_PATTERN: &str = "[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}";
+
+impl Modify for StandardAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, Schema};
+
+        let string = |pattern: Option<&str>| -> RefOr<Schema> {
+            ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).pattern(pattern).into()
+        };
+        let integer = |min: i64, max: Option<i64>| -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .minimum(Some(min as f64))
+                .maximum(max.map(|m| m as f64))
+                .into()
+        };
+        let header = |schema: RefOr<Schema>, description: &str| {
+            HeaderBuilder::new().schema(schema).description(Some(description)).build()
+        };
+        let request_id = header(string(Some("^req_[0-9A-Z]{26}$")), "The request's id, also in any error body");
+        let rate_headers = [
+            ("RateLimit-Limit", header(integer(0, None), "Requests the credential may make per window")),
+            ("RateLimit-Remaining", header(integer(0, None), "Requests left in this window")),
+            ("RateLimit-Reset", header(integer(0, None), "Seconds until the window resets")),
+        ];
+        let retry_after = header(integer(0, None), "Seconds to wait before trying again");
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+
+        // An empty body reads as `{}` (extract::Json): a body whose fields are all
+        // optional may be left out.
+        let all_optional: Vec<String> = openapi
+            .components
+            .iter()
+            .flat_map(|c| c.schemas.iter())
+            .filter(|(_, s)| matches!(s, RefOr::T(Schema::Object(o)) if o.required.is_empty()))
+            .map(|(name, _)| format!("#/components/schemas/{name}"))
+            .collect();
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops: [(&str, &mut Option<Operation>); 5] = [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let public = op.security.as_ref().is_some_and(|s| s.is_empty());
+                let admin = path.starts_with("/api/v1/admin/");
+                let password = path == "/api/v1/auth/signup"
+                    || path == "/api/v1/auth/login"
+                    || path.starts_with("/api/v1/auth/invitations/");
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                for param in params.iter_mut().filter(|p| p.parameter_in == ParameterIn::Query) {
+                    match param.name.as_str() {
+                        "limit" => param.schema = Some(integer(1, Some(100))),
+                        "cursor" => {
+                            if let Some((_, prefix)) = CURSORS.iter().find(|(p, _)| p == path) {
+                                // Empty reads as no cursor.
+                                param.schema = Some(string(Some(&format!("^(|{prefix}_{ULID_PATTERN})$"))));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(body) = op.request_body.as_mut() {
+                    let optional = body
+                        .content
+                        .get("application/json")
+                        .and_then(|c| c.schema.as_ref())
+                        .is_some_and(|s| matches!(s, RefOr::Ref(r) if all_optional.contains(&r.ref_location)));
+                    if optional {
+                        body.required = Some(utoipa::openapi::Required::False);
+                    }
+                }
+                // Raw mail: any non-empty bytes (an empty message cannot be read: 400).
+                if let Some(raw) = op.request_body.as_mut().and_then(|b| b.content.get_mut("message/rfc822")) {
+                    raw.schema = Some(
+                        ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).min_length(Some(1)).into(),
+                    );
+                }
+                let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+                let in_header = params.iter().any(|p| p.parameter_in == ParameterIn::Header);
+                let body = op.request_body.is_some();
+                let input = body || !params.is_empty();
+                if params.is_empty() {
+                    op.parameters = None;
+                }
+                let standard: [(u16, bool, &str); 10] = [
+                    (
+                        400,
+                        input,
+                        "The request cannot be read: broken JSON, a bad query string or path, a wrong Content-Type",
+                    ),
+                    (401, !public, "No valid credential"),
+                    (403, !public && !admin, "The credential may not do this"),
+                    (
+                        404,
+                        in_path || (!public && !admin),
+                        "No such resource in the caller's team (or no such team for `X-Sendmux-Team`)",
+                    ),
+                    (408, path != STREAM_PATH, "The request was not answered in time"),
+                    (
+                        409,
+                        !public && method != "get",
+                        "The request contradicts the current state, or a team limit is reached",
+                    ),
+                    (413, body, "The body is larger than this operation accepts"),
+                    (422, body || in_header, "A value is not acceptable; `param` names it"),
+                    (429, !public || password, "Too many requests; `Retry-After` says when to try again"),
+                    (500, true, "Internal error; the request id finds it in the server log"),
+                ];
+                for (status, applies, description) in standard {
+                    if applies {
+                        op.responses.responses.entry(status.to_string()).or_insert_with(|| error(description).into());
+                    }
+                }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else { continue };
+                    if response.description.is_empty() {
+                        response.description = if status.starts_with('2') { "Success".into() } else { "Error".into() };
+                    }
+                    response.headers.insert("X-Request-Id".into(), request_id.clone());
+                    // Answers given after the credential was resolved carry its rate.
+                    if !public && !admin && status != "401" {
+                        for (name, h) in &rate_headers {
+                            response.headers.insert((*name).into(), h.clone());
+                        }
+                    }
+                    if status == "429" {
+                        response.headers.insert("Retry-After".into(), retry_after.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The whole HTTP application for `state`.
 pub fn router(state: AppState) -> Router {
     let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -93,6 +270,8 @@ pub fn router(state: AppState) -> Router {
     let (admin, admin_doc) = OpenApiRouter::new().merge(admin::router()).split_for_parts();
     doc.merge(authed_doc);
     doc.merge(admin_doc);
+    // After the merge: the modifiers of `#[openapi]` run before any route is added.
+    StandardAnswers.modify(&mut doc);
 
     let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
     /// `audit` (default) or `delivery`.
+    #[param(pattern = "^(audit|delivery)$")]
     pub kind: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,

@@ -109,6 +109,7 @@ pub struct MessageListParams {
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// `true` for spam only, `false` for the rest.
+    #[param(value_type = Option<bool>)]
     pub spam: Option<String>,
 }
 

@@ -34,10 +34,13 @@ pub struct StreamParams {
     /// Comma list of event types (default `message.received,message.received.spam`).
     pub event_types: Option<String>,
     /// Heartbeat comment interval in seconds, 10..300 (default 30).
+    #[param(value_type = Option<u64>, minimum = 10, maximum = 300)]
     pub ping: Option<String>,
     /// The server ends the stream after this many seconds, 30..3600 (default 600).
+    #[param(value_type = Option<u64>, minimum = 30, maximum = 3600)]
     pub close_after: Option<String>,
     /// Resume after this event (the `Last-Event-ID` header wins when both are given).
+    #[param(pattern = "^(|evt_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26})$")]
     pub last_event_id: Option<String>,
 }
 

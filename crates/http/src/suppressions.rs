@@ -59,6 +59,7 @@ impl From<SuppressionRow> for SuppressionOut {
 pub struct SuppressionParams {
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(max_length = 320)]
     pub cursor: Option<String>,
 }
 
@@ -111,7 +112,7 @@ pub struct NotificationParams {
 /// SES bounce, complaint and delivery notifications, as an SNS envelope or bare. A
 /// permanent bounce or a complaint suppresses the address; a delivery marks the message
 /// `delivered`. SNS subscription confirmations are logged for the operator to confirm.
-#[utoipa::path(post, path = "/api/v1/providers/{id}/notifications", tag = "providers",
+#[utoipa::path(post, path = "/api/v1/providers/{id}/notifications", tag = "providers", security(),
     params(("id" = String, Path, description = "An SES provider id, or `managed`"), NotificationParams),
     request_body(content = String, description = "An SNS message (or a bare SES notification) as JSON", content_type = "application/json"),
     responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]

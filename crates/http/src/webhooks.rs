@@ -176,8 +176,10 @@ async fn delete_webhook(
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookRotateIn)]
 pub struct RotateIn {
     /// How long the old secret keeps signing too, 0..86400 seconds (default 86400).
+    #[schema(minimum = 0, maximum = 86400)]
     pub grace_seconds: Option<i64>,
 }
 
@@ -195,6 +197,7 @@ async fn rotate_secret(
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = WebhookAttemptOut)]
 pub struct AttemptOut {
     pub attempted_at: String,
     pub status_code: Option<i64>,
@@ -264,6 +267,7 @@ async fn send_test(
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
     /// pending, succeeded or failed.
+    #[param(pattern = "^(pending|succeeded|failed)$")]
     pub status: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,

@@ -19,7 +19,7 @@ pub const MAX_CURSOR: usize = 320;
 /// A cursor of this list: the last address of the previous page.
 pub fn check_cursor(cursor: Option<&str>) -> Result<()> {
     match cursor {
-        Some(c) if c.len() > MAX_CURSOR => {
+        Some(c) if c.chars().count() > MAX_CURSOR => {
             Err(Error::malformed("cursor is not one this API gave out").with_param("cursor"))
         }
         _ => Ok(()),
