@@ -1,4 +1,4 @@
-//! Bad input gets the SPEC error body with the right status: never a 500, a panic or a
+//! Bad input gets the error body (API.md §1) with the right status: never a 500, a panic or a
 //! partial write.
 
 use crate::helpers::*;
@@ -122,7 +122,7 @@ async fn malformed_requests_get_clear_errors_and_change_nothing() {
         let res = app.client.get(app.url("/api/v1/keys")).header("authorization", auth).send().await.unwrap();
         expect_error(res, StatusCode::UNAUTHORIZED, "authentication_failed").await;
     }
-    // Wrong method: the SPEC body too.
+    // Wrong method: the error body of API.md §1 too.
     let res = app.req(Method::PUT, "/api/v1/keys", t).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(res.json::<serde_json::Value>().await.unwrap()["error"]["request_id"].is_string());

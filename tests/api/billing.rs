@@ -1,4 +1,4 @@
-//! Usage metering and the billing API (SPEC §10): exact decimal amounts from real
+//! Usage metering and the billing API (API.md §10): exact decimal amounts from real
 //! traffic, storage integrated over time, counted-once units, per-day and CSV views,
 //! permissions, and the operator's monthly view (CLI and admin API).
 

@@ -311,7 +311,7 @@ pub async fn expect_status(res: Response, status: StatusCode) -> Value {
     if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
 }
 
-/// Asserts an error response in the SPEC shape and returns its `error` object.
+/// Asserts an error response in the API.md §1 shape and returns its `error` object.
 pub async fn expect_error(res: Response, status: StatusCode, kind: &str) -> Value {
     let request_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = expect_status(res, status).await;

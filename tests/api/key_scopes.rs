@@ -1,4 +1,4 @@
-//! Each key kind can do exactly its permissions and no more (SPEC §3).
+//! Each key kind can do exactly its permissions and no more (API.md §3).
 
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
@@ -39,7 +39,7 @@ async fn infrastructure_keys_hold_exactly_their_permissions() {
                 json!({"address": format!("m{n}@localhost")}),
             ),
             ("mailboxes.manage", Method::GET, "/api/v1/mailboxes".into(), Value::Null),
-            // Creating keys with keys.manage alone is refused by the ceiling (SPEC §3: a
+            // Creating keys with keys.manage alone is refused by the ceiling (API.md §3: a
             // sending key needs providers.manage too); an_infrastructure_key_creates_…
             // covers it.
             ("keys.manage", Method::GET, "/api/v1/keys".into(), Value::Null),
@@ -103,7 +103,7 @@ async fn an_infrastructure_key_creates_sending_and_mailbox_keys_only() {
     let mbx = app.create_mailbox(&owner.token, "km@localhost").await;
     let provider = app.create_smtp_provider(&owner.token, "relay").await;
     let group = app.create_group(&owner.token, provider["id"].as_str().unwrap()).await;
-    // SPEC §3: a key mints sending keys only with providers.manage and mailbox keys only
+    // API.md §3: a key mints sending keys only with providers.manage and mailbox keys only
     // with mailboxes.manage (it could not reach either otherwise).
     let bare = app
         .create_key(&owner.token, json!({"name": "b", "kind": "infrastructure", "permissions": ["keys.manage"]}))
@@ -265,7 +265,7 @@ async fn a_key_never_holds_more_than_its_creator() {
     expect_status(app.get("/api/v1/logs", strong["key"].as_str().unwrap()).await, StatusCode::OK).await;
 
     // An infrastructure key with only keys.manage cannot reach the mailbox, so it mints
-    // no key that could (SPEC §3, issue #13 finding 8: it did, and read the mailbox).
+    // no key that could (API.md §3, issue #13 finding 8: it did, and read the mailbox).
     let manager = app
         .create_key(&owner.token, json!({"name": "m", "kind": "infrastructure", "permissions": ["keys.manage"]}))
         .await;

@@ -1,4 +1,4 @@
-//! Outbound mail (SPEC §5, §7, §11): sends through real SMTP servers and SES (moto) on
+//! Outbound mail (API.md §5, §7, §11): sends through real SMTP servers and SES (moto) on
 //! loopback, failover, retries, bounces and suppressions, statuses, events, usage.
 
 use crate::helpers::*;
@@ -155,7 +155,7 @@ async fn a_send_arrives_through_a_real_smtp_relay_with_envelope_headers_bodies_a
     assert_eq!(header("X-Sendmux-Tags").as_deref(), Some("category=reports"));
     assert_eq!(header("X-Sendmux-Message-Id").as_deref(), Some(id.as_str()));
 
-    // Events in order with the SPEC §7 data; delivery log; usage counted once.
+    // Events in order with the API.md §7 data; delivery log; usage counted once.
     let evs = events_of(&app, &owner.token, &id).await;
     assert_eq!(types(&evs), vec!["message.queued", "message.sent", "message.delivered"]);
     let d = &evs[1]["data"];

@@ -1,4 +1,4 @@
-//! The role → permission matrix of SPEC §2, action by action.
+//! The role → permission matrix of API.md §2, action by action.
 
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
@@ -245,7 +245,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// SPEC §2: a member sees the metadata of messages, never their content (bodies,
+/// API.md §2: a member sees the metadata of messages, never their content (bodies,
 /// headers, raw MIME, attachments); developers and up read everything.
 #[tokio::test]
 async fn members_see_message_metadata_but_never_content() {

@@ -80,7 +80,7 @@ async fn provider_credentials_are_kept_on_update_unless_replaced() {
     let res = app.patch(&path, &owner.token, json!({"name": "renamed", "config": {"username": "relay-user"}})).await;
     let updated = expect_status(res, StatusCode::OK).await;
     assert_eq!(updated["config"]["password_set"], true, "an edit that keeps the destination keeps the password");
-    // A new port is a new destination (SPEC §5): the stored password is not sent there.
+    // A new port is a new destination (API.md §5): the stored password is not sent there.
     let res = app.patch(&path, &owner.token, json!({"config": {"port": 2587}})).await;
     let updated = expect_status(res, StatusCode::OK).await;
     assert_eq!(updated["config"]["port"], 2587);

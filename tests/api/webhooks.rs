@@ -48,7 +48,7 @@ async fn a_delivery_is_signed_so_stock_verifiers_accept_it() {
     assert_eq!(body["data"]["subject"], "héllo ✓");
     let ts: i64 = hit.headers["webhook-timestamp"].parse().unwrap();
     assert!((ts - chrono::Utc::now().timestamp()).abs() < 60);
-    // The signature is computed exactly as SPEC §8 says...
+    // The signature is computed exactly as API.md §8 says...
     use hmac::{Mac, digest::KeyInit};
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(hit.body.as_bytes());

@@ -1,4 +1,4 @@
-//! Usage pricing (SPEC §10): counted units and stored bytes per team, priced with exact
+//! Usage pricing (API.md §10): counted units and stored bytes per team, priced with exact
 //! decimal arithmetic.
 //!
 //! Rules, stated once:

@@ -700,7 +700,7 @@ mod tests {
     }
 }
 
-/// Prices from settings (defaults: SPEC §10).
+/// Prices from settings (defaults: API.md §10).
 #[derive(Clone, Debug)]
 pub struct Prices {
     pub outbound_per_1000: rust_decimal::Decimal,

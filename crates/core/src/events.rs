@@ -1,4 +1,4 @@
-//! Event types (SPEC §7), the retention of the event log, and the in-process bus that
+//! Event types (API.md §7), the retention of the event log, and the in-process bus that
 //! wakes readers (streams, the webhook worker) when a team's log grows. The bus only
 //! says "look again": the event log stays the truth, so a lost wake-up delays a reader
 //! until its next poll and never loses an event.
@@ -20,7 +20,7 @@ pub const EVENT_TYPES: [&str; 9] = [
     "message.suppressed",
 ];
 
-/// Events are kept this long (SPEC §7), then removed by the maintenance job.
+/// Events are kept this long (API.md §7), then removed by the maintenance job.
 pub const RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
 pub fn is_event_type(s: &str) -> bool {

@@ -1,4 +1,4 @@
-//! Usage and its price for the team (SPEC §10), as JSON or CSV, optionally per day.
+//! Usage and its price for the team (API.md §10), as JSON or CSV, optionally per day.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};

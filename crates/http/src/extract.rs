@@ -1,4 +1,4 @@
-//! Request extractors that turn every malformed input into the SPEC error body:
+//! Request extractors that turn every malformed input into the error body (API.md §1):
 //! JSON bodies (with the failing field as `param`), query strings, path ids and the
 //! authenticated principal.
 

@@ -295,7 +295,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Gives the request its `req_` id (in `X-Request-Id` and in every error body) and
-/// wraps any error response not made by our handlers in the SPEC error body.
+/// wraps any error response not made by our handlers in the error body (API.md §1).
 async fn request_context(req: Request, next: Next) -> Response {
     let id = RequestId::new().into_string();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()));

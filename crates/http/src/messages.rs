@@ -1,4 +1,4 @@
-//! Inbound messages over HTTP (SPEC §6): a mailbox key reads and injects under
+//! Inbound messages over HTTP (API.md §6): a mailbox key reads and injects under
 //! `/mailbox/messages`, people and infrastructure keys under `/mailboxes/{id}/messages`.
 //! Both shapes resolve to one (team, mailbox) pair first; every query takes both.
 
@@ -181,7 +181,7 @@ fn raw_response(bytes: Vec<u8>) -> Response {
     res
 }
 
-/// What a message shows without `MessageContentRead` (a team member, SPEC §2): no
+/// What a message shows without `MessageContentRead` (a team member, API.md §2): no
 /// bodies and no headers; addresses, subject, dates and attachment metadata stay.
 fn metadata_only(mut detail: Value) -> Value {
     if let Some(out) = detail.as_object_mut() {

@@ -1,4 +1,4 @@
-//! Cursor lists of SPEC §1: `?limit=1..100` (default 20), `?cursor=<id>`, newest first.
+//! Cursor lists of API.md §1: `?limit=1..100` (default 20), `?cursor=<id>`, newest first.
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -168,7 +168,7 @@ fn split_config(kind: ProviderType, config: Value) -> ApiResult<(Value, Value)> 
     }
 }
 
-/// SPEC §5: a provider may not point at the operator's network. The host (or the
+/// API.md §5: a provider may not point at the operator's network. The host (or the
 /// endpoint's) is refused when it is, or resolves to, an address the provider guard
 /// refuses; connections check again on the address they use.
 async fn check_destination(state: &AppState, kind: ProviderType, public: &Value) -> ApiResult<()> {
@@ -336,7 +336,7 @@ async fn update_provider(
         // Stored credentials follow the provider only while it points where it did:
         // a new destination must be given its credentials again, so nobody can
         // redirect a stored password to a host of their choosing.
-        // SPEC §5: host, port, security, endpoint or region.
+        // API.md §5: host, port, security, endpoint or region.
         let destination = ["host", "port", "security", "endpoint", "region"];
         let moved = destination.iter().any(|k| patch.get(*k).is_some_and(|v| merged.get(*k) != Some(v)));
         if !moved {

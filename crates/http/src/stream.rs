@@ -1,4 +1,4 @@
-//! The live mailbox stream (SPEC §9): `GET /api/v1/mailbox/events` as Server-Sent
+//! The live mailbox stream (API.md §9): `GET /api/v1/mailbox/events` as Server-Sent
 //! Events. The stream reads the event log from a position — the client's
 //! `Last-Event-ID`, or the log's head — and follows it; wake-ups from the bus only say
 //! "read again", so the backlog and live events join with no gap and no duplicate.
@@ -145,7 +145,7 @@ struct Reader {
     next_ping: Instant,
     deadline: Instant,
     /// The key the stream was opened with; checked every [`RECHECK`] so a revoked or
-    /// expired key's stream ends on every node within a second (SPEC §3).
+    /// expired key's stream ends on every node within a second (API.md §3).
     key_id: Option<String>,
     next_check: Instant,
     /// `retry:` goes out with the first event, not alone: a block holding only a field

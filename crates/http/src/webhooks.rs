@@ -1,4 +1,4 @@
-//! Webhook endpoints over HTTP (SPEC §8): parse, call `sendmux_core::webhooks::manage`,
+//! Webhook endpoints over HTTP (API.md §8): parse, call `sendmux_core::webhooks::manage`,
 //! render (the secret shown once).
 
 use axum::extract::{Path, State};
@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct WebhookIn {
     /// Where deliveries are POSTed (http or https).
     pub url: String,
-    /// Event types to deliver (SPEC §7), at least one.
+    /// Event types to deliver (API.md §7), at least one.
     pub event_types: Vec<String>,
     /// Only events of these mailboxes (default: all).
     pub mailbox_ids: Option<Vec<String>>,

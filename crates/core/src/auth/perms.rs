@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Everything a handler may require. The first ten are the key permissions of SPEC §3
+/// Everything a handler may require. The first ten are the key permissions of API.md §3
 /// (the names keys carry); the rest are what roles grant people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -49,7 +49,7 @@ impl Perm {
         Perm::EmailReceive,
     ];
 
-    /// The dotted name of SPEC §3 for key permissions; a descriptive one otherwise.
+    /// The dotted name of API.md §3 for key permissions; a descriptive one otherwise.
     pub fn name(self) -> &'static str {
         match self {
             Perm::ProvidersManage => "providers.manage",
@@ -103,7 +103,7 @@ impl PermSet {
     pub fn union(self, other: PermSet) -> Self {
         Self(self.0 | other.0)
     }
-    /// The key permissions in the set, in SPEC order.
+    /// The key permissions in the set, in API.md order.
     pub fn key_permission_names(self) -> Vec<&'static str> {
         Perm::KEY_PERMISSIONS.into_iter().filter(|p| self.has(*p)).map(Perm::name).collect()
     }
@@ -137,7 +137,7 @@ impl Role {
         }
     }
 
-    /// The role → permission matrix of SPEC §2; each role has all of the one below.
+    /// The role → permission matrix of API.md §2; each role has all of the one below.
     pub fn permissions(self) -> PermSet {
         use Perm::*;
         let member = PermSet::of(&[
@@ -150,7 +150,7 @@ impl Role {
             LimitsRead,
             MailboxRead,
         ]);
-        // SPEC §2: members see metadata, never message content.
+        // API.md §2: members see metadata, never message content.
         let developer = member.union(PermSet::of(&[KeysManage, WebhooksManage, LogsRead, MessageContentRead]));
         let admin = developer.union(PermSet::of(&[
             TeamUpdate,
@@ -209,7 +209,7 @@ impl KeyKind {
             .find(|k| token.starts_with(k.token_prefix()))
     }
 
-    /// The permissions a key of this kind may carry (SPEC §3).
+    /// The permissions a key of this kind may carry (API.md §3).
     pub fn allowed(self) -> &'static [Perm] {
         use Perm::*;
         match self {
@@ -252,7 +252,7 @@ impl KeyKind {
                 set = set.with(MailboxRead).with(MailboxSettingsUpdate).with(EmailReceive);
             }
         }
-        // A key that reads a mailbox reads its messages (SPEC §6).
+        // A key that reads a mailbox reads its messages (API.md §6).
         if set.has(MailboxRead) {
             set = set.with(MessageContentRead);
         }

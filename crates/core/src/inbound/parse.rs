@@ -101,7 +101,7 @@ fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
     }
 }
 
-/// The parsed fields of the message JSON (SPEC §6); empty fields when nothing parses.
+/// The parsed fields of the message JSON (API.md §6); empty fields when nothing parses.
 pub fn detail(raw: &[u8]) -> Value {
     let Some(m) = parse(raw) else {
         return json!({

@@ -183,7 +183,7 @@ pub fn email(prefix: &str, input: EmailIn, max_bytes: usize) -> Result<Email, Er
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(Error::invalid(param, format!("{name} is set from the request's own fields")));
         }
-        // SPEC §5: receivers trust X-Sendmux-* as ours (webhooks, team, signatures).
+        // API.md §5: receivers trust X-Sendmux-* as ours (webhooks, team, signatures).
         if name.len() >= 10 && name[..10].eq_ignore_ascii_case("x-sendmux-") {
             return Err(Error::invalid(param, "Headers starting with X-Sendmux- are reserved"));
         }

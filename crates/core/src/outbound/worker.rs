@@ -55,7 +55,7 @@ struct Done {
     result: Final,
 }
 
-/// The event `data` of SPEC §7 for an outbound message, plus `extra`.
+/// The event `data` of API.md §7 for an outbound message, plus `extra`.
 pub fn event_data(row: &MessageRow, extra: Value) -> Value {
     let to: Value = serde_json::from_str(&row.recipients).unwrap_or(Value::Array(vec![]));
     let mut data = json!({

@@ -163,7 +163,7 @@ impl Store {
             }
         };
         // SQLite creates its file with 0644 less the umask, and gives the -wal, -shm and
-        // journal files the database file's permissions: create it 0600 first (SPEC §13).
+        // journal files the database file's permissions: create it 0600 first (API.md §13).
         if url.starts_with("sqlite:") && url.contains("mode=rwc") {
             let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url).ok().map(|o| o.get_filename().to_path_buf());
             if let Some(file) = file.filter(|f| !f.as_os_str().is_empty() && f.as_os_str() != ":memory:") {
@@ -400,7 +400,7 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// RFC 3339 with second precision in UTC, as SPEC §1 shows.
+/// RFC 3339 with second precision in UTC, as API.md §1 shows.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

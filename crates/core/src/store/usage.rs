@@ -4,7 +4,7 @@
 use super::writer::Writer;
 use super::{Team, now_ms};
 
-/// Billable metrics (SPEC §10).
+/// Billable metrics (API.md §10).
 pub const OUTBOUND_EMAILS: &str = "outbound_emails";
 pub const MANAGED_SES_EMAILS: &str = "managed_ses_emails";
 pub const INBOUND_EMAILS: &str = "inbound_emails";

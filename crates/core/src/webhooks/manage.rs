@@ -1,4 +1,4 @@
-//! Webhook endpoints (SPEC §8): the operations behind `/webhooks` — create within the
+//! Webhook endpoints (API.md §8): the operations behind `/webhooks` — create within the
 //! team's webhook limit (the secret exists only in that answer), read, change, delete,
 //! rotate the secret with a grace, send a test event, list deliveries with their
 //! attempts, and replay one delivery or a time range. Each owns its transaction: checks,
@@ -98,7 +98,7 @@ pub fn check_url(raw: &str) -> Result<String> {
     Ok(url.to_string())
 }
 
-/// At least one event type of SPEC §7, each known; returned de-duplicated, in order, as
+/// At least one event type of API.md §7, each known; returned de-duplicated, in order, as
 /// the stored comma list.
 pub fn check_event_types(types: &[String]) -> Result<String> {
     if types.is_empty() {
