@@ -36,6 +36,10 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+    /// `pick` for small `Copy` items (byte strings, numbers), by value.
+    pub fn choose<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
@@ -122,7 +126,7 @@ pub fn mutate(rng: &mut Rng, input: &[u8], dict: &[&[u8]], others: &[(String, Ve
                 out = replace_first_after(&out, at, from, to);
             }
             8 => {
-                let byte = *rng.pick(&[b'x', b'\0', b'\xff', b' ', b'.', b'=', b'-', b'[', b'{']);
+                let byte = *rng.pick(b"x\0\xff .=-[{");
                 let n = *rng.pick(&[64, 999, 1000, 1001, 4096, 70_000]);
                 out.splice(at..at, std::iter::repeat_n(byte, n));
             }

@@ -94,7 +94,8 @@ fn hostile(rng: &mut Rng) -> String {
         s = s.repeat(1 + rng.below(300));
     }
     if rng.one_in(6) {
-        s.push_str(*rng.pick(HOSTILE));
+        let more = rng.pick(HOSTILE).to_string();
+        s.push_str(&more);
     }
     s
 }

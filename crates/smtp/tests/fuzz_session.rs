@@ -21,7 +21,10 @@ fn grammar(rng: &mut Rng) -> Vec<u8> {
     let mut out = Vec::new();
     for _ in 0..1 + rng.below(24) {
         match rng.below(12) {
-            0..=6 => out.extend_from_slice(*rng.pick(DICT)),
+            0..=6 => {
+                let token = rng.choose(DICT);
+                out.extend_from_slice(token);
+            }
             7 => {
                 let n = *rng.pick(&[0, 10, 500, 1990, 2001, 5000]);
                 out.extend(std::iter::repeat_n(b'm', n));
