@@ -206,8 +206,9 @@ fn json_request_bodies_survive_hostile_input() {
     };
     mutate::run_bytes("send_request", 3000, DICT, 64 * 1024, request, check);
     // Guard against a generator that no longer gets past validation (a vacuous run).
+    let expected = mutate::iterations(3000) / 30;
     if std::env::var_os("SENDMUX_FUZZ_REPLAY").is_none() {
-        assert!(accepted.get() >= 100, "only {} requests were accepted", accepted.get());
+        assert!(accepted.get() >= expected, "only {} requests were accepted", accepted.get());
     }
 }
 
