@@ -25,9 +25,7 @@ pub fn check(body: &[u8]) -> bool {
             one_line("a display name", n);
         }
     }
-    // The subject is checked for CR and LF only: a NUL passes validation today (see the
-    // ignored test `a_nul_in_the_subject_is_refused` in crates/http/tests/fuzz_json.rs).
-    assert!(!email.subject.contains(['\r', '\n']), "the subject keeps a line break: {:?}", email.subject);
+    one_line("the subject", &email.subject);
     for (name, value) in &email.headers {
         one_line("a header name", name);
         one_line("a header value", value);
