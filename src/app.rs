@@ -93,20 +93,20 @@ impl App {
         let core = Arc::new(Core {
             limiter: RateLimiter::new(store.clone()),
             auth,
-            secrets,
+            secrets: Arc::new(secrets),
             passwords: Default::default(),
-            cache: sendmux_core::cache::ReadCache::with_budget(
+            cache: Arc::new(sendmux_core::cache::ReadCache::with_budget(
                 store.backend() == sendmux_core::store::Backend::Sqlite,
                 settings.read_cache_bytes,
-            ),
+            )),
             bus: bus.clone(),
             shutdown: CancellationToken::new(),
             blobs: Arc::new(blobs),
             mail_auth,
             inbound_committer: sendmux_core::inbound::Committer::start(store.clone(), bus.clone())?,
-            outbound: sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus.clone())?,
+            outbound: Arc::new(sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus.clone())?),
             store,
-            settings,
+            settings: Arc::new(settings),
         });
         let state = AppState::new(core, metrics_handle());
         tracing::info!(http = %http_addr, smtp = %smtp_addr, "listening");
@@ -147,7 +147,11 @@ impl App {
             sendmux_core::webhooks::guard::Guard::new(self.state.settings.webhook_allowed_networks.clone()),
             std::time::Duration::from_secs(self.state.settings.webhook_timeout_secs),
         )?;
-        workers.spawn(sendmux_core::webhooks::worker::worker_loop(self.state.0.core.clone(), sender, shutdown.clone()));
+        workers.spawn(sendmux_core::webhooks::worker::worker_loop(
+            sendmux_core::webhooks::worker::WebhookWorker::new(&self.state),
+            sender,
+            shutdown.clone(),
+        ));
         if let Some(url) = self.state.settings.database_url.as_ref().filter(|_| self.state.settings.is_postgres()) {
             workers.spawn(sendmux_core::jobs::listen_for_events(
                 self.state.bus.clone(),
@@ -193,7 +197,10 @@ impl App {
         };
         workers.spawn(smtp_server.run(shutdown.clone()));
         for _ in 0..self.state.settings.outbound.workers {
-            workers.spawn(sendmux_core::outbound::worker::worker_loop(self.state.0.core.clone(), shutdown.clone()));
+            workers.spawn(sendmux_core::outbound::worker::worker_loop(
+                sendmux_core::outbound::worker::SendWorker::new(&self.state),
+                shutdown.clone(),
+            ));
         }
         let limits = sendmux_http::serve::Limits {
             header_timeout: std::time::Duration::from_secs(self.state.settings.http_header_timeout_secs),

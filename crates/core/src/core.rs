@@ -9,13 +9,13 @@ use crate::limits::rate::RateLimiter;
 use crate::store::Store;
 
 pub struct Core {
-    pub settings: Settings,
+    pub settings: std::sync::Arc<Settings>,
     pub store: Store,
     pub auth: Authenticator,
     pub limiter: RateLimiter,
-    pub secrets: SecretBox,
+    pub secrets: std::sync::Arc<SecretBox>,
     pub passwords: crate::auth::password::Passwords,
-    pub cache: crate::cache::ReadCache,
+    pub cache: std::sync::Arc<crate::cache::ReadCache>,
     pub bus: std::sync::Arc<crate::events::Bus>,
     /// Cancelled when the server stops: long-lived work (streams, workers) ends on it.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -25,7 +25,7 @@ pub struct Core {
     pub mail_auth: crate::inbound::authenticate::Authenticator,
     /// Group commit of inbound messages.
     pub inbound_committer: crate::inbound::Committer,
-    pub outbound: crate::outbound::Runtime,
+    pub outbound: std::sync::Arc<crate::outbound::Runtime>,
 }
 
 /// The store and the message bodies: all that maintenance, expiry and erasure touch.

@@ -14,10 +14,41 @@ use super::providers::{self as prov, Resolved, Target};
 use super::validate::Email;
 use super::{Outcome, mime, routing, ses};
 use crate::Core;
+use crate::blob::BlobStore;
+use crate::config::Settings;
+use crate::crypto::SecretBox;
+use crate::events::Bus;
 use crate::ids::AttemptId;
+use crate::store::Store;
 use crate::store::events::{self, NewEvent, Subject};
 use crate::store::outbound::{self as q, AttemptRow, MessageRow};
 use crate::store::{Tx, now_ms, providers, usage};
+use std::sync::Arc;
+
+/// What the send worker uses, and nothing more: the store, bodies of large requests,
+/// the provider credentials' seal, settings, the provider clients and the bus.
+#[derive(Clone)]
+pub struct SendWorker {
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+    secrets: Arc<SecretBox>,
+    settings: Arc<Settings>,
+    outbound: Arc<super::Runtime>,
+    bus: Arc<Bus>,
+}
+
+impl SendWorker {
+    pub fn new(core: &Core) -> Self {
+        Self {
+            store: core.store.clone(),
+            blobs: core.blobs.clone(),
+            secrets: core.secrets.clone(),
+            settings: core.settings.clone(),
+            outbound: core.outbound.clone(),
+            bus: core.bus.clone(),
+        }
+    }
+}
 
 /// Where one message ended up after this attempt.
 enum Final {
@@ -93,7 +124,7 @@ struct Context {
     suppressed: HashMap<String, HashSet<String>>,
 }
 
-async fn prefetch(state: &Core, rows: &[MessageRow]) -> anyhow::Result<Context> {
+async fn prefetch(state: &SendWorker, rows: &[MessageRow]) -> anyhow::Result<Context> {
     let mut ctx = Context::default();
     let mut conn = state.store.pool().acquire().await?;
     let mut providers_seen: HashMap<(String, String), Result<Resolved, String>> = HashMap::new();
@@ -158,7 +189,7 @@ async fn prefetch(state: &Core, rows: &[MessageRow]) -> anyhow::Result<Context> 
 }
 
 /// Sends one claimed message through its group; no store access.
-async fn attempt(state: &Core, ctx: &Context, row: MessageRow) -> Done {
+async fn attempt(state: &SendWorker, ctx: &Context, row: MessageRow) -> Done {
     let mut attempts = Vec::new();
     let result = attempt_inner(state, ctx, &row, &mut attempts).await;
     let result = match result {
@@ -168,7 +199,7 @@ async fn attempt(state: &Core, ctx: &Context, row: MessageRow) -> Done {
     Done { row, attempts, result }
 }
 
-fn transient_or_failed(state: &Core, row: &MessageRow, reason: String, now: i64) -> Final {
+fn transient_or_failed(state: &SendWorker, row: &MessageRow, reason: String, now: i64) -> Final {
     let next = now + backoff_ms(state.settings.outbound.retry_initial_ms, row.attempts);
     if next > row.expires_at {
         Final::Failed { reason: format!("Gave up after {} attempts: {reason}", row.attempts) }
@@ -179,7 +210,7 @@ fn transient_or_failed(state: &Core, row: &MessageRow, reason: String, now: i64)
 
 /// The validated request a message was accepted with: in the blob store, or in the
 /// row for messages queued before that.
-async fn stored_request(state: &Core, row: &MessageRow) -> Result<Email, String> {
+async fn stored_request(state: &SendWorker, row: &MessageRow) -> Result<Email, String> {
     let unreadable = |_| "The stored request cannot be read".to_owned();
     match (&row.body_key, &row.request) {
         (Some(key), _) => {
@@ -192,7 +223,7 @@ async fn stored_request(state: &Core, row: &MessageRow) -> Result<Email, String>
 }
 
 async fn attempt_inner(
-    state: &Core,
+    state: &SendWorker,
     ctx: &Context,
     row: &MessageRow,
     attempts: &mut Vec<AttemptRow>,
@@ -388,7 +419,7 @@ async fn record_all(tx: &mut Tx, done: &[Done], now: i64) -> anyhow::Result<usiz
 
 /// Claims one batch of due messages, sends them concurrently and records the results.
 /// Returns how many messages it handled.
-pub async fn run_batch(state: &Core) -> anyhow::Result<usize> {
+pub async fn run_batch(state: &SendWorker) -> anyhow::Result<usize> {
     let now = now_ms();
     let cfg = &state.settings.outbound;
     let rows = q::claim(&state.store, now, now + cfg.lease_ms, cfg.batch as i64).await?;
@@ -423,10 +454,11 @@ pub async fn run_batch(state: &Core) -> anyhow::Result<usize> {
 
 /// Handles every message due now, batch after batch, until none is left (tests drain
 /// the queue deterministically with this).
-pub async fn run_pending_jobs(state: &Core) -> anyhow::Result<usize> {
+pub async fn run_pending_jobs(core: &Core) -> anyhow::Result<usize> {
+    let worker = SendWorker::new(core);
     let mut total = 0;
     loop {
-        let n = run_batch(state).await?;
+        let n = run_batch(&worker).await?;
         if n == 0 {
             return Ok(total);
         }
@@ -436,7 +468,7 @@ pub async fn run_pending_jobs(state: &Core) -> anyhow::Result<usize> {
 
 /// One worker: drains the queue, then sleeps until woken by a new message or the poll
 /// interval (which also picks up retries that became due).
-pub async fn worker_loop(state: std::sync::Arc<Core>, shutdown: CancellationToken) {
+pub async fn worker_loop(state: SendWorker, shutdown: CancellationToken) {
     loop {
         if shutdown.is_cancelled() {
             return;

@@ -122,9 +122,30 @@ async fn post(sender: &Sender, webhook: &WebhookRow, secrets: &[String], claimed
     }
 }
 
+/// What the delivery worker uses, and nothing more: the store (deliveries, endpoints),
+/// the seal of the signing secrets, settings and the bus that wakes it.
+#[derive(Clone)]
+pub struct WebhookWorker {
+    store: crate::store::Store,
+    secrets: std::sync::Arc<crate::crypto::SecretBox>,
+    settings: std::sync::Arc<crate::config::Settings>,
+    bus: std::sync::Arc<crate::events::Bus>,
+}
+
+impl WebhookWorker {
+    pub fn new(core: &Core) -> Self {
+        Self {
+            store: core.store.clone(),
+            secrets: core.secrets.clone(),
+            settings: core.settings.clone(),
+            bus: core.bus.clone(),
+        }
+    }
+}
+
 /// One pass: claim up to `max` due deliveries, attempt them concurrently, record the
 /// results. Returns how many were attempted.
-pub async fn run_once(state: &Core, sender: &Sender, max: usize) -> anyhow::Result<usize> {
+pub async fn run_once(state: &WebhookWorker, sender: &Sender, max: usize) -> anyhow::Result<usize> {
     let now = now_ms();
     if !q::any_due(&mut *state.store.pool().acquire().await?, now).await? {
         return Ok(0);
@@ -237,7 +258,7 @@ pub async fn run_once(state: &Core, sender: &Sender, max: usize) -> anyhow::Resu
             }
         }
     }
-    // Only delivery bookkeeping changed: no read served from `state.cache` depends on
+    // Only delivery bookkeeping changed: no read served from the read cache depends on
     // it, so the teams' cached answers (and recipient lookups) stay valid.
     tx.commit().await?;
     metrics::counter!("sendmux_webhook_attempts_total").increment(attempted as u64);
@@ -245,7 +266,7 @@ pub async fn run_once(state: &Core, sender: &Sender, max: usize) -> anyhow::Resu
 }
 
 /// Attempts everything due now, until nothing is left: for tests and for draining.
-pub async fn run_pending(state: &Core, sender: &Sender) -> anyhow::Result<usize> {
+pub async fn run_pending(state: &WebhookWorker, sender: &Sender) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let n = run_once(state, sender, 500).await?;
@@ -258,7 +279,7 @@ pub async fn run_pending(state: &Core, sender: &Sender) -> anyhow::Result<usize>
 
 /// Delivers until `shutdown`: woken by new events, polling at least every second for
 /// retries that come due.
-pub async fn worker_loop(state: std::sync::Arc<Core>, sender: Sender, shutdown: CancellationToken) {
+pub async fn worker_loop(state: WebhookWorker, sender: Sender, shutdown: CancellationToken) {
     let batch = state.settings.webhook_concurrency * 2;
     loop {
         match run_once(&state, &sender, batch).await {
