@@ -23,6 +23,7 @@ mod operations;
 mod outbound;
 mod outbound_api;
 mod people;
+mod postgres_tls;
 mod roles;
 mod schema;
 mod secrets;
