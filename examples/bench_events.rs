@@ -242,7 +242,8 @@ async fn latency(rate: u64, seconds: u64) -> anyhow::Result<()> {
     };
     let settings = sendmux::config::Settings::from_sources(None, &env)?;
     let app = sendmux::app::App::build(settings).await?;
-    let (base, smtp) = (format!("http://{}", app.http_addr()), app.smtp_addr());
+    let base = format!("http://{}", app.http_addr());
+    let smtp = anyhow::Context::context(app.smtp_addr(), "the smtp role is on")?;
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));
 

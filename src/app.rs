@@ -18,9 +18,8 @@ use sendmux_http::state::AppState;
 pub struct App {
     http: TcpListener,
     http_addr: SocketAddr,
-    smtp: TcpListener,
-    smtp_addr: SocketAddr,
-    smtp_tls: tokio_rustls::TlsAcceptor,
+    /// The SMTP listener and its certificate, on a node with the `smtp` role.
+    smtp: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     state: AppState,
 }
 
@@ -79,11 +78,16 @@ impl App {
             .await
             .with_context(|| format!("SENDMUX_HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
         let http_addr = http.local_addr()?;
-        let smtp = TcpListener::bind(settings.smtp_addr)
-            .await
-            .with_context(|| format!("SENDMUX_SMTP_ADDR: cannot listen on {}", settings.smtp_addr))?;
-        let smtp_addr = smtp.local_addr()?;
-        let smtp_tls = crate::tls::acceptor(&settings)?;
+        let smtp = match settings.roles.smtp {
+            false => None,
+            true => {
+                let listener = TcpListener::bind(settings.smtp_addr)
+                    .await
+                    .with_context(|| format!("SENDMUX_SMTP_ADDR: cannot listen on {}", settings.smtp_addr))?;
+                Some((listener, crate::tls::acceptor(&settings)?))
+            }
+        };
+        let smtp_addr = smtp.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let blobs = sendmux_core::blob::FsBlobStore::new(settings.data_dir.join("blobs"))
             .with_context(|| format!("creating {}", settings.data_dir.join("blobs").display()))?;
         let mail_auth = sendmux_core::inbound::authenticate::Authenticator::new(settings.dns_server)?;
@@ -109,22 +113,24 @@ impl App {
             settings: Arc::new(settings),
         });
         let state = AppState::new(core, metrics_handle());
-        tracing::info!(http = %http_addr, smtp = %smtp_addr, "listening");
+        let smtp_text = smtp_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(http = %http_addr, smtp = %smtp_text, roles = ?state.settings.roles.names(), "listening");
         if state.settings.managed_ses.is_some() {
             // The operator points the managed SES route's SNS subscription here.
             let path =
                 sendmux_http::suppressions::notification_path(&state, sendmux_core::outbound::providers::MANAGED);
             tracing::info!(path = %path, "managed SES notifications endpoint");
         }
-        Ok(App { http, http_addr, smtp, smtp_addr, smtp_tls, state })
+        Ok(App { http, http_addr, smtp, state })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
 
-    pub fn smtp_addr(&self) -> SocketAddr {
-        self.smtp_addr
+    /// Where SMTP listens; `None` on a node without the `smtp` role.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -142,16 +148,10 @@ impl App {
             stop_all.cancel();
         });
         let shutdown = self.state.shutdown.clone();
+        let roles = self.state.settings.roles;
         let mut workers = tokio::task::JoinSet::new();
-        let sender = sendmux_core::webhooks::worker::Sender::new(
-            sendmux_core::webhooks::guard::Guard::new(self.state.settings.webhook_allowed_networks.clone()),
-            std::time::Duration::from_secs(self.state.settings.webhook_timeout_secs),
-        )?;
-        workers.spawn(sendmux_core::webhooks::worker::worker_loop(
-            sendmux_core::webhooks::worker::WebhookWorker::new(&self.state),
-            sender,
-            shutdown.clone(),
-        ));
+        // Every role: events committed on other nodes ring this node's bus (streams,
+        // the webhook worker); SQLite's log is checkpointed.
         if let Some(url) = self.state.settings.database_url.as_ref().filter(|_| self.state.settings.is_postgres()) {
             workers.spawn(sendmux_core::jobs::listen_for_events(
                 self.state.bus.clone(),
@@ -166,48 +166,64 @@ impl App {
                 shutdown.clone(),
             ));
         }
+        // Bodies a crash of this node left half-written are this node's to settle.
         let settler = self.state.storage();
         workers.spawn(async move {
             if let Err(e) = sendmux_core::jobs::settle_abandoned_bodies(&settler).await {
                 tracing::warn!(error = %format!("{e:#}"), "settling message bodies left by a crash failed");
             }
         });
-        workers.spawn(sendmux_core::jobs::maintenance_loop(
-            self.state.storage(),
-            std::time::Duration::from_secs(600),
-            shutdown.clone(),
-        ));
-        let smtp = &self.state.settings.smtp;
-        let smtp_server = sendmux_smtp::listener::SmtpServer {
-            listener: self.smtp,
-            handler: Arc::new(sendmux_core::inbound::smtp::SmtpHandler { state: self.state.0.core.clone() }),
-            config: sendmux_smtp::session::SessionConfig {
-                hostname: smtp.hostname.clone(),
-                max_message_bytes: smtp.max_message_bytes,
-                max_recipients: smtp.max_recipients,
-                command_timeout: std::time::Duration::from_secs(smtp.command_timeout_secs),
-                data_timeout: std::time::Duration::from_secs(smtp.data_timeout_secs),
-                tls_available: true,
-            },
-            tls: Some(self.smtp_tls),
-            limits: sendmux_smtp::listener::Limits {
-                max_connections: smtp.max_connections,
-                max_connections_per_ip: smtp.max_connections_per_ip,
-            },
-        };
-        workers.spawn(smtp_server.run(shutdown.clone()));
-        for _ in 0..self.state.settings.outbound.workers {
-            workers.spawn(sendmux_core::outbound::worker::worker_loop(
-                sendmux_core::outbound::worker::SendWorker::new(&self.state),
+        if roles.worker {
+            let sender = sendmux_core::webhooks::worker::Sender::new(
+                sendmux_core::webhooks::guard::Guard::new(self.state.settings.webhook_allowed_networks.clone()),
+                std::time::Duration::from_secs(self.state.settings.webhook_timeout_secs),
+            )?;
+            workers.spawn(sendmux_core::webhooks::worker::worker_loop(
+                sendmux_core::webhooks::worker::WebhookWorker::new(&self.state),
+                sender,
                 shutdown.clone(),
             ));
+            for _ in 0..self.state.settings.outbound.workers {
+                workers.spawn(sendmux_core::outbound::worker::worker_loop(
+                    sendmux_core::outbound::worker::SendWorker::new(&self.state),
+                    shutdown.clone(),
+                ));
+            }
+            workers.spawn(sendmux_core::jobs::maintenance_loop(
+                self.state.storage(),
+                std::time::Duration::from_secs(600),
+                shutdown.clone(),
+            ));
+        }
+        if let Some((listener, tls)) = self.smtp {
+            let smtp = &self.state.settings.smtp;
+            let smtp_server = sendmux_smtp::listener::SmtpServer {
+                listener,
+                handler: Arc::new(sendmux_core::inbound::smtp::SmtpHandler { state: self.state.0.core.clone() }),
+                config: sendmux_smtp::session::SessionConfig {
+                    hostname: smtp.hostname.clone(),
+                    max_message_bytes: smtp.max_message_bytes,
+                    max_recipients: smtp.max_recipients,
+                    command_timeout: std::time::Duration::from_secs(smtp.command_timeout_secs),
+                    data_timeout: std::time::Duration::from_secs(smtp.data_timeout_secs),
+                    tls_available: true,
+                },
+                tls: Some(tls),
+                limits: sendmux_smtp::listener::Limits {
+                    max_connections: smtp.max_connections,
+                    max_connections_per_ip: smtp.max_connections_per_ip,
+                },
+            };
+            // On shutdown it stops accepting and waits for open sessions to finish.
+            workers.spawn(smtp_server.run(shutdown.clone()));
         }
         let limits = sendmux_http::serve::Limits {
             header_timeout: std::time::Duration::from_secs(self.state.settings.http_header_timeout_secs),
             max_connections: self.state.settings.http_max_connections,
         };
         sendmux_http::serve::serve(self.http, router, limits, shutdown.clone()).await;
-        // The listener has drained; stop the workers (they finish their current step).
+        // HTTP has drained (on a node without the `api` role it served only health and
+        // metrics); SMTP sessions finish, workers finish their current step.
         shutdown.cancel();
         while workers.join_next().await.is_some() {}
         // Nothing writes bodies any more: seal the open segments, so a clean stop leaves

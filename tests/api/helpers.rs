@@ -148,7 +148,8 @@ impl TestApp {
         let settings = Settings::from_sources(None, &env).expect("test settings");
         let app = App::build(settings).await.expect("app builds");
         let base = format!("http://{}", app.http_addr());
-        let smtp_addr = app.smtp_addr();
+        // A node without the `smtp` role has no listener: its address is 0.0.0.0:0.
+        let smtp_addr = app.smtp_addr().unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

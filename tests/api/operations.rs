@@ -2,6 +2,8 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
 
 #[tokio::test]
 async fn openapi_describes_every_route() {
@@ -76,4 +78,46 @@ async fn a_stopped_server_drains_and_closes_its_listener() {
     expect_status(app.get("/api/v1/team", &owner.token).await, StatusCode::OK).await;
     app.stop().await;
     assert!(reqwest::get(app.url("/healthz")).await.is_err(), "nothing listens after the stop");
+}
+
+async fn readiness(app: &TestApp) -> (StatusCode, Value) {
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    (res.status(), res.json().await.unwrap())
+}
+
+/// `SENDMUX_ROLES` (API.md §12): an `api` node accepts mail and sends none; a `worker`
+/// node on the same store sends it, answers no API route and listens for no SMTP; both
+/// say what they run on `/readyz`.
+#[tokio::test]
+async fn node_roles_split_the_api_from_the_workers() {
+    use crate::mail_servers::SmtpServer;
+    use crate::outbound::{email, send, simple, smtp_sender};
+    let relay = SmtpServer::start(None).await;
+    let store = if on_postgres() { "postgres" } else { "sqlite" };
+
+    let api = TestApp::spawn_with(&[("SENDMUX_ROLES", "api")]).await;
+    assert_eq!(readiness(&api).await, (StatusCode::OK, json!({"status": "ready", "roles": ["api"], "store": store})));
+    assert_eq!(api.smtp_addr.port(), 0, "an api node has no SMTP listener");
+    let (owner, _group, key) = smtp_sender(&api, "o@roles.test", relay.port).await;
+    let id = send(&api, &key, simple("to@example.com")).await;
+    // A worker would have sent it within milliseconds of the wake-up; this node has none.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(email(&api, &owner.token, &id).await["status"], "queued");
+    assert!(relay.received().is_empty());
+
+    let worker = api.restart_with(&[("SENDMUX_ROLES", "worker")]).await;
+    assert_eq!(
+        readiness(&worker).await,
+        (StatusCode::OK, json!({"status": "ready", "roles": ["worker"], "store": store}))
+    );
+    expect_error(worker.get("/api/v1/team", &owner.token).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(worker.smtp_addr.port(), 0, "a worker node has no SMTP listener");
+    wait_for_value("the worker node sends the queued mail", Duration::from_secs(10), || async {
+        relay.received().into_iter().next()
+    })
+    .await;
+
+    let both = worker.restart_with(&[("SENDMUX_ROLES", "api,smtp")]).await;
+    assert_ne!(both.smtp_addr.port(), 0);
+    assert_eq!(email(&both, &owner.token, &id).await["status"], "delivered");
 }

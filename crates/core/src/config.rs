@@ -94,8 +94,53 @@ pub struct LimitDefaults {
     pub providers: i64,
 }
 
+/// What one node runs (`SENDMUX_ROLES`, API.md §12); every role by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP API (a node without it still answers `/healthz`, `/readyz`, `/metrics`).
+    pub api: bool,
+    /// The SMTP listener that receives mail.
+    pub smtp: bool,
+    /// The send and webhook workers and maintenance (retention, erasure).
+    pub worker: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { api: true, smtp: true, worker: true };
+
+    /// The roles by name, in a fixed order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [("api", self.api), ("smtp", self.smtp), ("worker", self.worker)]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
+}
+
+impl FromStr for Roles {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut roles = Roles { api: false, smtp: false, worker: false };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "api" => roles.api = true,
+                "smtp" => roles.smtp = true,
+                "worker" => roles.worker = true,
+                other => return Err(format!("'{other}' is not a role (api, smtp, worker)")),
+            }
+        }
+        if roles.names().is_empty() {
+            return Err("name at least one role: api, smtp, worker".into());
+        }
+        Ok(roles)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// What this node runs.
+    pub roles: Roles,
     pub http_addr: SocketAddr,
     pub smtp_addr: SocketAddr,
     pub data_dir: PathBuf,
@@ -212,6 +257,7 @@ fn bad(variable: &str, problem: impl Into<String>) -> ConfigError {
 
 /// The names every source may set, without the `SENDMUX_` prefix, lower case.
 const KNOWN: &[&str] = &[
+    "roles",
     "http_addr",
     "smtp_addr",
     "data_dir",
@@ -511,7 +557,13 @@ impl Settings {
             ),
         };
 
+        let roles = match get("roles") {
+            None => Roles::ALL,
+            Some((name, v)) => v.parse().map_err(|e: String| bad(name, e))?,
+        };
+
         Ok(Settings {
+            roles,
             http_addr,
             smtp_addr,
             data_dir,
@@ -578,6 +630,14 @@ mod tests {
         assert!(s.admin_token.is_none() && s.database_url.is_none());
         assert_eq!(s.limits.active_keys, 100);
         assert_eq!(s.limits.sending_rate_per_minute, 1800);
+        assert_eq!(s.roles, Roles::ALL);
+    }
+
+    #[test]
+    fn roles_are_named_in_any_order() {
+        let s = Settings::from_sources(None, &env(&[("SENDMUX_ROLES", "worker, api")])).unwrap();
+        assert_eq!(s.roles, Roles { api: true, smtp: false, worker: true });
+        assert_eq!(s.roles.names(), ["api", "worker"]);
     }
 
     #[test]
@@ -628,6 +688,8 @@ mod tests {
             ("SENDMUX_SMTP_TLS_CERT", "/tmp/cert.pem"),
             ("SENDMUX_SMTP_HOSTNAME", "mx example"),
             ("SENDMUX_DNS_SERVER", "8.8.8.8"),
+            ("SENDMUX_ROLES", "api,mailer"),
+            ("SENDMUX_ROLES", " , "),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");

@@ -242,6 +242,11 @@ impl Modify for StandardAnswers {
 
 /// The whole HTTP application for `state`.
 pub fn router(state: AppState) -> Router {
+    if !state.settings.roles.api {
+        // A node without the `api` role answers health checks and metrics only (API.md §12).
+        let (ops, _) = OpenApiRouter::new().merge(health::router()).split_for_parts();
+        return finish(ops.route_layer(middleware::from_fn(record_metrics)), state);
+    }
     let (public, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(auth::logout_router())
@@ -277,14 +282,20 @@ pub fn router(state: AppState) -> Router {
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
 
-    Router::new()
+    let app = Router::new()
         .merge(public)
         .merge(passwords)
         .merge(authed)
         .merge(admin)
         .route_layer(middleware::from_fn(record_metrics))
-        .merge(docs)
-        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
+        .merge(docs);
+    finish(app, state)
+}
+
+/// The layers every route shares: the error body for unknown paths, body and time
+/// limits, the request id, and a 500 instead of a dropped connection on a panic.
+fn finish(app: Router<AppState>, state: AppState) -> Router {
+    app.fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(state.settings.max_json_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), limit_request_time))
         .layer(middleware::from_fn(request_context))
