@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use sendmux_core::Core;
 use sendmux_core::auth::Authenticator;
-use sendmux_core::config::Settings;
+use sendmux_core::config::{BlobLocation, Settings};
 use sendmux_core::crypto::SecretBox;
 use sendmux_core::limits::rate::RateLimiter;
 use sendmux_core::store::Store;
@@ -88,8 +88,17 @@ impl App {
             }
         };
         let smtp_addr = smtp.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
-        let blobs = sendmux_core::blob::FsBlobStore::new(settings.data_dir.join("blobs"))
-            .with_context(|| format!("creating {}", settings.data_dir.join("blobs").display()))?;
+        let blobs: Arc<dyn sendmux_core::blob::BlobStore> = match &settings.blobs {
+            BlobLocation::Folder => Arc::new(
+                sendmux_core::blob::FsBlobStore::new(settings.data_dir.join("blobs"))
+                    .with_context(|| format!("creating {}", settings.data_dir.join("blobs").display()))?,
+            ),
+            BlobLocation::S3(at) => Arc::new(
+                sendmux_core::blob::s3::S3BlobStore::connect(at)
+                    .await
+                    .with_context(|| format!("SENDMUX_BLOB_URL: cannot reach bucket {}", at.bucket))?,
+            ),
+        };
         let mail_auth = sendmux_core::inbound::authenticate::Authenticator::new(settings.dns_server)?;
         let auth =
             Authenticator::new(store.clone(), settings.limits.sending_rate_per_minute, settings.rate_limit_per_minute);
@@ -105,7 +114,7 @@ impl App {
             )),
             bus: bus.clone(),
             shutdown: CancellationToken::new(),
-            blobs: Arc::new(blobs),
+            blobs,
             mail_auth,
             inbound_committer: sendmux_core::inbound::Committer::start(store.clone(), bus.clone())?,
             outbound: Arc::new(sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus.clone())?),

@@ -10,8 +10,8 @@ pub mod app;
 mod tls;
 
 pub use sendmux_core::{
-    Core, auth, billing, blob, cache, config, crypto, events, guard, ids, inbound, jobs, limits, outbound, store,
-    teams, webhooks,
+    Core, Storage, auth, billing, blob, cache, config, crypto, events, guard, ids, inbound, jobs, limits, outbound,
+    store, teams, webhooks,
 };
 pub use sendmux_http as api;
 pub use sendmux_http::state;

@@ -140,7 +140,7 @@ impl TestApp {
             env.retain(|(name, _)| name != k);
             env.push((k.to_string(), v.to_string()));
         }
-        env.retain(|(k, _)| k != "SENDMUX_DATA_DIR" && k != "SENDMUX_DATABASE_URL");
+        env.retain(|(k, _)| k != "SENDMUX_DATA_DIR" && (db.is_none() || k != "SENDMUX_DATABASE_URL"));
         env.push(("SENDMUX_DATA_DIR".into(), dir.path().display().to_string()));
         if let Some(db) = &db {
             env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));
@@ -158,6 +158,23 @@ impl TestApp {
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         TestApp { env, base, smtp_addr, client, state, shutdown, server: Some(server), db, dir }
+    }
+
+    /// Another node on this node's database, with a data folder of its own and the same
+    /// settings plus `extra`. On SQLite the database file must be outside the data
+    /// folder: name it with `SENDMUX_DATABASE_URL` when spawning the first node.
+    pub async fn spawn_node(&self, extra: &[(&str, &str)]) -> TestApp {
+        let mut env: Vec<(String, String)> = self.env.clone();
+        if let Some(db) = &self.db {
+            env.retain(|(k, _)| k != "SENDMUX_DATABASE_URL");
+            env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));
+        }
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::spawn_in(tempfile::tempdir().expect("temp dir"), None, &env).await
     }
 
     /// Stops the server and waits until it has drained.

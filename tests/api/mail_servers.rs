@@ -114,3 +114,35 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// S3 on loopback (moto, SigV4 checked) with an empty bucket for bodies.
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub bucket: String,
+    _child: Child,
+}
+
+impl S3Server {
+    pub async fn start() -> S3Server {
+        let (child, words) = start("s3_server.py", &[]).await;
+        S3Server {
+            endpoint: format!("http://127.0.0.1:{}", words[0]),
+            access_key_id: words[1].clone(),
+            secret_access_key: words[2].clone(),
+            bucket: words[3].clone(),
+            _child: child,
+        }
+    }
+
+    /// The settings that put a node's bodies under `prefix` in this bucket.
+    pub fn settings(&self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            ("SENDMUX_BLOB_URL".into(), format!("s3://{}/{prefix}", self.bucket)),
+            ("SENDMUX_S3_ENDPOINT".into(), self.endpoint.clone()),
+            ("SENDMUX_S3_ACCESS_KEY_ID".into(), self.access_key_id.clone()),
+            ("SENDMUX_S3_SECRET_ACCESS_KEY".into(), self.secret_access_key.clone()),
+        ]
+    }
+}

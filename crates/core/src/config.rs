@@ -94,6 +94,28 @@ pub struct LimitDefaults {
     pub providers: i64,
 }
 
+/// Where message bodies live (`SENDMUX_BLOB_URL`).
+#[derive(Clone, Debug)]
+pub enum BlobLocation {
+    /// Segment files in `<data folder>/blobs`: one node.
+    Folder,
+    /// S3-compatible object storage: every node shares it.
+    S3(S3Location),
+}
+
+/// A bucket and how to reach it (`SENDMUX_BLOB_URL=s3://bucket/prefix`, `SENDMUX_S3_*`).
+#[derive(Clone, Debug)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Inside the bucket; may be empty.
+    pub prefix: String,
+    /// `None`: AWS's own endpoint for the region.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// `None`: the standard AWS credential chain (environment, instance role).
+    pub credentials: Option<(String, Secret)>,
+}
+
 /// What one node runs (`SENDMUX_ROLES`, API.md §12); every role by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Roles {
@@ -141,6 +163,8 @@ impl FromStr for Roles {
 pub struct Settings {
     /// What this node runs.
     pub roles: Roles,
+    /// Where message bodies live.
+    pub blobs: BlobLocation,
     pub http_addr: SocketAddr,
     pub smtp_addr: SocketAddr,
     pub data_dir: PathBuf,
@@ -258,6 +282,11 @@ fn bad(variable: &str, problem: impl Into<String>) -> ConfigError {
 /// The names every source may set, without the `SENDMUX_` prefix, lower case.
 const KNOWN: &[&str] = &[
     "roles",
+    "blob_url",
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
     "http_addr",
     "smtp_addr",
     "data_dir",
@@ -562,8 +591,42 @@ impl Settings {
             Some((name, v)) => v.parse().map_err(|e: String| bad(name, e))?,
         };
 
+        let blobs = match get("blob_url").filter(|(_, v)| !v.is_empty()) {
+            None => BlobLocation::Folder,
+            Some((name, v)) => {
+                let url = url::Url::parse(v)
+                    .ok()
+                    .filter(|u| u.scheme() == "s3" && u.host_str().is_some_and(|h| !h.is_empty()))
+                    .ok_or_else(|| bad(name, format!("'{v}' must look like s3://bucket/prefix")))?;
+                let endpoint = get("s3_endpoint").map(|(_, v)| v.to_owned()).filter(|v| !v.is_empty());
+                if let Some(e) = &endpoint
+                    && !url::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+                {
+                    return Err(bad(&var("s3_endpoint"), format!("'{e}' is not an http(s) URL")));
+                }
+                let credentials = match (opt_secret("s3_access_key_id"), opt_secret("s3_secret_access_key")) {
+                    (Some(id), Some(secret)) => Some((id.expose().to_owned(), secret)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(bad(
+                            &var("s3_secret_access_key"),
+                            "SENDMUX_S3_ACCESS_KEY_ID and SENDMUX_S3_SECRET_ACCESS_KEY go together",
+                        ));
+                    }
+                };
+                BlobLocation::S3(S3Location {
+                    bucket: url.host_str().unwrap_or_default().to_owned(),
+                    prefix: url.path().trim_matches('/').to_owned(),
+                    endpoint,
+                    region: get("s3_region").map(|(_, v)| v.to_owned()).unwrap_or_else(|| "us-east-1".into()),
+                    credentials,
+                })
+            }
+        };
+
         Ok(Settings {
             roles,
+            blobs,
             http_addr,
             smtp_addr,
             data_dir,
@@ -634,6 +697,33 @@ mod tests {
     }
 
     #[test]
+    fn bodies_go_to_a_bucket_named_by_url() {
+        let s = Settings::from_sources(
+            None,
+            &env(&[
+                ("SENDMUX_BLOB_URL", "s3://mail-bodies/prod/eu"),
+                ("SENDMUX_S3_ENDPOINT", "http://127.0.0.1:9000"),
+                ("SENDMUX_S3_ACCESS_KEY_ID", "id"),
+                ("SENDMUX_S3_SECRET_ACCESS_KEY", "secret"),
+            ]),
+        )
+        .unwrap();
+        let BlobLocation::S3(at) = s.blobs else { panic!("not S3: {:?}", s.blobs) };
+        assert_eq!(
+            (at.bucket.as_str(), at.prefix.as_str(), at.region.as_str()),
+            ("mail-bodies", "prod/eu", "us-east-1")
+        );
+        assert_eq!(at.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            at.credentials.map(|(id, secret)| (id, secret.expose().to_owned())),
+            Some(("id".into(), "secret".into()))
+        );
+        let half = env(&[("SENDMUX_BLOB_URL", "s3://b"), ("SENDMUX_S3_ACCESS_KEY_ID", "id")]);
+        assert_eq!(Settings::from_sources(None, &half).unwrap_err().variable, "SENDMUX_S3_SECRET_ACCESS_KEY");
+        assert!(matches!(Settings::from_sources(None, &[]).unwrap().blobs, BlobLocation::Folder));
+    }
+
+    #[test]
     fn roles_are_named_in_any_order() {
         let s = Settings::from_sources(None, &env(&[("SENDMUX_ROLES", "worker, api")])).unwrap();
         assert_eq!(s.roles, Roles { api: true, smtp: false, worker: true });
@@ -690,6 +780,7 @@ mod tests {
             ("SENDMUX_DNS_SERVER", "8.8.8.8"),
             ("SENDMUX_ROLES", "api,mailer"),
             ("SENDMUX_ROLES", " , "),
+            ("SENDMUX_BLOB_URL", "https://bucket/x"),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");

@@ -43,7 +43,7 @@ pub async fn settle_abandoned_bodies(state: &Storage) -> anyhow::Result<usize> {
     for segment in state.blobs.abandoned().await? {
         let since = (segment.created_ms - BODY_ID_SLACK_MS).max(0) as u64;
         let since_id = format!("{}{}", crate::ids::MessageId::PREFIX, ulid::Ulid::from_parts(since, 0));
-        let prefix = segment.key_prefix();
+        let prefix = segment.key_prefix.clone();
         let keep = {
             let mut conn = state.store.pool().acquire().await?;
             let mut keep = crate::store::inbound::blob_keys_with_prefix(&mut conn, &since_id, &prefix).await?;

@@ -1,6 +1,8 @@
-//! Raw message bodies behind one trait: inbound mail exactly as it arrived. The
-//! filesystem store appends them to per-team segment files and makes a `put` durable
-//! before it returns; object storage can implement the same trait later.
+//! Raw message bodies behind one trait: inbound mail exactly as it arrived, and
+//! outbound requests too large for their row. Two stores: the filesystem store here,
+//! which appends them to per-team segment files and makes a `put` durable before it
+//! returns (one node), and [`s3::S3BlobStore`], one object per body in S3-compatible
+//! object storage that every node reads (many nodes).
 //!
 //! Why segments: a file per body cost a file creation, an fsync of the file and one of
 //! its folder per message, and on ext4 the inode allocation alone was a third of the
@@ -28,6 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::files::create_private_dir;
 
+pub mod s3;
+
 /// Where raw message bytes live.
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` for `team_id` and returns their key; when this returns Ok the
@@ -48,20 +52,19 @@ pub trait BlobStore: Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, ()>;
 }
 
-/// A segment left open by a writer that is gone.
+/// Bodies a writer that is gone may have left without a row pointing to them: a
+/// segment file left open (filesystem), or a team's objects written in a time window
+/// (object storage).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Abandoned {
     pub team_id: String,
+    /// The segment's name, or the window `<from_ms>-<until_ms>`.
     pub segment: String,
-    /// When the segment was created (its name is a ULID), Unix ms.
+    /// When the segment was created (its name is a ULID), or the window starts, Unix ms:
+    /// no body in it belongs to a message made long before.
     pub created_ms: i64,
-}
-
-impl Abandoned {
-    /// The prefix shared by the keys of every body in this segment.
-    pub fn key_prefix(&self) -> String {
-        format!("{}/{}:", self.team_id, self.segment)
-    }
+    /// The prefix shared by the keys of every body in it.
+    pub key_prefix: String,
 }
 
 /// Bodies start at multiples of this, so a deleted body's blocks are its own.
@@ -271,6 +274,7 @@ impl BlobStore for FsBlobStore {
                         team_id: team_id.clone(),
                         segment: segment.to_owned(),
                         created_ms: created.timestamp_ms() as i64,
+                        key_prefix: format!("{team_id}/{segment}:"),
                     });
                 }
             }
@@ -706,7 +710,7 @@ mod tests {
         let found = store.abandoned().await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].team_id, "team_1");
-        assert!(kept.starts_with(&found[0].key_prefix()));
+        assert!(kept.starts_with(&found[0].key_prefix));
         // A live writer's lock keeps it out.
         let held = File::open(&open).unwrap();
         held.lock().unwrap();
