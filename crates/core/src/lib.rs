@@ -25,6 +25,7 @@ pub mod keys;
 pub mod limits;
 pub mod mailboxes;
 pub mod outbound;
+pub mod people;
 pub mod store;
 pub mod teams;
 pub mod validate;
