@@ -23,6 +23,7 @@ pub mod inbound;
 pub mod jobs;
 pub mod keys;
 pub mod limits;
+pub mod logs;
 pub mod mailboxes;
 pub mod outbound;
 pub mod people;
