@@ -1,11 +1,18 @@
-//! Event types (API.md §7), the retention of the event log, and the in-process bus that
-//! wakes readers (streams, the webhook worker) when a team's log grows. The bus only
-//! says "look again": the event log stays the truth, so a lost wake-up delays a reader
-//! until its next poll and never loses an event.
+//! Event types (API.md §7), the retention of the event log, listing it, and the
+//! in-process bus that wakes readers (streams, the webhook worker) when a team's log
+//! grows. The bus only says "look again": the event log stays the truth, so a lost
+//! wake-up delays a reader until its next poll and never loses an event.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use tokio::sync::{Notify, watch};
+
+use crate::Core;
+use crate::auth::Principal;
+use crate::auth::perms::Perm;
+use crate::error::{Error, Result};
+use crate::store::TeamScope;
+use crate::store::events::{self as q, EventRow};
 
 /// Every event type a team can receive.
 pub const EVENT_TYPES: [&str; 9] = [
@@ -25,6 +32,45 @@ pub const RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
 pub fn is_event_type(s: &str) -> bool {
     EVENT_TYPES.contains(&s)
+}
+
+/// Refuses a caller who may not read the event log (it needs `logs.read` or
+/// `webhooks.manage`) and an unknown event type: the checks of [`list`], for a surface
+/// to make before it reads the rest of the request.
+pub fn may_list(caller: &Principal, kind: Option<&str>) -> Result<()> {
+    if !(caller.perms.has(Perm::LogsRead) || caller.perms.has(Perm::WebhooksRead)) {
+        return Err(Error::forbidden("Reading events needs `logs.read` or `webhooks.manage`"));
+    }
+    if let Some(kind) = kind
+        && !is_event_type(kind)
+    {
+        return Err(Error::malformed(format!("Unknown event type `{}`", crate::validate::truncate(kind, 40)))
+            .with_param("type"));
+    }
+    Ok(())
+}
+
+/// A page of the team's events, newest first (in commit order), optionally of one type,
+/// before the event `before`, which must be one of the team's.
+pub async fn list(
+    core: &Core,
+    caller: &Principal,
+    kind: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    may_list(caller, kind)?;
+    let mut conn = core.store.pool().acquire().await?;
+    let before = match before {
+        None => None,
+        Some(id) => Some(
+            q::get(&mut conn.team(&caller.team_id), id)
+                .await?
+                .ok_or_else(|| Error::malformed("cursor is not a cursor of this list").with_param("cursor"))?
+                .seq,
+        ),
+    };
+    Ok(q::list(&mut conn.team(&caller.team_id), kind, before, limit).await?)
 }
 
 /// Wake-ups per team for streams, and one for the webhook worker. On SQLite the

@@ -1,21 +1,19 @@
-//! The team's logs: the audit trail of changes (`kind=audit`) and every outbound delivery
-//! attempt (`kind=delivery`).
+//! The team's logs over HTTP: the audit trail of changes (`kind=audit`) and every
+//! outbound delivery attempt (`kind=delivery`), listed by `sendmux_core::logs`.
 
 use axum::extract::State;
-use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Query;
 use super::pagination::{List, ListParams};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::state::AppState;
 use sendmux_core::auth::perms::Perm;
 use sendmux_core::ids::{AttemptId, AuditId};
-use sendmux_core::store::audit::{self, AuditRow};
-use sendmux_core::store::outbound::{self, AttemptRow};
+use sendmux_core::logs::{self, AttemptRow, AuditRow, LogKind};
 use sendmux_core::store::rfc3339;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -124,20 +122,20 @@ async fn list_logs(
     Caller(p): Caller,
     Query(q): Query<LogParams>,
 ) -> ApiResult<axum::Json<List<LogOut>>> {
+    // Before the kind and page are read, so a caller without it is refused whatever
+    // they are.
     p.require(Perm::LogsRead)?;
     let params = ListParams { limit: q.limit, cursor: q.cursor };
-    let mut conn = state.store.pool().acquire().await?;
-    match q.kind.as_deref() {
-        None | Some("audit") => {
+    match LogKind::parse(q.kind.as_deref())? {
+        LogKind::Audit => {
             let page = params.page(|c| AuditId::parse(c).is_some())?;
-            let rows = audit::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
+            let rows = logs::audit(&state, &p, page.before(), page.fetch()).await?;
             Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| LogOut::Audit(r.into()))))
         }
-        Some("delivery") => {
+        LogKind::Delivery => {
             let page = params.page(|c| AttemptId::parse(c).is_some())?;
-            let rows = outbound::list_attempts(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
+            let rows = logs::deliveries(&state, &p, page.before(), page.fetch()).await?;
             Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| LogOut::Delivery(r.into()))))
         }
-        Some(_) => Err(ApiError::bad_request("kind must be audit or delivery").with_param("kind")),
     }
 }

@@ -1,25 +1,22 @@
-//! The caller's team: read, rename, delete, transfer ownership, members, invitations.
+//! The caller's team over HTTP: parse, call `sendmux_core::teams`, render (read, rename,
+//! delete, transfer ownership, members, invitations; an invitation's token shown once).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sendmux_core::store::TeamScope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Json, Need, Query, can, path_id};
 use super::pagination::{List, ListParams};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::state::AppState;
 use sendmux_core::auth::perms::{Perm, Role};
-use sendmux_core::auth::{INVITATION_PREFIX, Principal};
-use sendmux_core::crypto::{random_token, token_hash};
 use sendmux_core::ids::{InvitationId, UserId};
-use sendmux_core::store::audit;
-use sendmux_core::store::people::{self, InvitationRow, MemberRow, TeamRow};
+use sendmux_core::store::people::{InvitationRow, MemberRow, TeamRow};
 use sendmux_core::store::rfc3339;
-use sendmux_core::validate;
+use sendmux_core::teams::{self, TeamChange};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,22 +42,10 @@ impl From<TeamRow> for TeamOut {
     }
 }
 
-/// The acting person's role as it is now, read after locking the team: a decision
-/// made on a role that changed since the request was authenticated cannot land.
-async fn role_now(state: &AppState, tx: &mut sendmux_core::store::Tx, p: &Principal) -> ApiResult<Role> {
-    state.store.lock_team(tx, p.team_id.as_str()).await?;
-    let user_id = p.user_id().ok_or_else(|| ApiError::forbidden("Only people manage the team"))?;
-    let member = people::member(&mut tx.team(&p.team_id), user_id).await?.ok_or_else(|| ApiError::not_found("team"))?;
-    Role::parse(&member.role).ok_or_else(|| ApiError::internal("membership without a role"))
-}
-
 /// The team the credential belongs to.
 #[utoipa::path(get, path = "/api/v1/team", tag = "team", responses((status = 200, body = TeamOut)))]
 async fn get_team(State(state): State<AppState>, Caller(p): Caller) -> ApiResult<axum::Json<TeamOut>> {
-    p.require(Perm::TeamRead)?;
-    let mut conn = state.store.pool().acquire().await?;
-    let team = people::get_team(&mut conn.team(&p.team_id)).await?.ok_or_else(|| ApiError::not_found("team"))?;
-    Ok(axum::Json(team.into()))
+    Ok(axum::Json(teams::get(&state, &p).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -76,43 +61,13 @@ async fn update_team(
     Need(p, _): Need<can::TeamUpdate>,
     Json(input): Json<TeamPatch>,
 ) -> ApiResult<axum::Json<TeamOut>> {
-    let mut tx = state.store.begin().await?;
-    if let Some(name) = input.name {
-        let name = validate::name("name", &name, 100)?;
-        people::rename_team(&mut tx.team(&p.team_id), &name).await?;
-        audit::record(
-            &mut tx.team(&p.team_id),
-            &p.actor(),
-            "team.updated",
-            ("team", p.team_id.as_str()),
-            serde_json::json!({"name": name}),
-        )
-        .await?;
-    }
-    let team = people::get_team(&mut tx.team(&p.team_id)).await?.ok_or_else(|| ApiError::not_found("team"))?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(axum::Json(team.into()))
+    Ok(axum::Json(teams::update(&state, &p, TeamChange { name: input.name }).await?.into()))
 }
 
 /// Delete the team and everything it owns (owner only).
 #[utoipa::path(delete, path = "/api/v1/team", tag = "team", responses((status = 204)))]
 async fn delete_team(State(state): State<AppState>, Caller(p): Caller) -> ApiResult<StatusCode> {
-    p.require(Perm::TeamDelete)?;
-    let mut tx = state.store.begin().await?;
-    if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::TeamDelete) {
-        return Err(ApiError::forbidden("Only the owner can delete the team"));
-    }
-    // The rows go by cascade; the message bodies on disk after the commit, queued for
-    // erasure in the same transaction so a crash cannot leave them behind.
-    if !people::delete_team(&mut tx.team(&p.team_id)).await? {
-        return Err(ApiError::not_found("team"));
-    }
-    let bodies = [sendmux_core::store::erasures::team_key(p.team_id.as_str())];
-    sendmux_core::store::erasures::queue(&mut tx, &bodies, sendmux_core::store::now_ms()).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    state.auth.invalidate();
-    sendmux_core::erasure::erase_bodies(&state.storage(), &bodies).await;
-    tracing::info!(team_id = %p.team_id, actor = %p.actor().id, "team deleted");
+    teams::delete(&state, &p).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,33 +85,7 @@ async fn transfer(
     Need(p, _): Need<can::TeamTransfer>,
     Json(input): Json<TransferIn>,
 ) -> ApiResult<axum::Json<MemberOut>> {
-    let me = p.user_id().ok_or_else(|| ApiError::forbidden("Only the owner can transfer the team"))?.to_owned();
-    let target = UserId::parse(&input.user_id).ok_or_else(|| ApiError::invalid("user_id", "No such member"))?;
-    if target.as_str() == me {
-        return Err(ApiError::invalid("user_id", "You already own this team"));
-    }
-    let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
-    people::member(&mut tx.team(&p.team_id), target.as_str())
-        .await?
-        .ok_or_else(|| ApiError::invalid("user_id", "No such member"))?;
-    if !people::transfer(&mut tx.team(&p.team_id), &me, target.as_str()).await? {
-        return Err(ApiError::forbidden("Only the owner can transfer the team"));
-    }
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "team.transferred",
-        ("user", target.as_str()),
-        serde_json::json!({"previous_owner": me}),
-    )
-    .await?;
-    let member = people::member(&mut tx.team(&p.team_id), target.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("member"))?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    state.auth.invalidate();
-    Ok(axum::Json(member.into()))
+    Ok(axum::Json(teams::transfer(&state, &p, &input.user_id).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -180,10 +109,10 @@ async fn list_members(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<MemberOut>>> {
+    // Before the page is read, so a caller without it is refused whatever the cursor.
     p.require(Perm::MembersRead)?;
     let page = q.page(|c| UserId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = people::list_members(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
+    let rows = teams::members(&state, &p, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.user_id.clone(), MemberOut::from)))
 }
 
@@ -204,33 +133,7 @@ async fn update_member(
     Json(input): Json<MemberPatch>,
 ) -> ApiResult<axum::Json<MemberOut>> {
     let user_id = path_id(&user_id, UserId::parse, "member")?;
-    if input.role == Role::Owner {
-        return Err(ApiError::invalid("role", "Ownership moves only by POST /api/v1/team/transfer"));
-    }
-    let mut tx = state.store.begin().await?;
-    if !role_now(&state, &mut tx, &p).await?.permissions().has(Perm::MembersManage) {
-        return Err(ApiError::forbidden("This credential lacks the `members.manage` permission"));
-    }
-    let current = people::member(&mut tx.team(&p.team_id), user_id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("member"))?;
-    if current.role == "owner" || !people::set_role(&mut tx.team(&p.team_id), user_id.as_str(), input.role).await? {
-        return Err(ApiError::forbidden("The owner's role changes only by transferring ownership"));
-    }
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "member.updated",
-        ("user", user_id.as_str()),
-        serde_json::json!({"role": input.role, "previous_role": current.role}),
-    )
-    .await?;
-    let member = people::member(&mut tx.team(&p.team_id), user_id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("member"))?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    state.auth.invalidate();
-    Ok(axum::Json(member.into()))
+    Ok(axum::Json(teams::update_member(&state, &p, &user_id, input.role).await?.into()))
 }
 
 /// Remove a member (admin and up), or leave the team (anyone but the owner).
@@ -241,30 +144,7 @@ async fn remove_member(
     Path(user_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let user_id = path_id(&user_id, UserId::parse, "member")?;
-    if p.user_id() != Some(user_id.as_str()) {
-        p.require(Perm::MembersManage)?;
-    }
-    let mut tx = state.store.begin().await?;
-    let acting = role_now(&state, &mut tx, &p).await?;
-    if p.user_id() != Some(user_id.as_str()) && !acting.permissions().has(Perm::MembersManage) {
-        return Err(ApiError::forbidden("This credential lacks the `members.manage` permission"));
-    }
-    let current = people::member(&mut tx.team(&p.team_id), user_id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("member"))?;
-    if current.role == "owner" || !people::remove_member(&mut tx.team(&p.team_id), user_id.as_str()).await? {
-        return Err(ApiError::conflict("The owner cannot be removed; transfer ownership first"));
-    }
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "member.removed",
-        ("user", user_id.as_str()),
-        serde_json::json!({"role": current.role}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    state.auth.invalidate();
+    teams::remove_member(&state, &p, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -318,37 +198,8 @@ async fn invite(
     Need(p, _): Need<can::MembersManage>,
     Json(input): Json<InvitationIn>,
 ) -> ApiResult<(StatusCode, axum::Json<InvitationOut>)> {
-    let email = validate::email("email", &input.email)?;
-    if input.role == Role::Owner {
-        return Err(ApiError::invalid("role", "Invite as admin, developer or member; ownership moves by transfer"));
-    }
-    let token = random_token(INVITATION_PREFIX);
-    let mut tx = state.store.begin().await?;
-    if let Some(user) = people::user_by_email(&mut tx, &email).await?
-        && people::member(&mut tx.team(&p.team_id), &user.id).await?.is_some()
-    {
-        return Err(ApiError::conflict("This person is already a member").with_param("email"));
-    }
-    let ttl = state.settings.invitation_ttl_hours * 3_600_000;
-    let row = people::insert_invitation(
-        &mut tx.team(&p.team_id),
-        &email,
-        input.role,
-        &token_hash(&token),
-        &p.actor().id,
-        ttl,
-    )
-    .await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "member.invited",
-        ("invitation", &row.id),
-        serde_json::json!({"email": email, "role": input.role}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok((StatusCode::CREATED, axum::Json(InvitationOut::from_row(row, Some(token)))))
+    let created = teams::invite(&state, &p, &input.email, input.role).await?;
+    Ok((StatusCode::CREATED, axum::Json(InvitationOut::from_row(created.invitation, Some(created.token)))))
 }
 
 /// The team's invitations (tokens are never shown again).
@@ -358,10 +209,10 @@ async fn list_invitations(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<InvitationOut>>> {
+    // Before the page is read, so a caller without it is refused whatever the cursor.
     p.require(Perm::MembersRead)?;
     let page = q.page(|c| InvitationId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = people::list_invitations(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
+    let rows = teams::invitations(&state, &p, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| InvitationOut::from_row(r, None))))
 }
 
@@ -372,20 +223,9 @@ async fn revoke_invitation(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    // Before the id is read, so a caller without it is refused whatever the id.
     p.require(Perm::MembersManage)?;
     let id = path_id(&id, InvitationId::parse, "invitation")?;
-    let mut tx = state.store.begin().await?;
-    if !people::revoke_invitation(&mut tx.team(&p.team_id), id.as_str()).await? {
-        return Err(ApiError::not_found("invitation"));
-    }
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "invitation.revoked",
-        ("invitation", id.as_str()),
-        serde_json::json!({}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
+    teams::revoke_invitation(&state, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
