@@ -50,6 +50,32 @@ pub fn timestamp(param: &str, raw: &str) -> Result<i64, Error> {
         .map_err(|_| Error::invalid(param, "Expected an RFC 3339 timestamp such as 2026-11-24T23:55:00Z"))
 }
 
+/// The `param` of a refused field: serde_path_to_error's path, which already ends in an
+/// unknown field's name; for a missing field, the path of the object it is missing from
+/// and serde's "missing field `x`" name.
+pub fn field_param(path: &str, msg: &str) -> String {
+    let named = |prefix: &str| msg.strip_prefix(prefix).and_then(|r| r.split('`').next());
+    match (named("unknown field `"), named("missing field `")) {
+        (Some(field), _) if path == "." => field.to_owned(),
+        (_, Some(field)) if path == "." => field.to_owned(),
+        (_, Some(field)) => format!("{path}.{field}"),
+        _ => path.to_owned(),
+    }
+}
+
+/// A JSON value read as `T`; a refusal names the field under `prefix` (`config.port`).
+pub fn json_at<T: serde::de::DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.into_inner().to_string();
+        let param = match field_param(&path, &msg) {
+            p if p == "." => prefix.to_owned(),
+            p => format!("{prefix}.{p}"),
+        };
+        Error::invalid(param, msg)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

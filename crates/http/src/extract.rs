@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use sendmux_core::auth::Principal;
+pub use sendmux_core::validate::field_param;
 
 /// A JSON body. Unreadable JSON is 400; a value of the wrong type, a missing field or
 /// an unknown field is 422 naming the field. An empty body reads as `{}`.
@@ -65,19 +66,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|_| ApiError::bad_request("The request body has trailing characters after the JSON value"))?;
     Ok(value)
-}
-
-/// The `param` of a refused field: serde_path_to_error's path, which already ends in an
-/// unknown field's name; for a missing field, the path of the object it is missing from
-/// and serde's "missing field `x`" name.
-pub fn field_param(path: &str, msg: &str) -> String {
-    let named = |prefix: &str| msg.strip_prefix(prefix).and_then(|r| r.split('`').next());
-    match (named("unknown field `"), named("missing field `")) {
-        (Some(field), _) if path == "." => field.to_owned(),
-        (_, Some(field)) if path == "." => field.to_owned(),
-        (_, Some(field)) => format!("{path}.{field}"),
-        _ => path.to_owned(),
-    }
 }
 
 /// A query string; a bad one is 400 naming the parameter where serde says which.

@@ -1,28 +1,24 @@
 //! Providers (SMTP relays, Amazon SES; credentials sealed at rest, never returned) and
-//! delivery groups that route over them.
+//! delivery groups that route over them, over HTTP: parse, call
+//! `sendmux_core::outbound::manage`, render.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sendmux_core::ids::TeamId;
-use sendmux_core::store::TeamScope;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Json, Need, Query, can, path_id};
 use super::pagination::{List, ListParams};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::state::AppState;
 use sendmux_core::auth::perms::Perm;
 use sendmux_core::ids::{DeliveryGroupId, ProviderId};
-use sendmux_core::limits::{LimitName, limit_for};
+use sendmux_core::outbound::manage::{self, GroupChange, NewGroup, NewProvider, ProviderChange};
 use sendmux_core::outbound::providers::Security;
-use sendmux_core::store::providers::{self as q, GroupRow, MemberRow, ProviderRow};
-use sendmux_core::store::{audit, keys, now_ms, rfc3339};
-use sendmux_core::validate;
+use sendmux_core::store::rfc3339;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -96,142 +92,26 @@ pub struct ProviderOut {
     pub updated_at: String,
 }
 
-fn from_value_at<T: DeserializeOwned>(prefix: &str, value: Value) -> ApiResult<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let msg = e.into_inner().to_string();
-        let param = match super::extract::field_param(&path, &msg) {
-            p if p == "." => prefix.to_owned(),
-            p => format!("{prefix}.{p}"),
-        };
-        ApiError::invalid(param, msg)
-    })
-}
-
-fn hostname(param: &str, host: &str) -> ApiResult<()> {
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if ok { Ok(()) } else { Err(ApiError::invalid(param, "host must be a host name or IP address")) }
-}
-
-/// Splits a full config into what may be shown and what must be sealed.
-fn split_config(kind: ProviderType, config: Value) -> ApiResult<(Value, Value)> {
-    match kind {
-        ProviderType::Smtp => {
-            let c: SmtpConfig = from_value_at("config", config)?;
-            hostname("config.host", &c.host)?;
-            if c.port == 0 {
-                return Err(ApiError::invalid("config.port", "port must be 1 to 65535"));
-            }
-            if c.password.is_some() && c.username.is_none() {
-                return Err(ApiError::invalid("config.username", "A password needs a username"));
-            }
-            for (field, v) in [("username", &c.username), ("password", &c.password)] {
-                if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 512) {
-                    return Err(ApiError::invalid(
-                        format!("config.{field}"),
-                        format!("{field} must be 1 to 512 characters"),
-                    ));
-                }
-            }
-            Ok((
-                json!({"host": c.host, "port": c.port, "security": c.security, "username": c.username}),
-                json!({"password": c.password}),
-            ))
-        }
-        ProviderType::Ses => {
-            let c: SesConfig = from_value_at("config", config)?;
-            let region_ok = !c.region.is_empty()
-                && c.region.len() <= 32
-                && c.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !region_ok {
-                return Err(ApiError::invalid("config.region", "region must look like us-east-1"));
-            }
-            for (field, v) in [("access_key_id", &c.access_key_id), ("secret_access_key", &c.secret_access_key)] {
-                if v.is_empty() || v.len() > 256 {
-                    return Err(ApiError::invalid(
-                        format!("config.{field}"),
-                        format!("{field} must be 1 to 256 characters"),
-                    ));
-                }
-            }
-            if let Some(e) = &c.endpoint {
-                sendmux_core::outbound::ses::endpoint_url(e)
-                    .map_err(|why| ApiError::invalid("config.endpoint", why))?;
-            }
-            Ok((
-                json!({"region": c.region, "endpoint": c.endpoint}),
-                json!({"access_key_id": c.access_key_id, "secret_access_key": c.secret_access_key}),
-            ))
+impl From<ProviderType> for manage::ProviderType {
+    fn from(t: ProviderType) -> Self {
+        match t {
+            ProviderType::Smtp => Self::Smtp,
+            ProviderType::Ses => Self::Ses,
         }
     }
 }
 
-/// API.md §5: a provider may not point at the operator's network. The host (or the
-/// endpoint's) is refused when it is, or resolves to, an address the provider guard
-/// refuses; connections check again on the address they use.
-async fn check_destination(state: &AppState, kind: ProviderType, public: &Value) -> ApiResult<()> {
-    let guard = &state.outbound.guard;
-    match kind {
-        ProviderType::Smtp => {
-            let host = public["host"].as_str().unwrap_or_default();
-            let port = public["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(25);
-            guard.check_host(host, port).await.map_err(|r| ApiError::invalid("config.host", format!("host {r}")))
-        }
-        ProviderType::Ses => {
-            let Some(endpoint) = public["endpoint"].as_str() else { return Ok(()) };
-            let url = sendmux_core::outbound::ses::endpoint_url(endpoint)
-                .map_err(|why| ApiError::invalid("config.endpoint", why))?;
-            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-                return Err(ApiError::invalid("config.endpoint", "endpoint must be an http(s) URL"));
-            };
-            guard
-                .check_host(host, port)
-                .await
-                .map_err(|r| ApiError::invalid("config.endpoint", format!("endpoint {r}")))
+impl From<manage::Provider> for ProviderOut {
+    fn from(p: manage::Provider) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            kind: p.kind,
+            config: p.config,
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
         }
     }
-}
-
-fn parse_kind(s: &str) -> ApiResult<ProviderType> {
-    match s {
-        "smtp" => Ok(ProviderType::Smtp),
-        "ses" => Ok(ProviderType::Ses),
-        _ => Err(ApiError::internal("stored provider of unknown type")),
-    }
-}
-
-fn provider_out(state: &AppState, row: ProviderRow) -> ApiResult<ProviderOut> {
-    let mut config: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
-    let secrets = open_secrets(state, &row)?;
-    for (name, value) in secrets {
-        match (name.as_str(), value) {
-            ("access_key_id", Value::String(id)) => {
-                let tail: String = id.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-                config.insert("access_key_id".into(), Value::String(format!("…{tail}")));
-            }
-            (_, v) => {
-                config.insert(format!("{name}_set"), Value::Bool(!v.is_null()));
-            }
-        }
-    }
-    Ok(ProviderOut {
-        id: row.id,
-        name: row.name,
-        kind: row.kind,
-        config: Value::Object(config),
-        created_at: rfc3339(row.created_at),
-        updated_at: rfc3339(row.updated_at),
-    })
-}
-
-/// The sealed credentials of a provider, opened with the instance key.
-pub fn open_secrets(state: &AppState, row: &ProviderRow) -> ApiResult<Map<String, Value>> {
-    let plain = state.secrets.open(&row.sealed_secrets).ok_or_else(|| {
-        ApiError::internal(format_args!("provider {} credentials do not open with SENDMUX_SECRET_KEY", row.id))
-    })?;
-    serde_json::from_slice(&plain).map_err(ApiError::internal)
 }
 
 /// Add an SMTP or SES provider.
@@ -241,37 +121,8 @@ async fn create_provider(
     Need(p, _): Need<can::ProvidersManage>,
     Json(input): Json<ProviderIn>,
 ) -> ApiResult<(StatusCode, axum::Json<ProviderOut>)> {
-    let name = validate::name("name", &input.name, 100)?;
-    let (public, secret) = split_config(input.kind, input.config)?;
-    check_destination(&state, input.kind, &public).await?;
-    let now = now_ms();
-    let row = ProviderRow {
-        id: ProviderId::new().into_string(),
-        team_id: p.team_id.clone().into_string(),
-        name,
-        kind: serde_json::to_value(input.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-        config: public.to_string(),
-        sealed_secrets: state.secrets.seal(secret.to_string().as_bytes()),
-        created_at: now,
-        updated_at: now,
-    };
-    let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
-    let limit = limit_for(&mut tx, &state.settings.limits, &p.team_id, LimitName::Providers).await?;
-    if q::count(&mut tx.team(&p.team_id)).await? >= limit {
-        return Err(ApiError::limit_exceeded(format!("This team has {limit} providers, its limit")));
-    }
-    q::insert(&mut tx, &row).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "provider.created",
-        ("provider", &row.id),
-        json!({"type": row.kind, "name": row.name}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok((StatusCode::CREATED, axum::Json(provider_out(&state, row)?)))
+    let new = NewProvider { name: input.name, kind: input.kind.into(), config: input.config };
+    Ok((StatusCode::CREATED, axum::Json(manage::create_provider(&state, &p, new).await?.into())))
 }
 
 /// The team's providers (credentials are never returned).
@@ -281,13 +132,11 @@ async fn list_providers(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<ProviderOut>>> {
+    // Before the page is read: a caller who may not read gets 403 whatever it sent.
     p.require(Perm::ProvidersRead)?;
     let page = q.page(|c| ProviderId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
-    let (rows, next) = sendmux_core::store::page(rows, page.limit as usize, |r| r.id.clone());
-    let data = rows.into_iter().map(|r| provider_out(&state, r)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(axum::Json(List { data, next_cursor: next }))
+    let rows = manage::list_providers(&state, &p, page.before(), page.fetch()).await?;
+    Ok(axum::Json(page.finish(rows, |r| r.id.clone(), ProviderOut::from)))
 }
 
 #[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = String, Path)), responses((status = 200, body = ProviderOut)))]
@@ -296,11 +145,10 @@ async fn get_provider(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ProviderOut>> {
+    // Before the id is read: a caller who may not read gets 403 whatever it asked for.
     p.require(Perm::ProvidersRead)?;
     let id = path_id(&id, ProviderId::parse, "provider")?;
-    let mut conn = state.store.pool().acquire().await?;
-    let row = q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
-    Ok(axum::Json(provider_out(&state, row)?))
+    Ok(axum::Json(manage::get_provider(&state, &p, &id).await?.into()))
 }
 
 /// Change a provider; `config` fields given replace the stored ones.
@@ -312,54 +160,8 @@ async fn update_provider(
     Json(input): Json<ProviderPatch>,
 ) -> ApiResult<axum::Json<ProviderOut>> {
     let id = path_id(&id, ProviderId::parse, "provider")?;
-    // A new destination is checked before the transaction: resolving a name takes time
-    // no write should wait for.
-    if let Some(patch) = &input.config {
-        if patch["host"].is_string() {
-            check_destination(&state, ProviderType::Smtp, patch).await?;
-        }
-        if patch["endpoint"].as_str().is_some_and(|e| sendmux_core::outbound::ses::endpoint_url(e).is_ok()) {
-            check_destination(&state, ProviderType::Ses, patch).await?;
-        }
-    }
-    let mut tx = state.store.begin().await?;
-    let mut row =
-        q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
-    if let Some(name) = &input.name {
-        row.name = validate::name("name", name, 100)?;
-    }
-    if let Some(patch) = input.config {
-        let Value::Object(patch) = patch else {
-            return Err(ApiError::invalid("config", "config must be an object"));
-        };
-        let mut merged: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
-        // Stored credentials follow the provider only while it points where it did:
-        // a new destination must be given its credentials again, so nobody can
-        // redirect a stored password to a host of their choosing.
-        // API.md §5: host, port, security, endpoint or region.
-        let destination = ["host", "port", "security", "endpoint", "region"];
-        let moved = destination.iter().any(|k| patch.get(*k).is_some_and(|v| merged.get(*k) != Some(v)));
-        if !moved {
-            merged.extend(open_secrets(&state, &row)?);
-        }
-        merged.extend(patch);
-        merged.retain(|_, v| !v.is_null());
-        let (public, secret) = split_config(parse_kind(&row.kind)?, Value::Object(merged))?;
-        row.config = public.to_string();
-        row.sealed_secrets = state.secrets.seal(secret.to_string().as_bytes());
-    }
-    row.updated_at = now_ms();
-    q::update(&mut tx, &row).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "provider.updated",
-        ("provider", &row.id),
-        json!({"name": row.name}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(axum::Json(provider_out(&state, row)?))
+    let change = ProviderChange { name: input.name, config: input.config };
+    Ok(axum::Json(manage::update_provider(&state, &p, &id, change).await?.into()))
 }
 
 /// Delete a provider no delivery group routes through.
@@ -371,19 +173,7 @@ async fn delete_provider(
 ) -> ApiResult<StatusCode> {
     p.require(Perm::ProvidersManage)?;
     let id = path_id(&id, ProviderId::parse, "provider")?;
-    let mut tx = state.store.begin().await?;
-    q::get(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?;
-    let groups = q::groups_using(&mut tx.team(&p.team_id), id.as_str()).await?;
-    if !groups.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "Delivery groups still route through this provider: {}",
-            groups.join(", ")
-        )));
-    }
-    q::delete(&mut tx.team(&p.team_id), id.as_str()).await?;
-    audit::record(&mut tx.team(&p.team_id), &p.actor(), "provider.deleted", ("provider", id.as_str()), json!({}))
-        .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
+    manage::delete_provider(&state, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -431,77 +221,44 @@ pub struct GroupOut {
     pub updated_at: String,
 }
 
-fn group_out(row: GroupRow, members: &[MemberRow]) -> GroupOut {
-    let members = members
-        .iter()
-        .filter(|m| m.group_id == row.id)
-        .map(|m| GroupMember {
-            provider_id: m.provider_id.clone().unwrap_or_else(|| "managed".to_owned()),
-            priority: Some(m.priority),
-            weight: Some(m.weight),
-        })
-        .collect();
-    GroupOut {
-        id: row.id,
-        name: row.name,
-        strategy: row.strategy,
-        members,
-        created_at: rfc3339(row.created_at),
-        updated_at: rfc3339(row.updated_at),
+impl From<Strategy> for manage::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Failover => Self::Failover,
+            Strategy::Weighted => Self::Weighted,
+        }
     }
 }
 
-async fn check_members(
-    state: &AppState,
-    tx: &mut sendmux_core::store::Tx,
-    team: &TeamId,
-    group_id: &str,
-    members: &[GroupMember],
-) -> ApiResult<Vec<MemberRow>> {
-    if members.is_empty() || members.len() > 10 {
-        return Err(ApiError::invalid("members", "A delivery group needs 1 to 10 members"));
+impl From<GroupMember> for manage::GroupMember {
+    fn from(m: GroupMember) -> Self {
+        Self { provider_id: m.provider_id, priority: m.priority, weight: m.weight }
     }
-    let mut out: Vec<MemberRow> = Vec::new();
-    for (i, m) in members.iter().enumerate() {
-        let provider_id = if m.provider_id == "managed" {
-            if state.settings.managed_ses.is_none() {
-                return Err(ApiError::invalid(
-                    format!("members[{i}].provider_id"),
-                    "This instance has no managed SES route",
-                ));
-            }
-            None
-        } else {
-            let id = ProviderId::parse(&m.provider_id)
-                .ok_or_else(|| ApiError::invalid(format!("members[{i}].provider_id"), "No such provider"))?;
-            q::get(&mut tx.team(team), id.as_str())
-                .await?
-                .ok_or_else(|| ApiError::invalid(format!("members[{i}].provider_id"), "No such provider"))?;
-            Some(id.into_string())
-        };
-        if out.iter().any(|o| o.provider_id == provider_id) {
-            return Err(ApiError::invalid(
-                format!("members[{i}].provider_id"),
-                "A provider may appear once in a group",
-            ));
-        }
-        let priority = m.priority.unwrap_or(i as i64);
-        if !(0..=1000).contains(&priority) {
-            return Err(ApiError::invalid(format!("members[{i}].priority"), "priority must be 0 to 1000"));
-        }
-        let weight = m.weight.unwrap_or(1);
-        if !(1..=1000).contains(&weight) {
-            return Err(ApiError::invalid(format!("members[{i}].weight"), "weight must be 1 to 1000"));
-        }
-        out.push(MemberRow { group_id: group_id.to_owned(), position: i as i64, provider_id, priority, weight });
-    }
-    Ok(out)
 }
 
-fn strategy_str(s: Strategy) -> &'static str {
-    match s {
-        Strategy::Failover => "failover",
-        Strategy::Weighted => "weighted",
+fn members_in(members: Vec<GroupMember>) -> Vec<manage::GroupMember> {
+    members.into_iter().map(Into::into).collect()
+}
+
+impl From<manage::Group> for GroupOut {
+    fn from(g: manage::Group) -> Self {
+        let members = g
+            .members
+            .into_iter()
+            .map(|m| GroupMember {
+                provider_id: m.provider_id.unwrap_or_else(|| sendmux_core::outbound::providers::MANAGED.to_owned()),
+                priority: Some(m.priority),
+                weight: Some(m.weight),
+            })
+            .collect();
+        GroupOut {
+            id: g.row.id,
+            name: g.row.name,
+            strategy: g.row.strategy,
+            members,
+            created_at: rfc3339(g.row.created_at),
+            updated_at: rfc3339(g.row.updated_at),
+        }
     }
 }
 
@@ -512,29 +269,8 @@ async fn create_group(
     Need(p, _): Need<can::ProvidersManage>,
     Json(input): Json<GroupIn>,
 ) -> ApiResult<(StatusCode, axum::Json<GroupOut>)> {
-    let name = validate::name("name", &input.name, 100)?;
-    let now = now_ms();
-    let row = GroupRow {
-        id: DeliveryGroupId::new().into_string(),
-        team_id: p.team_id.clone().into_string(),
-        name,
-        strategy: strategy_str(input.strategy).to_owned(),
-        created_at: now,
-        updated_at: now,
-    };
-    let mut tx = state.store.begin().await?;
-    let members = check_members(&state, &mut tx, &p.team_id, &row.id, &input.members).await?;
-    q::insert_group(&mut tx, &row, &members).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "delivery_group.created",
-        ("delivery_group", &row.id),
-        json!({"name": row.name}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok((StatusCode::CREATED, axum::Json(group_out(row, &members))))
+    let new = NewGroup { name: input.name, strategy: input.strategy.into(), members: members_in(input.members) };
+    Ok((StatusCode::CREATED, axum::Json(manage::create_group(&state, &p, new).await?.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/delivery-groups", tag = "providers", params(ListParams), responses((status = 200, body = List<GroupOut>)))]
@@ -543,14 +279,11 @@ async fn list_groups(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<GroupOut>>> {
+    // Before the page is read: a caller who may not read gets 403 whatever it sent.
     p.require(Perm::ProvidersRead)?;
     let page = q.page(|c| DeliveryGroupId::parse(c).is_some())?;
-    let mut conn = state.store.pool().acquire().await?;
-    let rows = q::list_groups(&mut conn.team(&p.team_id), page.before(), page.fetch()).await?;
-    let (rows, next) = sendmux_core::store::page(rows, page.limit as usize, |r| r.id.clone());
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let members = q::members_of(&mut conn.team(&p.team_id), &ids).await?;
-    Ok(axum::Json(List { data: rows.into_iter().map(|r| group_out(r, &members)).collect(), next_cursor: next }))
+    let groups = manage::list_groups(&state, &p, page.before(), page.fetch()).await?;
+    Ok(axum::Json(page.finish(groups, |g| g.row.id.clone(), GroupOut::from)))
 }
 
 #[utoipa::path(get, path = "/api/v1/delivery-groups/{id}", tag = "providers", params(("id" = String, Path)), responses((status = 200, body = GroupOut)))]
@@ -559,14 +292,10 @@ async fn get_group(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<GroupOut>> {
+    // Before the id is read: a caller who may not read gets 403 whatever it asked for.
     p.require(Perm::ProvidersRead)?;
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
-    let mut conn = state.store.pool().acquire().await?;
-    let row = q::get_group(&mut conn.team(&p.team_id), id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("delivery group"))?;
-    let members = q::members_of(&mut conn.team(&p.team_id), std::slice::from_ref(&row.id)).await?;
-    Ok(axum::Json(group_out(row, &members)))
+    Ok(axum::Json(manage::get_group(&state, &p, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/api/v1/delivery-groups/{id}", tag = "providers", params(("id" = String, Path)), request_body = GroupPatch, responses((status = 200, body = GroupOut)))]
@@ -577,35 +306,12 @@ async fn update_group(
     Json(input): Json<GroupPatch>,
 ) -> ApiResult<axum::Json<GroupOut>> {
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
-    let mut tx = state.store.begin().await?;
-    let mut row = q::get_group(&mut tx.team(&p.team_id), id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("delivery group"))?;
-    if let Some(name) = &input.name {
-        row.name = validate::name("name", name, 100)?;
-    }
-    if let Some(s) = input.strategy {
-        row.strategy = strategy_str(s).to_owned();
-    }
-    let members = match &input.members {
-        Some(m) => Some(check_members(&state, &mut tx, &p.team_id, &row.id, m).await?),
-        None => None,
+    let change = GroupChange {
+        name: input.name,
+        strategy: input.strategy.map(Into::into),
+        members: input.members.map(members_in),
     };
-    q::update_group(&mut tx, &row, members.as_deref()).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "delivery_group.updated",
-        ("delivery_group", &row.id),
-        json!({"name": row.name}),
-    )
-    .await?;
-    let row = q::get_group(&mut tx.team(&p.team_id), id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("delivery group"))?;
-    let members = q::members_of(&mut tx.team(&p.team_id), std::slice::from_ref(&row.id)).await?;
-    state.commit(tx, p.team_id.as_str()).await?;
-    Ok(axum::Json(group_out(row, &members)))
+    Ok(axum::Json(manage::update_group(&state, &p, &id, change).await?.into()))
 }
 
 /// Delete a delivery group no active sending key is scoped to.
@@ -617,22 +323,7 @@ async fn delete_group(
 ) -> ApiResult<StatusCode> {
     p.require(Perm::ProvidersManage)?;
     let id = path_id(&id, DeliveryGroupId::parse, "delivery group")?;
-    let mut tx = state.store.begin().await?;
-    state.store.lock_team(&mut tx, p.team_id.as_str()).await?;
-    q::get_group(&mut tx.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("delivery group"))?;
-    if keys::count_active_scoped_to(&mut tx.team(&p.team_id), id.as_str(), now_ms()).await? > 0 {
-        return Err(ApiError::conflict("Active sending keys are scoped to this delivery group; revoke them first"));
-    }
-    q::delete_group(&mut tx.team(&p.team_id), id.as_str()).await?;
-    audit::record(
-        &mut tx.team(&p.team_id),
-        &p.actor(),
-        "delivery_group.deleted",
-        ("delivery_group", id.as_str()),
-        json!({}),
-    )
-    .await?;
-    state.commit(tx, p.team_id.as_str()).await?;
+    manage::delete_group(&state, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -657,17 +348,31 @@ async fn test_provider(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ProviderTestOut>> {
     let id = path_id(&id, ProviderId::parse, "provider")?;
-    let row = {
-        let mut conn = state.store.pool().acquire().await?;
-        q::get(&mut conn.team(&p.team_id), id.as_str()).await?.ok_or_else(|| ApiError::not_found("provider"))?
-    };
-    let resolved = sendmux_core::outbound::providers::from_row(&state.secrets, &row).map_err(ApiError::internal)?;
-    let (result, notification_url) = match &resolved.target {
-        sendmux_core::outbound::providers::Target::Smtp(t) => (state.outbound.smtp.check(t).await, None),
-        sendmux_core::outbound::providers::Target::Ses(t) => (
-            sendmux_core::outbound::ses::check(&state.outbound.http, t).await,
-            Some(super::suppressions::notification_path(&state, &row.id)),
-        ),
-    };
-    Ok(axum::Json(ProviderTestOut { ok: result.is_ok(), message: result.err(), notification_url }))
+    let checked = manage::test_provider(&state, &p, &id).await?;
+    Ok(axum::Json(ProviderTestOut {
+        ok: checked.ok,
+        message: checked.message,
+        notification_url: checked.notification_url,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde's refusal of an unknown field lists every field the struct has.
+    fn fields_of<T: serde::de::DeserializeOwned>() -> String {
+        match serde_json::from_value::<T>(serde_json::json!({"no_such_field": 1})) {
+            Err(e) => e.to_string(),
+            Ok(_) => String::from("accepted"),
+        }
+    }
+
+    #[test]
+    fn the_documented_configs_are_the_ones_the_service_reads() {
+        // The request types here document `config`; `outbound::manage` reads it.
+        assert_eq!(fields_of::<SmtpConfig>(), fields_of::<manage::SmtpConfig>());
+        assert_eq!(fields_of::<SesConfig>(), fields_of::<manage::SesConfig>());
+        assert!(fields_of::<SmtpConfig>().contains("`password`"), "{}", fields_of::<SmtpConfig>());
+    }
 }

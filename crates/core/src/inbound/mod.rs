@@ -4,6 +4,7 @@
 //! told the message was accepted.
 
 pub mod authenticate;
+pub mod messages;
 pub mod parse;
 pub mod score;
 pub mod smtp;

@@ -1,7 +1,9 @@
 //! Outbound mail: validation and MIME building, delivery-group routing, the SMTP and SES
-//! providers, the send worker that drains the queue, SES notifications and suppressions.
+//! providers (and their management with delivery groups, `manage`), the send worker that
+//! drains the queue, SES notifications and suppressions.
 
 pub mod accept;
+pub mod manage;
 pub mod mime;
 pub mod notifications;
 pub mod providers;
