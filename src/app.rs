@@ -8,10 +8,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use sendmux_core::Core;
-use sendmux_core::auth::Authenticator;
 use sendmux_core::config::{BlobLocation, Settings};
 use sendmux_core::crypto::SecretBox;
-use sendmux_core::limits::rate::RateLimiter;
 use sendmux_core::store::Store;
 use sendmux_http::state::AppState;
 
@@ -99,28 +97,7 @@ impl App {
                     .with_context(|| format!("SENDMUX_BLOB_URL: cannot reach bucket {}", at.bucket))?,
             ),
         };
-        let mail_auth = sendmux_core::inbound::authenticate::Authenticator::new(settings.dns_server)?;
-        let auth =
-            Authenticator::new(store.clone(), settings.limits.sending_rate_per_minute, settings.rate_limit_per_minute);
-        let bus = Arc::new(sendmux_core::events::Bus::default());
-        let core = Arc::new(Core {
-            limiter: RateLimiter::new(store.clone()),
-            auth,
-            secrets: Arc::new(secrets),
-            passwords: Default::default(),
-            cache: Arc::new(sendmux_core::cache::ReadCache::with_budget(
-                store.backend() == sendmux_core::store::Backend::Sqlite,
-                settings.read_cache_bytes,
-            )),
-            bus: bus.clone(),
-            shutdown: CancellationToken::new(),
-            blobs,
-            mail_auth,
-            inbound_committer: sendmux_core::inbound::Committer::start(store.clone(), bus.clone())?,
-            outbound: Arc::new(sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus.clone())?),
-            store,
-            settings: Arc::new(settings),
-        });
+        let core = Arc::new(Core::new(settings, store, secrets, blobs)?);
         let state = AppState::new(core, metrics_handle());
         let smtp_text = smtp_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
         tracing::info!(http = %http_addr, smtp = %smtp_text, roles = ?state.settings.roles.names(), "listening");

@@ -36,6 +36,40 @@ pub struct Storage {
 }
 
 impl Core {
+    /// Builds the core over an opened, migrated store, the instance key and the body
+    /// store; starts the committers.
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        secrets: SecretBox,
+        blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
+    ) -> anyhow::Result<Core> {
+        use std::sync::Arc;
+        let bus = Arc::new(crate::events::Bus::default());
+        Ok(Core {
+            limiter: RateLimiter::new(store.clone()),
+            auth: Authenticator::new(
+                store.clone(),
+                settings.limits.sending_rate_per_minute,
+                settings.rate_limit_per_minute,
+            ),
+            secrets: Arc::new(secrets),
+            passwords: Default::default(),
+            cache: Arc::new(crate::cache::ReadCache::with_budget(
+                store.backend() == crate::store::Backend::Sqlite,
+                settings.read_cache_bytes,
+            )),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            blobs,
+            mail_auth: crate::inbound::authenticate::Authenticator::new(settings.dns_server)?,
+            inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone())?,
+            outbound: Arc::new(crate::outbound::Runtime::new(&settings, store.clone(), bus.clone())?),
+            bus,
+            store,
+            settings: Arc::new(settings),
+        })
+    }
+
     /// The narrow part of the core that background storage work takes.
     pub fn storage(&self) -> Storage {
         Storage { store: self.store.clone(), blobs: self.blobs.clone() }

@@ -110,29 +110,7 @@ async fn test_core() -> TestCore {
     store.migrate().await.expect("migrations");
     let secrets = SecretBox::from_encoded(&SecretBox::generate_encoded()).expect("secret key");
     let blobs = sendmux_core::blob::FsBlobStore::new(dir.path().join("blobs")).expect("blobs");
-    let bus = Arc::new(sendmux_core::events::Bus::default());
-    let core = Core {
-        limiter: sendmux_core::limits::rate::RateLimiter::new(store.clone()),
-        auth: sendmux_core::auth::Authenticator::new(
-            store.clone(),
-            settings.limits.sending_rate_per_minute,
-            settings.rate_limit_per_minute,
-        ),
-        secrets,
-        passwords: Default::default(),
-        cache: sendmux_core::cache::ReadCache::with_budget(
-            store.backend() == sendmux_core::store::Backend::Sqlite,
-            settings.read_cache_bytes,
-        ),
-        bus: bus.clone(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        blobs: Arc::new(blobs),
-        mail_auth: sendmux_core::inbound::authenticate::Authenticator::new(settings.dns_server).expect("dns"),
-        inbound_committer: sendmux_core::inbound::Committer::start(store.clone(), bus.clone()).expect("committer"),
-        outbound: sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus).expect("outbound"),
-        store,
-        settings,
-    };
+    let core = Core::new(settings, store, secrets, Arc::new(blobs)).expect("core");
     TestCore { core: Arc::new(core), _db: db, _dir: dir }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use sendmux_core::auth::perms::{KeyKind, Role};
-use sendmux_core::auth::{Authenticator, Principal};
+use sendmux_core::auth::Principal;
 use sendmux_core::config::Settings;
 use sendmux_core::crypto::SecretBox;
 use sendmux_core::error::Error;
@@ -19,7 +19,7 @@ use sendmux_core::logs;
 use sendmux_core::outbound::accept::Answer;
 use sendmux_core::outbound::send::{IdempotencyKey, send_one};
 use sendmux_core::people::{self, Acceptance, NewAccount, Session};
-use sendmux_core::store::{Backend, Store, now_ms, providers};
+use sendmux_core::store::{Store, now_ms, providers};
 use sendmux_core::teams::{self, TeamChange};
 use sendmux_core::{Core, events, mailboxes};
 
@@ -112,29 +112,9 @@ async fn env_with(extra: &[(&str, &str)]) -> Env {
     let settings = Settings::from_sources(None, &vars).expect("test settings");
     let store = Store::connect(&settings).await.expect("store");
     store.migrate().await.expect("migrations");
-    let bus = Arc::new(sendmux_core::events::Bus::default());
-    let core = Core {
-        limiter: sendmux_core::limits::rate::RateLimiter::new(store.clone()),
-        auth: Authenticator::new(
-            store.clone(),
-            settings.limits.sending_rate_per_minute,
-            settings.rate_limit_per_minute,
-        ),
-        secrets: SecretBox::from_encoded(&SecretBox::generate_encoded()).expect("secret key"),
-        passwords: Default::default(),
-        cache: sendmux_core::cache::ReadCache::with_budget(
-            store.backend() == Backend::Sqlite,
-            settings.read_cache_bytes,
-        ),
-        bus: bus.clone(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        blobs: Arc::new(sendmux_core::blob::FsBlobStore::new(dir.path().join("blobs")).expect("blob folder")),
-        mail_auth: sendmux_core::inbound::authenticate::Authenticator::new(settings.dns_server).expect("dns"),
-        inbound_committer: sendmux_core::inbound::Committer::start(store.clone(), bus.clone()).expect("committer"),
-        outbound: sendmux_core::outbound::Runtime::new(&settings, store.clone(), bus).expect("outbound"),
-        store,
-        settings,
-    };
+    let secrets = SecretBox::from_encoded(&SecretBox::generate_encoded()).expect("secret key");
+    let blobs = Arc::new(sendmux_core::blob::FsBlobStore::new(dir.path().join("blobs")).expect("blob folder"));
+    let core = Core::new(settings, store, secrets, blobs).expect("core");
     Env { core: Arc::new(core), _dir: dir, _db: db }
 }
 
