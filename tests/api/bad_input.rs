@@ -154,3 +154,46 @@ async fn duplicate_addresses_conflict_across_teams() {
         .unwrap();
     expect_error(res, StatusCode::CONFLICT, "conflict").await;
 }
+
+/// Found by schemathesis (issue #13): serde reads a struct from an array of its fields,
+/// so `[null, null]` was accepted as a provider change (200) though the API documents an
+/// object. Arrays are refused where an object is expected (422); the batch endpoint,
+/// which takes an array, still does.
+#[tokio::test]
+async fn an_array_is_not_an_object() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("o@array.test", "Array").await;
+    let provider = app.create_smtp_provider(&owner.token, "relay").await;
+    let id = provider["id"].as_str().unwrap();
+    let res = app.patch(&format!("/api/v1/providers/{id}"), &owner.token, json!([null, null])).await;
+    expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let res = app.post("/api/v1/team/invitations", &owner.token, json!(["x@array.test", "member"])).await;
+    expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    // A broken array is still unreadable JSON (400).
+    let res = app
+        .req(Method::PATCH, &format!("/api/v1/providers/{id}"), &owner.token)
+        .header("content-type", "application/json")
+        .body("[null,")
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+/// JSON Schema counts `5.0` as an integer and the document says `integer`: such values
+/// are read as integers; a fraction is still refused naming the field.
+#[tokio::test]
+async fn integral_floats_are_integers() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("o@float.test", "Float").await;
+    let mbx = app.create_mailbox(&owner.token, "float@localhost").await;
+    let id = mbx["id"].as_str().unwrap();
+    let res =
+        app.patch(&format!("/api/v1/mailboxes/{id}/settings"), &owner.token, json!({"retention_days": 7.0})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["settings"]["retention_days"], 7);
+    let res =
+        app.patch(&format!("/api/v1/mailboxes/{id}/settings"), &owner.token, json!({"retention_days": 7.5})).await;
+    let body = expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    assert_eq!(body["param"], "retention_days");
+}

@@ -330,7 +330,10 @@ pub struct MonthUsage {
 /// The `[from, to)` of a `YYYY-MM` month, or a 422 naming `param`.
 pub fn month(param: &str, raw: Option<&str>) -> Result<(String, i64, i64)> {
     let raw = raw.ok_or_else(|| Error::invalid(param, format!("{param} is required (YYYY-MM)")))?;
-    let ok = raw.len() == 7 && raw.as_bytes()[4] == b'-';
+    // Exactly `YYYY-MM` in ASCII digits, as the API documents it (the date parser alone
+    // would also take a sign or a one-digit month).
+    let b = raw.as_bytes();
+    let ok = b.len() == 7 && b[4] == b'-' && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit);
     match parse_month(raw) {
         Some((from, to)) if ok => Ok((raw.to_owned(), from, to)),
         _ => Err(Error::invalid(param, format!("{param} must be a month as YYYY-MM, not {raw:?}"))),

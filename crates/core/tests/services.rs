@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use sendmux_core::auth::perms::{KeyKind, Role};
 use sendmux_core::auth::Principal;
+use sendmux_core::auth::perms::{KeyKind, Role};
 use sendmux_core::config::Settings;
 use sendmux_core::crypto::SecretBox;
 use sendmux_core::error::Error;

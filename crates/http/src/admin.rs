@@ -69,9 +69,12 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminTeamIn {
+    #[schema(value_type = crate::schema::Name)]
     pub name: String,
+    #[schema(value_type = crate::schema::Email)]
     pub owner_email: String,
     /// Required when the owner has no account yet.
+    #[schema(value_type = Option<crate::schema::Password>)]
     pub owner_password: Option<String>,
 }
 
@@ -154,7 +157,9 @@ async fn list_increase_requests(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveIn {
-    /// The new limit (default: what the team requested).
+    /// The new limit, 1..1000000000 (default: what the team requested).
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
     pub limit: Option<i64>,
 }
 
@@ -183,6 +188,7 @@ async fn deny(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 #[into_params(parameter_in = Query)]
 pub struct MonthParam {
     /// A calendar month in UTC, `YYYY-MM`.
+    #[param(required = true, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
 }
 

@@ -27,8 +27,11 @@ pub fn logout_router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupIn {
+    #[schema(value_type = crate::schema::Email)]
     pub email: String,
+    #[schema(value_type = crate::schema::Password)]
     pub password: String,
+    #[schema(value_type = crate::schema::Name)]
     pub team_name: String,
 }
 
@@ -90,6 +93,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
 #[serde(deny_unknown_fields)]
 pub struct AcceptIn {
     /// Required: the new account's password, or the existing account's password.
+    #[schema(value_type = crate::schema::Password, required = true)]
     pub password: Option<String>,
 }
 

@@ -40,6 +40,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let not_json = || ApiError::bad_request("The request body is not valid JSON");
+    // serde reads a struct from an array of its fields in order too (`[null, null]` was a
+    // valid provider change); the API documents objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') && reads_object::<T>() {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+            return Err(not_json());
+        }
+        let mut err = ApiError::invalid("", "invalid type: sequence, expected an object");
+        err.param = None;
+        return Err(err);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -66,6 +76,49 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|_| ApiError::bad_request("The request body has trailing characters after the JSON value"))?;
     Ok(value)
+}
+
+/// Whether `T` reads a JSON object (a struct or a map) rather than an array or a scalar:
+/// asks `T` which kind of value it would read, from a deserializer that holds none.
+fn reads_object<T: DeserializeOwned>() -> bool {
+    use serde::de::{Deserializer, Visitor};
+
+    #[derive(Debug)]
+    struct Asked(bool);
+    impl std::fmt::Display for Asked {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "asked for an object: {}", self.0)
+        }
+    }
+    impl std::error::Error for Asked {}
+    impl serde::de::Error for Asked {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Asked(false)
+        }
+    }
+    struct Probe;
+    impl<'de> Deserializer<'de> for Probe {
+        type Error = Asked;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            Err(Asked(false))
+        }
+        fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            Err(Asked(true))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Asked> {
+            Err(Asked(true))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct enum identifier ignored_any
+        }
+    }
+    matches!(T::deserialize(Probe), Err(Asked(true)))
 }
 
 /// A query string; a bad one is 400 naming the parameter where serde says which.

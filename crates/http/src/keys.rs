@@ -28,16 +28,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyIn {
+    #[schema(value_type = crate::schema::Name)]
     pub name: String,
     pub kind: KeyKind,
     /// Defaults: the kind's set without `keys.manage` (infrastructure), `email.send`
-    /// (sending), `mailbox.read` (mailbox).
+    /// (sending), `mailbox.read` (mailbox). At least one, each of the kind's set.
+    #[schema(min_items = 1, value_type = Option<Vec<crate::schema::KeyPermission>>)]
     pub permissions: Option<Vec<String>>,
     /// Required for sending keys.
     pub delivery_group_id: Option<String>,
     /// Required for mailbox keys.
     pub mailbox_id: Option<String>,
-    /// RFC 3339; the key stops working then.
+    /// RFC 3339, in the future; the key stops working then.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -146,6 +149,7 @@ async fn get_key(
 pub struct RotateIn {
     /// How long the old secret keeps working, 0..86400 seconds (default 0).
     #[schema(minimum = 0, maximum = 86400)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
     pub grace_seconds: Option<i64>,
 }
 

@@ -17,6 +17,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod pagination;
 pub mod providers;
+pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod stream;
@@ -45,7 +46,8 @@ use sendmux_core::ids::RequestId;
     info(title = "Sendmux API", description = "Multi-tenant email API: scoped keys, signed webhooks, live mailbox streams."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(crate::error::ErrorBody))
+    // The provider configs are named by `schema::provider_config`, not by a field's type.
+    components(schemas(crate::error::ErrorBody, crate::providers::SmtpConfig, crate::providers::SesConfig))
 )]
 struct ApiDoc;
 
@@ -196,7 +198,8 @@ impl Modify for StandardAnswers {
                         input,
                         "The request cannot be read: broken JSON, a bad query string or path, a wrong Content-Type",
                     ),
-                    (401, !public, "No valid credential"),
+                    // Accepting an invitation for an existing account checks its password.
+                    (401, !public || path.starts_with("/api/v1/auth/invitations/"), "No valid credential"),
                     (403, !public && !admin, "The credential may not do this"),
                     (
                         404,

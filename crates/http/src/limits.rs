@@ -57,7 +57,11 @@ async fn list_limits(State(state): State<AppState>, Caller(p): Caller) -> ApiRes
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncreaseIn {
+    /// Above the team's current limit, at most 1000000000.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "crate::schema::integer::required")]
     pub requested: i64,
+    #[schema(value_type = crate::schema::Reason)]
     pub reason: String,
 }
 

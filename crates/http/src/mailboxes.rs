@@ -34,8 +34,11 @@ pub use sendmux_core::mailboxes::{DEFAULT_RETENTION_DAYS, DEFAULT_SPAM_THRESHOLD
 #[serde(deny_unknown_fields)]
 pub struct MailboxSettings {
     /// Messages scoring at or above this are spam (0..100, default 5).
+    #[schema(minimum = 0, maximum = 100)]
     pub spam_threshold: Option<f64>,
     /// Messages older than this many days are deleted (1..3650, default 30).
+    #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
     pub retention_days: Option<i64>,
     /// When false, spam is refused at the end of SMTP DATA instead of stored (default true).
     pub accept_spam: Option<bool>,
@@ -50,7 +53,10 @@ impl From<MailboxSettings> for SettingsChange {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxIn {
+    /// In one of the instance's inbound domains.
+    #[schema(value_type = crate::schema::Email)]
     pub address: String,
+    #[schema(value_type = Option<crate::schema::Name>)]
     pub name: Option<String>,
     pub settings: Option<MailboxSettings>,
 }
@@ -58,6 +64,7 @@ pub struct MailboxIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxPatch {
+    #[schema(value_type = Option<crate::schema::Name>)]
     pub name: Option<String>,
     pub settings: Option<MailboxSettings>,
 }

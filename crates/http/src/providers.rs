@@ -40,11 +40,19 @@ pub enum ProviderType {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// A host name or IP address that is not in the operator's network.
+    #[schema(pattern = r"^[A-Za-z0-9.:\[\]-]{1,253}$")]
     pub host: String,
+    #[schema(minimum = 1, maximum = 65535)]
+    #[serde(deserialize_with = "crate::schema::integer::required")]
     pub port: u16,
     #[serde(default)]
     pub security: Security,
+    /// 1 to 512 bytes.
+    #[schema(min_length = 1, max_length = 512)]
     pub username: Option<String>,
+    /// 1 to 512 bytes; needs a username.
+    #[schema(min_length = 1, max_length = 512)]
     pub password: Option<String>,
 }
 
@@ -52,8 +60,13 @@ pub struct SmtpConfig {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SesConfig {
+    #[schema(pattern = "^[a-z0-9-]{1,32}$", example = "us-east-1")]
     pub region: String,
+    /// 1 to 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
     pub access_key_id: String,
+    /// 1 to 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
     pub secret_access_key: String,
     /// Another SESv2 endpoint (an SES-compatible service or a test double).
     pub endpoint: Option<String>,
@@ -62,20 +75,22 @@ pub struct SesConfig {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderIn {
+    #[schema(value_type = crate::schema::Name)]
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ProviderType,
     /// SmtpConfig or SesConfig, by `type`.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::schema::provider_config)]
     pub config: Value,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderPatch {
+    #[schema(value_type = Option<crate::schema::Name>)]
     pub name: Option<String>,
     /// Fields to change; secrets left out keep their stored value.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::schema::provider_config_patch)]
     pub config: Option<Value>,
 }
 
@@ -189,25 +204,35 @@ pub enum Strategy {
 pub struct GroupMember {
     /// A provider id of the team, or `managed` for the operator's managed SES.
     pub provider_id: String,
-    /// Lower goes first with `failover` (default: the member's position).
+    /// Lower goes first with `failover`, 0..1000 (default: the member's position).
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
     pub priority: Option<i64>,
     /// Share of traffic with `weighted`, 1..1000 (default 1).
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
     pub weight: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupIn {
+    #[schema(value_type = crate::schema::Name)]
     pub name: String,
     pub strategy: Strategy,
+    /// 1 to 10 members, each a provider of the team.
+    #[schema(min_items = 1, max_items = 10)]
     pub members: Vec<GroupMember>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
+    #[schema(value_type = Option<crate::schema::Name>)]
     pub name: Option<String>,
     pub strategy: Option<Strategy>,
+    /// 1 to 10 members, each a provider of the team.
+    #[schema(min_items = 1, max_items = 10)]
     pub members: Option<Vec<GroupMember>>,
 }
 

@@ -51,6 +51,7 @@ async fn get_team(State(state): State<AppState>, Caller(p): Caller) -> ApiResult
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamPatch {
+    #[schema(value_type = Option<crate::schema::Name>)]
     pub name: Option<String>,
 }
 
@@ -120,6 +121,7 @@ async fn list_members(
 #[serde(deny_unknown_fields)]
 pub struct MemberPatch {
     /// admin, developer or member; ownership moves only by transfer.
+    #[schema(value_type = crate::schema::AssignableRole)]
     pub role: Role,
 }
 
@@ -151,7 +153,10 @@ async fn remove_member(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvitationIn {
+    #[schema(value_type = crate::schema::Email)]
     pub email: String,
+    /// admin, developer or member; ownership moves only by transfer.
+    #[schema(value_type = crate::schema::AssignableRole)]
     pub role: Role,
 }
 

@@ -33,11 +33,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
     /// Where deliveries are POSTed (http or https).
+    #[schema(value_type = crate::schema::WebhookUrl)]
     pub url: String,
     /// Event types to deliver (API.md §7), at least one.
+    #[schema(min_items = 1, value_type = Vec<crate::schema::EventType>)]
     pub event_types: Vec<String>,
-    /// Only events of these mailboxes (default: all).
+    /// Only events of these mailboxes (default: all), at most 100.
+    #[schema(max_items = 100)]
     pub mailbox_ids: Option<Vec<String>>,
+    #[schema(value_type = Option<crate::schema::Description>)]
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -46,10 +50,14 @@ pub struct WebhookIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
+    #[schema(value_type = Option<crate::schema::WebhookUrl>)]
     pub url: Option<String>,
+    #[schema(min_items = 1, value_type = Option<Vec<crate::schema::EventType>>)]
     pub event_types: Option<Vec<String>>,
-    /// An empty list or null: all mailboxes.
+    /// An empty list or null: all mailboxes; at most 100.
+    #[schema(max_items = 100)]
     pub mailbox_ids: Option<Vec<String>>,
+    #[schema(value_type = Option<crate::schema::Description>)]
     pub description: Option<String>,
     /// Re-enabling clears the reason it was disabled.
     pub enabled: Option<bool>,
@@ -180,6 +188,7 @@ async fn delete_webhook(
 pub struct RotateIn {
     /// How long the old secret keeps signing too, 0..86400 seconds (default 86400).
     #[schema(minimum = 0, maximum = 86400)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
     pub grace_seconds: Option<i64>,
 }
 
@@ -307,8 +316,10 @@ async fn replay_delivery(
 #[serde(deny_unknown_fields)]
 pub struct ReplayIn {
     /// RFC 3339; deliveries created at or after this.
+    #[schema(format = DateTime)]
     pub since: String,
-    /// RFC 3339, exclusive (default: now).
+    /// RFC 3339, exclusive, after `since` (default: now).
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     /// Only deliveries that failed.
     pub only_failed: Option<bool>,

@@ -15,12 +15,18 @@ pub const MAX_RECIPIENTS: usize = 50;
 pub struct EmailIn {
     /// `addr@example.com` or `Name <addr@example.com>`.
     pub from: String,
+    /// At most 50 recipients in `to`, `cc` and `bcc` together, at least one.
+    #[schema(max_items = 50)]
     pub to: Vec<String>,
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub cc: Vec<String>,
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub bcc: Vec<String>,
     pub reply_to: Option<String>,
+    /// One line (no CR, LF or NUL) of at most 998 bytes.
+    #[schema(max_length = 998, pattern = "^[^\\r\\n\\x00]*$")]
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,

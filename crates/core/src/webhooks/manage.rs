@@ -86,8 +86,17 @@ pub struct Replayed {
 pub fn check_url(raw: &str) -> Result<String> {
     let bad = || Error::invalid("url", "url must be an absolute http(s) URL");
     let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(bad());
+    }
+    // A host name (letters, digits, '-' and '.', after IDNA) or an IP address: the URL
+    // parser also takes names such as `a*b` that no DNS answers for.
+    match url.host() {
+        None => return Err(bad()),
+        Some(url::Host::Domain(d)) if !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') => {
+            return Err(bad());
+        }
+        Some(_) => {}
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::invalid("url", "url must not carry credentials; verify the signature instead"));
@@ -455,8 +464,17 @@ mod tests {
     fn urls_are_absolute_http_without_credentials() {
         assert_eq!(check_url(" https://hooks.example.com/in ").unwrap(), "https://hooks.example.com/in");
         assert_eq!(check_url("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080/");
-        for bad in ["", "hooks.example.com/in", "/relative", "ftp://example.com/", "file:///etc/passwd", "mailto:a@b.c"]
-        {
+        assert_eq!(check_url("https://Bücher.example/").unwrap(), "https://xn--bcher-kva.example/");
+        for bad in [
+            "",
+            "hooks.example.com/in",
+            "/relative",
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "mailto:a@b.c",
+            "http://a.example*",
+            "http://a_b.example/",
+        ] {
             assert_eq!(check_url(bad).unwrap_err().param(), Some("url"), "{bad}");
         }
         let err = check_url("https://user:pw@example.com/").unwrap_err();
