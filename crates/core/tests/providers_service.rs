@@ -3,13 +3,10 @@
 //! file in a temporary folder, or a new PostgreSQL database dropped afterwards, chosen by
 //! `SENDMUX_TEST_STORE=sqlite|postgres` as the API tests choose.
 
-use std::sync::Arc;
-
 use sendmux_core::Core;
 use sendmux_core::auth::perms::{KeyKind, Role};
 use sendmux_core::auth::{Credential, Principal, SESSION_PREFIX, Scope};
-use sendmux_core::config::Settings;
-use sendmux_core::crypto::{SecretBox, random_token, token_hash};
+use sendmux_core::crypto::{random_token, token_hash};
 use sendmux_core::error::Error;
 use sendmux_core::ids::{DeliveryGroupId, MailboxId, ProviderId, TeamId};
 use sendmux_core::inbound::messages;
@@ -18,100 +15,21 @@ use sendmux_core::mailboxes::{self, NewMailbox};
 use sendmux_core::outbound::manage::{
     self, GroupMember, NewGroup, NewProvider, ProviderChange, ProviderType, Strategy,
 };
-use sendmux_core::store::Store;
 use sendmux_core::teams::{self, NewTeam};
 use serde_json::json;
 
-fn postgres_admin_url() -> String {
-    std::env::var("SENDMUX_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+mod common;
+use common::{TestCore, core_with};
 
-fn on_postgres() -> bool {
-    match std::env::var("SENDMUX_TEST_STORE").as_deref() {
-        Ok("postgres") => true,
-        Ok("sqlite") | Err(_) => false,
-        Ok(other) => panic!("SENDMUX_TEST_STORE must be sqlite or postgres, not {other}"),
-    }
-}
-
-/// A PostgreSQL database made for one test and dropped when the test ends.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        use sqlx::Connection;
-        let name = format!("sendmux_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let admin = postgres_admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL at SENDMUX_TEST_POSTGRES_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
-        TestDb { url: format!("{base}/{name}"), name }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let result = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(result, Ok(Some(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// A `Core` built as the binary builds it (src/app.rs), without listeners or workers.
 /// Provider destinations in 10.0.0.0/8 are allowed, as an operator may allow them;
 /// every other non-public address is refused.
-struct TestCore {
-    core: Arc<Core>,
-    // Dropped after `core`: the store's files and database outlive it.
-    _db: Option<TestDb>,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for TestCore {
-    type Target = Core;
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
-
 async fn test_core() -> TestCore {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = if on_postgres() { Some(TestDb::create().await) } else { None };
-    let mut env: Vec<(String, String)> = vec![
-        ("SENDMUX_DATA_DIR".into(), dir.path().display().to_string()),
-        ("SENDMUX_INBOUND_DOMAINS".into(), "localhost".into()),
-        ("SENDMUX_DNS_SERVER".into(), "off".into()),
-        ("SENDMUX_PROVIDER_ALLOWED_NETWORKS".into(), "10.0.0.0/8".into()),
-    ];
-    if let Some(db) = &db {
-        env.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));
-    }
-    let settings = Settings::from_sources(None, &env).expect("test settings");
-    let store = Store::connect(&settings).await.expect("store");
-    store.migrate().await.expect("migrations");
-    let secrets = SecretBox::from_encoded(&SecretBox::generate_encoded()).expect("secret key");
-    let blobs = sendmux_core::blob::FsBlobStore::new(dir.path().join("blobs")).expect("blobs");
-    let core = Core::new(settings, store, secrets, Arc::new(blobs)).expect("core");
-    TestCore { core: Arc::new(core), _db: db, _dir: dir }
+    core_with(&[
+        ("SENDMUX_INBOUND_DOMAINS", "localhost"),
+        ("SENDMUX_DNS_SERVER", "off"),
+        ("SENDMUX_PROVIDER_ALLOWED_NETWORKS", "10.0.0.0/8"),
+    ])
+    .await
 }
 
 /// A new team and its owner, signed in as the API signs people in.

@@ -5,12 +5,8 @@
 //! asserted are the rules of docs/API.md: the role matrix of §2, the key ceiling and key
 //! limit of §3, increase requests of §4, idempotent sending of §5, the logs of §11.
 
-use std::sync::Arc;
-
 use sendmux_core::auth::Principal;
 use sendmux_core::auth::perms::{KeyKind, Role};
-use sendmux_core::config::Settings;
-use sendmux_core::crypto::SecretBox;
 use sendmux_core::error::Error;
 use sendmux_core::ids::{DeliveryGroupId, KeyId, UserId};
 use sendmux_core::keys::{self, NewKey};
@@ -19,103 +15,24 @@ use sendmux_core::logs;
 use sendmux_core::outbound::accept::Answer;
 use sendmux_core::outbound::send::{IdempotencyKey, send_one};
 use sendmux_core::people::{self, Acceptance, NewAccount, Session};
-use sendmux_core::store::{Store, now_ms, providers};
+use sendmux_core::store::{now_ms, providers};
 use sendmux_core::teams::{self, TeamChange};
 use sendmux_core::{Core, events, mailboxes};
 
+mod common;
+use common::{TestCore as Env, core_with};
+
 const PASSWORD: &str = "correct horse battery staple";
 
-fn on_postgres() -> bool {
-    match std::env::var("SENDMUX_TEST_STORE").as_deref() {
-        Ok("postgres") => true,
-        Ok("sqlite") | Err(_) => false,
-        Ok(other) => panic!("SENDMUX_TEST_STORE must be sqlite or postgres, not {other}"),
-    }
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("SENDMUX_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A PostgreSQL database made for one test and dropped when the test ends.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        use sqlx::Connection;
-        let name = format!("sendmux_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let admin = postgres_admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL at SENDMUX_TEST_POSTGRES_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
-        TestDb { url: format!("{base}/{name}"), name }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let result = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(result, Ok(Some(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// A core over a fresh store; the store goes when this does (the core first).
-struct Env {
-    core: Arc<Core>,
-    _dir: tempfile::TempDir,
-    _db: Option<TestDb>,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Core;
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
-
+/// A core with open sign-up and `mail.test` for mailboxes, plus `extra`.
 async fn env_with(extra: &[(&str, &str)]) -> Env {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = if on_postgres() { Some(TestDb::create().await) } else { None };
-    let mut vars: Vec<(String, String)> = vec![
-        ("SENDMUX_DATA_DIR".into(), dir.path().display().to_string()),
-        ("SENDMUX_SIGNUP".into(), "open".into()),
-        ("SENDMUX_INBOUND_DOMAINS".into(), "mail.test".into()),
-        ("SENDMUX_DNS_SERVER".into(), "off".into()),
-    ];
-    if let Some(db) = &db {
-        vars.push(("SENDMUX_DATABASE_URL".into(), db.url.clone()));
-    }
+    let mut vars =
+        vec![("SENDMUX_SIGNUP", "open"), ("SENDMUX_INBOUND_DOMAINS", "mail.test"), ("SENDMUX_DNS_SERVER", "off")];
     for (k, v) in extra {
         vars.retain(|(name, _)| name != k);
-        vars.push((k.to_string(), v.to_string()));
+        vars.push((k, v));
     }
-    let settings = Settings::from_sources(None, &vars).expect("test settings");
-    let store = Store::connect(&settings).await.expect("store");
-    store.migrate().await.expect("migrations");
-    let secrets = SecretBox::from_encoded(&SecretBox::generate_encoded()).expect("secret key");
-    let blobs = Arc::new(sendmux_core::blob::FsBlobStore::new(dir.path().join("blobs")).expect("blob folder"));
-    let core = Core::new(settings, store, secrets, blobs).expect("core");
-    Env { core: Arc::new(core), _dir: dir, _db: db }
+    core_with(&vars).await
 }
 
 async fn env() -> Env {
