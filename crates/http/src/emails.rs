@@ -85,8 +85,9 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 /// Send one email through the sending key's delivery group.
-#[utoipa::path(post, path = "/api/v1/emails", tag = "emails", request_body = EmailIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h return the first answer")),
+#[utoipa::path(post, path = "/api/v1/emails", tag = "emails", request_body = crate::schema::send::SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[ \t]*[!-~]{1,255}[ \t]*$",
+        description = "1 to 255 printable ASCII characters; the same key and body within 24 h return the first answer")),
     responses((status = 202, body = QueuedOut), (status = 409, body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 async fn send_email(
@@ -101,7 +102,9 @@ async fn send_email(
 }
 
 /// Send up to 100 emails (a JSON array of `POST /emails` bodies); all or none are queued.
-#[utoipa::path(post, path = "/api/v1/emails/batch", tag = "emails", request_body = Vec<EmailIn>,
+#[utoipa::path(post, path = "/api/v1/emails/batch", tag = "emails", request_body = crate::schema::send::SendBatch,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[ \t]*[!-~]{1,255}[ \t]*$",
+        description = "1 to 255 printable ASCII characters; the same key and body within 24 h return the first answer")),
     responses((status = 202, description = "`{\"data\": [{\"id\", \"status\"}]}` in request order"),
         (status = 422, body = crate::error::ErrorBody)))]
 async fn send_batch(

@@ -38,6 +38,8 @@ fn trimmed_text(max: usize, what: &str) -> RefOr<Schema> {
         .into()
 }
 
+pub mod send;
+
 macro_rules! doc_type {
     ($(#[$doc:meta])* $name:ident => $schema:expr) => {
         $(#[$doc])*

@@ -9,24 +9,21 @@ use crate::error::Error;
 
 pub const MAX_RECIPIENTS: usize = 50;
 
-/// The body of `POST /api/v1/emails` as sent.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// The body of `POST /api/v1/emails` as sent. Its OpenAPI schema, which states these
+/// checks, is `sendmux_http::schema::send`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailIn {
     /// `addr@example.com` or `Name <addr@example.com>`.
     pub from: String,
     /// At most 50 recipients in `to`, `cc` and `bcc` together, at least one.
-    #[schema(max_items = 50)]
     pub to: Vec<String>,
     #[serde(default)]
-    #[schema(max_items = 50)]
     pub cc: Vec<String>,
     #[serde(default)]
-    #[schema(max_items = 50)]
     pub bcc: Vec<String>,
     pub reply_to: Option<String>,
     /// One line (no CR, LF or NUL) of at most 998 bytes.
-    #[schema(max_length = 998, pattern = "^[^\\r\\n\\x00]*$")]
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
@@ -38,7 +35,7 @@ pub struct EmailIn {
     pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentIn {
     pub filename: String,
@@ -102,7 +99,7 @@ impl Email {
 }
 
 /// Headers the message builder writes itself; a request may not set them.
-const RESERVED_HEADERS: &[&str] = &[
+pub const RESERVED_HEADERS: &[&str] = &[
     "from",
     "to",
     "cc",
