@@ -7,34 +7,16 @@ its standard input closes (the test process ending) or it is killed. Verified se
 identities are given as arguments.
 """
 
-import socket
 import sys
 import urllib.request
 
 import boto3
-from moto.server import ThreadedMotoServer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import moto_aws
 
 
 def main() -> None:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server, port, setup, key = moto_aws.start("ses")
     url = f"http://127.0.0.1:{port}"
-    setup = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
-    iam = boto3.client("iam", **setup)
-    iam.create_user(UserName="sendmux")
-    key = iam.create_access_key(UserName="sendmux")["AccessKey"]
-    iam.put_user_policy(
-        UserName="sendmux",
-        PolicyName="ses",
-        PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ses:*","Resource":"*"}]}',
-    )
     ses = boto3.client("sesv2", **setup)
     for identity in sys.argv[1:]:
         ses.create_email_identity(EmailIdentity=identity)
