@@ -137,10 +137,11 @@ impl App {
         let roles = self.state.settings.roles;
         let mut workers = tokio::task::JoinSet::new();
         // Every role: events committed on other nodes ring this node's bus (streams,
-        // the webhook worker); SQLite's log is checkpointed.
+        // the webhook worker) and their changes reach its caches; SQLite's log is
+        // checkpointed.
         if let Some(url) = self.state.settings.database_url.as_ref().filter(|_| self.state.settings.is_postgres()) {
-            workers.spawn(sendmux_core::jobs::listen_for_events(
-                self.state.bus.clone(),
+            workers.spawn(sendmux_core::jobs::listen_for_changes(
+                self.state.0.core.clone(),
                 url.expose().to_owned(),
                 shutdown.clone(),
             ));

@@ -120,6 +120,10 @@ impl TestApp {
     }
 
     async fn spawn_in(dir: tempfile::TempDir, db: Option<TestDb>, extra: &[(&str, &str)]) -> TestApp {
+        // `SENDMUX_TEST_LOG=warn` (a tracing filter) shows what the servers log.
+        if let Ok(filter) = std::env::var("SENDMUX_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let mut env: Vec<(String, String)> = vec![
             ("SENDMUX_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("SENDMUX_SMTP_ADDR".into(), "127.0.0.1:0".into()),

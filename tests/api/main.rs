@@ -19,6 +19,7 @@ mod key_scopes;
 mod keys;
 mod limits;
 mod mail_servers;
+mod many_nodes;
 mod object_storage;
 mod operations;
 mod outbound;

@@ -10,19 +10,19 @@ use std::time::Duration;
 
 /// One SSE frame: an event, or a comment (heartbeat).
 #[derive(Debug, Clone, PartialEq)]
-enum Frame {
+pub(crate) enum Frame {
     Event { id: String, kind: String, data: Value },
     Comment(String),
 }
 
 /// A minimal SSE reader over a real HTTP response.
-struct Sse {
+pub(crate) struct Sse {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buf: String,
 }
 
 impl Sse {
-    async fn open(app: &TestApp, key: &str, query: &str, last_id: Option<&str>) -> Sse {
+    pub(crate) async fn open(app: &TestApp, key: &str, query: &str, last_id: Option<&str>) -> Sse {
         let mut req = app.req(Method::GET, &format!("/api/v1/mailbox/events{query}"), key);
         if let Some(id) = last_id {
             req = req.header("Last-Event-ID", id);
@@ -36,7 +36,7 @@ impl Sse {
     }
 
     /// The next frame, or None when the server ended the stream.
-    async fn next(&mut self, within: Duration) -> Option<Frame> {
+    pub(crate) async fn next(&mut self, within: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(end) = self.buf.find("\n\n") {
@@ -71,7 +71,7 @@ impl Sse {
         }
     }
 
-    async fn next_event(&mut self, within: Duration) -> (String, String, Value) {
+    pub(crate) async fn next_event(&mut self, within: Duration) -> (String, String, Value) {
         loop {
             match self.next(within).await {
                 Some(Frame::Event { id, kind, data }) => return (id, kind, data),
@@ -331,7 +331,7 @@ async fn mail_received_over_smtp_reaches_the_stream_and_the_webhook() {
 }
 
 /// Waits for the server to end the stream (EOF), skipping whatever frames come first.
-async fn ends(stream: &mut Sse, what: &str) {
+pub(crate) async fn ends(stream: &mut Sse, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -6,7 +6,11 @@
 //! is stored only under the generation read before it was loaded, so a load racing a
 //! change can never hide it. Entries also expire after [`TTL_MS`], which bounds how
 //! stale time-derived fields (a key's `expired` status, `last_used_at`) can get.
-//! With PostgreSQL other nodes write too, so the cache is off.
+//! With PostgreSQL other nodes write too: every change also sends `NOTIFY
+//! sendmux_changes` inside its transaction, and each node's listener
+//! ([`crate::jobs::listen_for_changes`]) bumps the team's generation when it arrives. The
+//! cache is on only while that listener is connected; losing it turns the cache off and
+//! forgets everything ([`ReadCache::set_enabled`]).
 //!
 //! The answers are bounded by bytes: a budget for all teams
 //! (`SENDMUX_READ_CACHE_BYTES`), of which one team holds at most a [`TEAM_SHARE`]th, so
@@ -28,7 +32,7 @@ const ENTRY_OVERHEAD: usize = 160;
 
 #[derive(Default)]
 pub struct ReadCache {
-    enabled: bool,
+    enabled: std::sync::atomic::AtomicBool,
     generations: RwLock<Generations>,
     entries: RwLock<Entries>,
     /// Answers looked up by a key that names no team (a recipient address), each kept
@@ -39,6 +43,8 @@ pub struct ReadCache {
 #[derive(Default)]
 struct Generations {
     teams: HashMap<String, u64>,
+    /// Bumped when everything is forgotten at once; the high half of every generation.
+    base: u64,
     /// Bumped with every team's generation: a load that cannot name its team before it
     /// runs is stored only if no change at all committed meanwhile.
     epoch: u64,
@@ -140,9 +146,38 @@ impl ReadCache {
 
     /// A cache whose answers take at most `budget` bytes, a team's at most an eighth.
     pub fn with_budget(enabled: bool, budget: usize) -> Self {
-        let cache = Self { enabled, ..Default::default() };
+        let cache = Self { enabled: enabled.into(), ..Default::default() };
         cache.entries.write().budget = budget;
         cache
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Turns the cache on or off, forgetting every answer either way: on PostgreSQL it
+    /// is on only while this node hears the other nodes' changes.
+    pub fn set_enabled(&self, on: bool) {
+        if !on {
+            self.enabled.store(false, std::sync::atomic::Ordering::Release);
+        }
+        self.invalidate_all();
+        if on {
+            self.enabled.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Forget every team's answers; loads that began before are not stored.
+    pub fn invalidate_all(&self) {
+        {
+            let mut generations = self.generations.write();
+            generations.base += 1;
+            generations.epoch += 1;
+        }
+        self.shared.write().clear();
+        let mut entries = self.entries.write();
+        let budget = entries.budget;
+        *entries = Entries { budget, ..Default::default() };
     }
 
     /// Bytes the stored answers take (bodies, keys and bookkeeping).
@@ -152,7 +187,8 @@ impl ReadCache {
 
     /// The team's current generation; pass it to [`ReadCache::put`] after loading.
     pub fn generation(&self, team_id: &str) -> u64 {
-        self.generations.read().teams.get(team_id).copied().unwrap_or(0)
+        let generations = self.generations.read();
+        generations.teams.get(team_id).copied().unwrap_or(0) | (generations.base << 32)
     }
 
     /// The count of changes to any team; pass it to [`ReadCache::put_shared`].
@@ -162,7 +198,7 @@ impl ReadCache {
 
     /// An answer stored by [`ReadCache::put_shared`], while its team is unchanged.
     pub fn get_shared<T: Clone + 'static>(&self, key: &str, now: i64) -> Option<T> {
-        if !self.enabled {
+        if !self.enabled() {
             return None;
         }
         let shared = self.shared.read();
@@ -174,7 +210,7 @@ impl ReadCache {
     /// Stores `value`, found under `key` and belonging to `team_id`, unless any team
     /// changed since `epoch` was read (before loading it).
     pub fn put_shared<T: Send + Sync + 'static>(&self, key: &str, team_id: &str, epoch: u64, loaded_at: i64, value: T) {
-        if !self.enabled {
+        if !self.enabled() {
             return;
         }
         let mut shared = self.shared.write();
@@ -182,7 +218,7 @@ impl ReadCache {
         if generations.epoch != epoch {
             return;
         }
-        let generation = generations.teams.get(team_id).copied().unwrap_or(0);
+        let generation = generations.teams.get(team_id).copied().unwrap_or(0) | (generations.base << 32);
         if shared.len() > 20_000 {
             shared.clear();
         }
@@ -191,7 +227,7 @@ impl ReadCache {
     }
 
     pub fn get(&self, team_id: &str, key: &str, now: i64) -> Option<bytes::Bytes> {
-        if !self.enabled {
+        if !self.enabled() {
             return None;
         }
         let generation = self.generation(team_id);
@@ -201,7 +237,7 @@ impl ReadCache {
     }
 
     pub fn put(&self, team_id: &str, key: &str, generation: u64, loaded_at: i64, body: bytes::Bytes) {
-        if !self.enabled {
+        if !self.enabled() {
             return;
         }
         let mut entries = self.entries.write();
@@ -213,12 +249,11 @@ impl ReadCache {
 
     /// Forget the team's answers: call after a change to it has committed.
     pub fn invalidate(&self, team_id: &str) {
-        if !self.enabled {
-            return;
-        }
         {
             let mut generations = self.generations.write();
-            *generations.teams.entry(team_id.to_owned()).or_insert(0) += 1;
+            let team = generations.teams.entry(team_id.to_owned()).or_insert(0);
+            // The low half of a generation: wraps long before it could reach the base.
+            *team = (*team + 1) & u64::from(u32::MAX);
             generations.epoch += 1;
         }
         // Its answers can no longer be served: give their bytes back now. (Not under
@@ -260,6 +295,34 @@ mod tests {
         let disabled = ReadCache::new(false);
         disabled.put("t", "k", 0, 0, "x".into());
         assert!(disabled.get("t", "k", 1).is_none());
+    }
+
+    /// PostgreSQL: the cache is on only while the node hears the other nodes. Turning it
+    /// off or on forgets every answer, and a load that began before cannot be stored.
+    #[test]
+    fn switching_the_cache_forgets_everything_and_racing_loads() {
+        let c = ReadCache::new(false);
+        c.put("t", "k", c.generation("t"), 0, "off".into());
+        assert!(c.get("t", "k", 1).is_none(), "off: nothing is stored");
+        let before = c.generation("t");
+        let epoch = c.epoch();
+        c.set_enabled(true);
+        c.put("t", "k", before, 1, "began while off".into());
+        c.put_shared("rcpt:a@x", "t", epoch, 1, 1u8);
+        assert!(c.get("t", "k", 2).is_none(), "a load that began before the switch");
+        assert!(c.get_shared::<u8>("rcpt:a@x", 2).is_none());
+        c.put("t", "k", c.generation("t"), 2, "on".into());
+        c.put_shared("rcpt:a@x", "t", c.epoch(), 2, 2u8);
+        c.put("u", "k", c.generation("u"), 2, "other".into());
+        assert_eq!(c.get("t", "k", 3).as_deref(), Some(b"on".as_slice()));
+        assert_eq!(c.get_shared::<u8>("rcpt:a@x", 3), Some(2));
+        // A lost listener: everything goes, for every team, and stays gone when back on.
+        c.set_enabled(false);
+        assert!(c.get("t", "k", 4).is_none() && c.get("u", "k", 4).is_none());
+        assert_eq!(c.bytes_held(), 0);
+        c.set_enabled(true);
+        assert!(c.get("t", "k", 5).is_none() && c.get("u", "k", 5).is_none());
+        assert!(c.get_shared::<u8>("rcpt:a@x", 5).is_none());
     }
 
     /// A caller choosing a new cursor for every read (3,000 reads of ~38 KB answers took

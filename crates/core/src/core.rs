@@ -76,11 +76,69 @@ impl Core {
     }
 
     /// Commits a change to `team_id` and drops the team's cached reads: after the
-    /// commit, so a read racing the change cannot cache what it replaced.
+    /// commit, so a read racing the change cannot cache what it replaced. On PostgreSQL
+    /// the change also reaches every other node's cache (`NOTIFY`, sent on commit).
     pub async fn commit(&self, tx: crate::store::Tx, team_id: &str) -> sqlx::Result<()> {
+        self.commit_change(tx, team_id, crate::store::changes::Change::Team).await
+    }
+
+    /// Commits a change to credentials (keys, members, roles, limits) of `team_id`:
+    /// also forgets every cached credential, on every node.
+    pub async fn commit_credentials(&self, tx: crate::store::Tx, team_id: &str) -> sqlx::Result<()> {
+        self.commit_change(tx, team_id, crate::store::changes::Change::Credentials).await
+    }
+
+    async fn commit_change(
+        &self,
+        mut tx: crate::store::Tx,
+        team_id: &str,
+        change: crate::store::changes::Change,
+    ) -> sqlx::Result<()> {
+        if self.store.backend() == crate::store::Backend::Postgres {
+            crate::store::changes::announce(&mut tx, change, Some(team_id)).await?;
+        }
         tx.commit().await?;
         self.cache.invalidate(team_id);
+        if change == crate::store::changes::Change::Credentials {
+            self.auth.invalidate();
+        }
         self.bus.notify(team_id);
         Ok(())
+    }
+
+    /// A change to credentials committed outside [`Core::commit_credentials`] (a session
+    /// ended): forgets every cached credential here and, on PostgreSQL, on every node.
+    pub async fn credentials_changed(&self) -> sqlx::Result<()> {
+        self.auth.invalidate();
+        if self.store.backend() == crate::store::Backend::Postgres {
+            let mut conn = self.store.pool().acquire().await?;
+            crate::store::changes::announce(&mut conn, crate::store::changes::Change::Credentials, None).await?;
+        }
+        Ok(())
+    }
+
+    /// A change heard from another node (see [`crate::store::changes`]).
+    pub fn apply_change(&self, payload: &str) {
+        match crate::store::changes::parse(payload) {
+            Some((change, team)) => {
+                if let Some(team) = team {
+                    self.cache.invalidate(team);
+                }
+                if change == crate::store::changes::Change::Credentials {
+                    self.auth.invalidate();
+                }
+            }
+            None => {
+                tracing::warn!(payload, "unknown change notification; forgetting every cached read");
+                self.cache.invalidate_all();
+                self.auth.invalidate();
+            }
+        }
+    }
+
+    /// Turns the credential and read caches on or off, forgetting both either way.
+    pub fn set_caching(&self, on: bool) {
+        self.cache.set_enabled(on);
+        self.auth.set_caching(on);
     }
 }

@@ -82,39 +82,68 @@ async fn erase_leftover_bodies(state: &Storage) -> anyhow::Result<()> {
     }
 }
 
-/// PostgreSQL: turns `NOTIFY sendmux_events` from any node into wake-ups on this one.
-/// After a lost connection it wakes every reader, who then re-read the log.
-pub async fn listen_for_events(bus: std::sync::Arc<crate::events::Bus>, url: String, shutdown: CancellationToken) {
+/// PostgreSQL: hears what the other nodes commit. `NOTIFY sendmux_events` becomes
+/// wake-ups on this node's bus (streams, the webhook worker); `NOTIFY sendmux_changes`
+/// drops what this node's caches hold about the change ([`crate::store::changes`]).
+///
+/// The caches are on only while the listener is connected: a lost connection turns them
+/// off at once (a change committed meanwhile would go unheard) and forgets everything;
+/// once listening again they start empty, and every stream reader re-reads the log.
+pub async fn listen_for_changes(core: std::sync::Arc<crate::Core>, url: String, shutdown: CancellationToken) {
+    use crate::store::changes::CHANNEL;
     loop {
-        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen_all([EVENTS_CHANNEL, CHANNEL]).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for events; retrying");
+                tracing::warn!(error = %e, "cannot LISTEN for other nodes' changes; caches stay off, retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
-        if let Err(e) = listener.listen("sendmux_events").await {
-            tracing::warn!(error = %e, "LISTEN sendmux_events failed; retrying");
-            continue;
-        }
-        bus.notify_all();
+        // A lost connection ends `try_recv` at once; a silent one (a peer gone without a
+        // word) is found by the heartbeat.
+        listener.eager_reconnect(false);
+        core.set_caching(true);
+        core.bus.notify_all();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
         loop {
-            tokio::select! {
+            let alive = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                n = listener.recv() => match n {
-                    Ok(n) => bus.notify(n.payload()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event notifications lost; reconnecting");
-                        break;
-                    }
+                n = listener.try_recv() => match n {
+                    Ok(Some(n)) if n.channel() == CHANNEL => { core.apply_change(n.payload()); true }
+                    Ok(Some(n)) => { core.bus.notify(n.payload()); true }
+                    Ok(None) | Err(_) => false,
+                },
+                _ = heartbeat.tick() => {
+                    let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                    matches!(tokio::time::timeout(HEARTBEAT_TIMEOUT, ping).await, Ok(Ok(_)))
                 }
+            };
+            if !alive {
+                // What was committed meanwhile went unheard: nothing cached can be trusted.
+                core.set_caching(false);
+                tracing::warn!("lost the connection hearing other nodes' changes; caches off, reconnecting");
+                break;
             }
         }
     }
 }
+
+/// How often the listener's connection proves it is alive, and how long it may take.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The channel the event log's writers notify (`store::writer`).
+const EVENTS_CHANNEL: &str = "sendmux_events";
 
 /// Deletes every inbound message past its mailbox's retention, in batches. Returns how
 /// many went.

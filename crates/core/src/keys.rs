@@ -236,8 +236,7 @@ pub async fn rotate(core: &Core, caller: &Principal, id: &KeyId, grace_seconds: 
     )
     .await?;
     let row = q::get(&mut tx.team(team), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
-    core.commit(tx, team_id).await?;
-    core.auth.invalidate();
+    core.commit_credentials(tx, team_id).await?;
     Ok(WithSecret { key: row, secret })
 }
 
@@ -254,8 +253,7 @@ pub async fn revoke(core: &Core, caller: &Principal, id: &KeyId) -> Result<KeyRo
             .await?;
     }
     let row = q::get(&mut tx.team(team), id.as_str()).await?.ok_or_else(|| Error::not_found("key"))?;
-    core.commit(tx, team_id).await?;
-    core.auth.invalidate();
+    core.commit_credentials(tx, team_id).await?;
     Ok(row)
 }
 

@@ -102,7 +102,8 @@ pub async fn logout(core: &Core, token: &str) -> Result<()> {
     if !people::revoke_session(&mut conn, &token_hash(token)).await? {
         return Err(Error::unauthenticated("Invalid or expired session"));
     }
-    core.auth.invalidate();
+    drop(conn);
+    core.credentials_changed().await?;
     Ok(())
 }
 
@@ -168,6 +169,6 @@ pub async fn accept_invitation(core: &Core, acceptance: Acceptance) -> Result<Se
     )
     .await?;
     let (token, expires_at) = new_session(core, &mut tx, &user.id).await?;
-    core.commit(tx, &invite.team_id).await?;
+    core.commit_credentials(tx, &invite.team_id).await?;
     Ok(Session { token, user_id: user.id, team_id: Some(invite.team_id), expires_at })
 }

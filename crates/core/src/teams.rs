@@ -125,8 +125,7 @@ pub async fn delete(core: &Core, caller: &Principal) -> Result<()> {
     }
     let bodies = [erasures::team_key(team.as_str())];
     erasures::queue(&mut tx, &bodies, now_ms()).await?;
-    core.commit(tx, team.as_str()).await?;
-    core.auth.invalidate();
+    core.commit_credentials(tx, team.as_str()).await?;
     crate::erasure::erase_bodies(&core.storage(), &bodies).await;
     tracing::info!(team_id = %team, actor = %caller.actor().id, "team deleted");
     Ok(())
@@ -159,8 +158,7 @@ pub async fn transfer(core: &Core, caller: &Principal, user_id: &str) -> Result<
     .await?;
     let member =
         people::member(&mut tx.team(team), target.as_str()).await?.ok_or_else(|| Error::not_found("member"))?;
-    core.commit(tx, team.as_str()).await?;
-    core.auth.invalidate();
+    core.commit_credentials(tx, team.as_str()).await?;
     Ok(member)
 }
 
@@ -198,8 +196,7 @@ pub async fn update_member(core: &Core, caller: &Principal, user_id: &UserId, ro
     .await?;
     let member =
         people::member(&mut tx.team(team), user_id.as_str()).await?.ok_or_else(|| Error::not_found("member"))?;
-    core.commit(tx, team.as_str()).await?;
-    core.auth.invalidate();
+    core.commit_credentials(tx, team.as_str()).await?;
     Ok(member)
 }
 
@@ -229,8 +226,7 @@ pub async fn remove_member(core: &Core, caller: &Principal, user_id: &UserId) ->
         serde_json::json!({"role": current.role}),
     )
     .await?;
-    core.commit(tx, team.as_str()).await?;
-    core.auth.invalidate();
+    core.commit_credentials(tx, team.as_str()).await?;
     Ok(())
 }
 

@@ -172,7 +172,9 @@ async fn approve(
 ) -> ApiResult<axum::Json<IncreaseOut>> {
     let id = path_id(&id, IncreaseRequestId::parse, "increase request")?;
     let row = sendmux_core::limits::decide(&state.store, id.as_str(), true, input.limit, "admin_api").await?;
+    // decide() told every node on PostgreSQL; this node forgets at once.
     state.auth.invalidate();
+    state.cache.invalidate(&row.team_id);
     Ok(axum::Json(row.into()))
 }
 

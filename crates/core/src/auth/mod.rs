@@ -95,12 +95,14 @@ struct CacheEntry {
     valid_until: i64,
 }
 
-/// Resolves bearer tokens. On SQLite (a single node) resolved credentials are cached in
-/// memory and the whole cache is dropped on any change to keys, sessions or members, so
-/// a revoked key fails on the very next request. On PostgreSQL, where other nodes may
-/// revoke, every request reads the store.
+/// Resolves bearer tokens. Resolved credentials are cached in memory and the whole cache
+/// is dropped on any change to keys, sessions, members or limits, so a revoked key fails
+/// on the very next request. On PostgreSQL a change made on any node reaches every other
+/// node's cache as `NOTIFY sendmux_changes` ([`crate::Core::commit_credentials`]); the
+/// cache is on only while this node's listener is connected ([`Authenticator::set_caching`]).
 pub struct Authenticator {
     store: Store,
+    caching: std::sync::atomic::AtomicBool,
     cache: RwLock<HashMap<(String, Option<String>), CacheEntry>>,
     generation: AtomicU64,
     last_touch: Mutex<HashMap<String, i64>>,
@@ -115,6 +117,7 @@ const CACHE_TTL_MS: i64 = 30_000;
 impl Authenticator {
     pub fn new(store: Store, sending_default: i64, other_default: i64) -> Self {
         Self {
+            caching: (store.backend() == Backend::Sqlite).into(),
             store,
             cache: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -125,10 +128,23 @@ impl Authenticator {
     }
 
     fn caching(&self) -> bool {
-        self.store.backend() == Backend::Sqlite
+        self.caching.load(Ordering::Acquire)
     }
 
-    /// Forget every cached credential; call after committing a change that affects one.
+    /// Turns the cache on or off, forgetting every credential either way.
+    pub fn set_caching(&self, on: bool) {
+        if !on {
+            self.caching.store(false, Ordering::Release);
+        }
+        self.invalidate();
+        if on {
+            self.caching.store(true, Ordering::Release);
+        }
+    }
+
+    /// Forget every cached credential on this node. Services call
+    /// [`crate::Core::commit_credentials`] or [`crate::Core::credentials_changed`], which
+    /// also tell the other nodes.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.write().clear();

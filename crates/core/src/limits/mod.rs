@@ -222,6 +222,16 @@ pub async fn decide(
     )
     .await?;
     let row = q::get_request(&mut tx, id).await?.ok_or_else(|| Error::not_found("increase request"))?;
+    // Limits are part of a resolved credential: every node (on PostgreSQL) forgets its
+    // cached ones when this commits, the CLI's changes included.
+    if store.backend() == crate::store::Backend::Postgres {
+        crate::store::changes::announce(
+            &mut tx,
+            crate::store::changes::Change::Credentials,
+            Some(row.team_id.as_str()),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(row)
 }

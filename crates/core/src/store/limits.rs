@@ -124,18 +124,36 @@ pub async fn decide(conn: &mut Conn, id: &str, status: &str, granted: Option<i64
 /// Counts one request in the bucket's fixed window on the database's clock (so nodes
 /// with skewed clocks agree) and returns (window start, count). PostgreSQL only: SQLite
 /// deployments are one node and count in memory.
-pub async fn hit_window_pg(conn: &mut Conn, bucket: &str, window_ms: i64) -> sqlx::Result<(i64, i64)> {
+/// A lease on the bucket's window: up to `want` requests, fewer as the window's `limit`
+/// runs out (a quarter of what is left, rounded up), none once it has; a window that
+/// ended restarts on the database's clock. Returns (window start, requests leased in
+/// the window by every node, requests this lease got, the database's now).
+pub async fn lease_pg(
+    conn: &mut Conn,
+    bucket: &str,
+    window_ms: i64,
+    want: i64,
+    limit: i64,
+) -> sqlx::Result<(i64, i64, i64, i64)> {
     sqlx::query_as(
         "WITH now AS (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS ms) \
-         INSERT INTO rate_windows (bucket, window_start, count) SELECT $1, ms, 1 FROM now \
+         INSERT INTO rate_windows (bucket, window_start, count, granted) \
+           SELECT $1, ms, LEAST($3, ($4 + 3) / 4), LEAST($3, ($4 + 3) / 4) FROM now \
          ON CONFLICT (bucket) DO UPDATE SET \
-           count = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) THEN 1 ELSE rate_windows.count + 1 END, \
-           window_start = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) THEN (SELECT ms FROM now) \
-                               ELSE rate_windows.window_start END \
-         RETURNING window_start, count",
+           window_start = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) \
+                               THEN (SELECT ms FROM now) ELSE rate_windows.window_start END, \
+           granted = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) \
+                          THEN LEAST($3, ($4 + 3) / 4) \
+                          ELSE LEAST($3, (GREATEST($4 - rate_windows.count, 0) + 3) / 4) END, \
+           count = CASE WHEN rate_windows.window_start + $2 <= (SELECT ms FROM now) \
+                        THEN LEAST($3, ($4 + 3) / 4) \
+                        ELSE rate_windows.count + LEAST($3, (GREATEST($4 - rate_windows.count, 0) + 3) / 4) END \
+         RETURNING window_start, count, granted, (SELECT ms FROM now)",
     )
     .bind(bucket)
     .bind(window_ms)
+    .bind(want)
+    .bind(limit)
     .fetch_one(conn)
     .await
 }
