@@ -17,6 +17,7 @@ mod inbound_hostile;
 mod isolation;
 mod key_scopes;
 mod keys;
+mod kill_nodes;
 mod limits;
 mod mail_servers;
 mod many_nodes;
