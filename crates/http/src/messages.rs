@@ -92,9 +92,11 @@ async fn inject_into(
     Ok((StatusCode::CREATED, axum::Json(stored)))
 }
 
-fn raw_response(bytes: Vec<u8>) -> Response {
-    let mut res = (StatusCode::OK, bytes).into_response();
+/// The raw message, passed on as it is read (from a bucket, piece by piece).
+fn raw_response(raw: messages::RawBody) -> Response {
+    let mut res = (StatusCode::OK, axum::body::Body::from_stream(raw.bytes)).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("message/rfc822"));
+    res.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(raw.len));
     res
 }
 
@@ -123,7 +125,7 @@ async fn get_in(state: &AppState, p: &Principal, mailbox_id: Option<&str>, id: &
 }
 
 async fn raw_in(state: &AppState, p: &Principal, mailbox_id: Option<&str>, id: &str) -> ApiResult<Response> {
-    Ok(raw_response(messages::raw(state, p, mailbox_id, id).await?))
+    Ok(raw_response(messages::raw_stream(state, p, mailbox_id, id).await?))
 }
 
 /// Messages of a mailbox key's mailbox, newest first.

@@ -18,6 +18,7 @@
 //! the earlier layout (`<team_id>/<message_id>`, a file `<message_id>.eml`) are still read
 //! and deleted.
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -32,12 +33,24 @@ use crate::files::create_private_dir;
 
 pub mod s3;
 
+/// A body read piece by piece.
+pub type BodyStream = futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
+
 /// Where raw message bytes live.
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` for `team_id` and returns their key; when this returns Ok the
     /// bytes survive a crash.
     fn put(&self, team_id: &str, bytes: Arc<Vec<u8>>) -> BoxFuture<'_, io::Result<String>>;
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<Vec<u8>>>;
+    /// The bytes under `key` as they arrive, for answers that pass a body on whole
+    /// (`…/raw`): an object store's body is never held in memory at once. The default
+    /// reads it whole first (a local segment file reads at disk speed).
+    fn stream<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<BodyStream>> {
+        Box::pin(async move {
+            let bytes = bytes::Bytes::from(self.get(key).await?);
+            Ok(futures::stream::once(std::future::ready(Ok(bytes))).boxed())
+        })
+    }
     /// Removes the bytes under `key`, durably; a missing key is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>>;
     /// Removes every body of the team.

@@ -193,6 +193,14 @@ impl BlobStore for S3BlobStore {
         })
     }
 
+    fn stream<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<super::BodyStream>> {
+        Box::pin(async move {
+            let path = self.path_of(key)?;
+            let found = self.store.get(&path).await.map_err(io_error)?;
+            Ok(found.into_stream().map_err(io_error).boxed())
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             match self.store.delete(&self.path_of(key)?).await {

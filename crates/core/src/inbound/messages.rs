@@ -134,10 +134,33 @@ pub async fn get(core: &Core, caller: &Principal, mailbox_id: Option<&str>, id: 
 
 /// The message exactly as it arrived.
 pub async fn raw(core: &Core, caller: &Principal, mailbox_id: Option<&str>, id: &str) -> Result<Vec<u8>> {
+    use futures::TryStreamExt;
+    let body = raw_stream(core, caller, mailbox_id, id).await?;
+    let read = body.bytes.try_fold(Vec::with_capacity(body.len as usize), |mut all, piece| async move {
+        all.extend_from_slice(&piece);
+        Ok(all)
+    });
+    read.await.map_err(|e| Error::internal(format_args!("reading a message body: {e}")))
+}
+
+/// A message's raw bytes as they are read from where bodies live, with their length:
+/// for answers that pass the body on, so a large one is never held whole.
+pub struct RawBody {
+    pub bytes: crate::blob::BodyStream,
+    pub len: u64,
+}
+
+/// [`raw`], streamed.
+pub async fn raw_stream(core: &Core, caller: &Principal, mailbox_id: Option<&str>, id: &str) -> Result<RawBody> {
     caller.require(Perm::MailboxRead)?;
     caller.require(Perm::MessageContentRead)?;
     let m = message(core, caller, mailbox_id, id).await?;
-    body_of(core, &m).await
+    let bytes = core
+        .blobs
+        .stream(&m.blob_key)
+        .await
+        .map_err(|e| Error::internal(format_args!("reading {}: {e}", m.blob_key)))?;
+    Ok(RawBody { bytes, len: u64::try_from(m.size_bytes).unwrap_or(0) })
 }
 
 /// One attachment, by its index (as the caller wrote it) in the message's `attachments`.
