@@ -273,37 +273,93 @@ pub struct Outcome {
     pub next_attempt_at: Option<i64>,
 }
 
-/// Records an attempt under the lease that claimed it; false when the lease was lost
-/// (it expired and another worker took the delivery), in which case nothing is written.
-pub async fn record_attempt(conn: &mut Conn, claimed: &Claimed, outcome: &Outcome) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, \
-         locked_until = NULL, lease = NULL, updated_at = $5 WHERE id = $1 AND lease = $2",
-    )
-    .bind(&claimed.id)
-    .bind(&claimed.lease)
-    .bind(outcome.status)
-    .bind(outcome.next_attempt_at)
-    .bind(outcome.attempted_at)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Ok(false);
+/// Records a batch of attempts, each under the lease that claimed it, in two statements
+/// whatever the batch's size: the deliveries whose lease still holds are updated (one `UPDATE … FROM` a JSON array),
+/// and their attempts inserted (one `INSERT … SELECT` from it). Returns, in order,
+/// whether each was recorded: false when the lease was lost (it expired and another
+/// worker took the delivery), in which case nothing of it is written.
+pub async fn record_attempts(
+    conn: &mut Conn,
+    backend: Backend,
+    items: &[(&Claimed, &Outcome)],
+) -> sqlx::Result<Vec<bool>> {
+    #[derive(serde::Serialize)]
+    struct Update<'a> {
+        id: &'a str,
+        lease: &'a str,
+        status: &'a str,
+        next_attempt_at: Option<i64>,
+        updated_at: i64,
     }
-    sqlx::query(
-        "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, latency_ms, error, response) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(AttemptId::new().into_string())
-    .bind(&claimed.id)
-    .bind(outcome.attempted_at)
-    .bind(outcome.status_code)
-    .bind(outcome.latency_ms)
-    .bind(outcome.error.as_deref())
-    .bind(outcome.response.as_deref())
-    .execute(conn)
+    #[derive(serde::Serialize)]
+    struct Attempt<'a> {
+        id: String,
+        delivery_id: &'a str,
+        attempted_at: i64,
+        status_code: Option<i64>,
+        latency_ms: i64,
+        error: Option<&'a str>,
+        response: Option<&'a str>,
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let updates: Vec<Update> = items
+        .iter()
+        .map(|(c, o)| Update {
+            id: &c.id,
+            lease: &c.lease,
+            status: o.status,
+            next_attempt_at: o.next_attempt_at,
+            updated_at: o.attempted_at,
+        })
+        .collect();
+    let rows = match backend {
+        Backend::Postgres => {
+            "FROM json_to_recordset($1::json) AS r(id TEXT, lease TEXT, status TEXT, next_attempt_at BIGINT, updated_at BIGINT)"
+        }
+        Backend::Sqlite => {
+            "FROM (SELECT value ->> 'id' AS id, value ->> 'lease' AS lease, value ->> 'status' AS status, \
+             value ->> 'next_attempt_at' AS next_attempt_at, value ->> 'updated_at' AS updated_at FROM json_each($1)) AS r"
+        }
+    };
+    let json = serde_json::to_string(&updates).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let recorded: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_deliveries SET status = r.status, attempts = webhook_deliveries.attempts + 1, \
+         next_attempt_at = r.next_attempt_at, locked_until = NULL, lease = NULL, updated_at = r.updated_at \
+         {rows} WHERE webhook_deliveries.id = r.id AND webhook_deliveries.lease = r.lease \
+         RETURNING webhook_deliveries.id"
+    )))
+    .bind(json)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(true)
+    let recorded: std::collections::HashSet<String> = recorded.into_iter().collect();
+    let attempts: Vec<Attempt> = items
+        .iter()
+        .filter(|(c, _)| recorded.contains(&c.id))
+        .map(|(c, o)| Attempt {
+            id: AttemptId::new().into_string(),
+            delivery_id: &c.id,
+            attempted_at: o.attempted_at,
+            status_code: o.status_code,
+            latency_ms: o.latency_ms,
+            error: o.error.as_deref(),
+            response: o.response.as_deref(),
+        })
+        .collect();
+    if !attempts.is_empty() {
+        let json = serde_json::to_string(&attempts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        super::insert_json(
+            conn,
+            backend,
+            "webhook_attempts",
+            "id, delivery_id, attempted_at, status_code, latency_ms, error, response",
+            json,
+            "",
+        )
+        .await?;
+    }
+    Ok(items.iter().map(|(c, _)| recorded.contains(&c.id)).collect())
 }
 
 /// Marks the endpoint healthy after a success.

@@ -243,20 +243,29 @@ pub async fn run_once(state: &WebhookWorker, sender: &Sender, max: usize) -> any
 
     let attempted = results.len();
     let mut tx = state.store.begin().await?;
-    for (claimed, outcome, disable) in &results {
-        if !q::record_attempt(&mut tx, claimed, outcome).await? {
+    let items: Vec<(&Claimed, &Outcome)> = results.iter().map(|(c, o, _)| (c, o)).collect();
+    let recorded = q::record_attempts(&mut tx, state.store.backend(), &items).await?;
+    // The endpoints' health: one statement per endpoint that succeeded in the batch;
+    // failures and disabling, rarer, one by one.
+    let mut succeeded: HashMap<&str, i64> = HashMap::new();
+    for ((claimed, outcome, disable), recorded) in results.iter().zip(recorded) {
+        if !recorded {
             continue;
         }
         if let Some(reason) = disable {
             q::disable(&mut tx, &claimed.webhook_id, reason).await?;
         } else if outcome.status == "succeeded" {
-            q::mark_success(&mut tx, &claimed.webhook_id, outcome.attempted_at).await?;
+            let at = succeeded.entry(claimed.webhook_id.as_str()).or_insert(outcome.attempted_at);
+            *at = (*at).max(outcome.attempted_at);
         } else if outcome.status_code.is_some() || outcome.error.is_some() {
             let since = q::mark_failure(&mut tx, &claimed.webhook_id, outcome.attempted_at).await?;
             if since.is_some_and(|s| outcome.attempted_at - s >= DISABLE_AFTER_MS) {
                 q::disable(&mut tx, &claimed.webhook_id, "failed without a success for 5 days").await?;
             }
         }
+    }
+    for (webhook_id, at) in succeeded {
+        q::mark_success(&mut tx, webhook_id, at).await?;
     }
     // Only delivery bookkeeping changed: no read served from the read cache depends on
     // it, so the teams' cached answers (and recipient lookups) stay valid.
