@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod bind;
+pub mod domains;
 pub mod erasures;
 pub mod events;
 pub mod inbound;
