@@ -2,6 +2,8 @@
 //! else, for `local+tag@domain`, the one at `local@domain` (the message keeps `tag` as
 //! `plus_tag`); else, on a team domain, the domain's catch-all (`*@domain`). A mailbox on
 //! a team domain receives only while its team holds the domain verified (API.md §6, §14).
+//! A catch-all candidate exists only off the instance's own domains: a `*@` mailbox can
+//! only be made on a verified team domain.
 
 use crate::Core;
 use crate::ids::TeamId;
@@ -34,8 +36,12 @@ pub async fn resolve(core: &Core, address: &str) -> anyhow::Result<Option<Recipi
         return Ok(None);
     };
     if !operator {
+        // A mailbox on one of its team's domains receives while the domain is verified.
+        // (One on a name the operator has since stopped receiving for, made before,
+        // keeps its mail: no team domain holds it.)
         let team = TeamId::stored(mailbox.team_id.clone());
-        if !crate::store::domains::is_verified(&mut conn.team(&team), &domain).await? {
+        let status = crate::store::domains::status_of(&mut conn.team(&team), &domain).await?;
+        if status.is_some_and(|s| s != crate::domains::VERIFIED) {
             return Ok(None);
         }
     }

@@ -140,6 +140,16 @@ pub async fn is_verified(t: &mut Team<'_>, name: &str) -> sqlx::Result<bool> {
     Ok(n > 0)
 }
 
+/// The status of the team's domain `name`, if it has one.
+pub async fn status_of(t: &mut Team<'_>, name: &str) -> sqlx::Result<Option<String>> {
+    let (conn, team_id) = t.split();
+    sqlx::query_scalar("SELECT status FROM domains WHERE team_id = $1 AND name = $2")
+        .bind(team_id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Whether a team other than `t`'s holds `name` verified.
 pub async fn verified_elsewhere(t: &mut Team<'_>, name: &str) -> sqlx::Result<bool> {
     let (conn, team_id) = t.split();
