@@ -59,7 +59,10 @@ pub fn check_address(raw: &str, inbound_domains: &[String]) -> Result<String> {
     if !inbound_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
         return Err(Error::invalid(
             "address",
-            format!("This instance receives mail for {} only", inbound_domains.join(", ")),
+            format!(
+                "This instance receives mail for {} and for the domains this team has verified only",
+                inbound_domains.join(", ")
+            ),
         ));
     }
     Ok(address)
@@ -123,19 +126,7 @@ pub async fn create(core: &Core, caller: &Principal, new: NewMailbox) -> Result<
     let team = &caller.team_id;
     let address = match check_address(&new.address, &core.settings.inbound_domains) {
         Ok(address) => address,
-        Err(refused) => match on_team_domain(core, team, &new.address).await? {
-            Some(address) => address,
-            None if refused.to_string().contains("receives mail for") => {
-                return Err(Error::invalid(
-                    "address",
-                    format!(
-                        "This instance receives mail for {} and for the domains this team has verified only",
-                        core.settings.inbound_domains.join(", ")
-                    ),
-                ));
-            }
-            None => return Err(refused),
-        },
+        Err(refused) => on_team_domain(core, team, &new.address).await?.ok_or(refused)?,
     };
     let now = now_ms();
     let mut row = MailboxRow {
