@@ -176,6 +176,7 @@ impl App {
                     shutdown.clone(),
                 ));
             }
+            workers.spawn(sendmux_core::domains::check_loop(self.state.0.core.clone(), shutdown.clone()));
             workers.spawn(sendmux_core::jobs::maintenance_loop(
                 self.state.storage(),
                 std::time::Duration::from_secs(600),

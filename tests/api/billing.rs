@@ -84,15 +84,21 @@ async fn records(app: &TestApp, team: &str) -> i64 {
 async fn quantities_and_amounts_are_exact_and_another_teams_traffic_never_appears() {
     let relay = SmtpServer::start(None).await;
     let ses = SesServer::start(&["example.com"]).await;
-    let app = TestApp::spawn_with(&[
-        NO_WORKERS,
-        ("SENDMUX_MANAGED_SES_REGION", "us-east-1"),
-        ("SENDMUX_MANAGED_SES_ENDPOINT", &ses.endpoint),
-        ("SENDMUX_MANAGED_SES_ACCESS_KEY_ID", &ses.access_key_id),
-        ("SENDMUX_MANAGED_SES_SECRET_ACCESS_KEY", &ses.secret_access_key),
-    ])
+    let dns = DnsServer::start(&[]).await;
+    let app = crate::domains::app_with_dns(
+        &dns,
+        &[
+            NO_WORKERS,
+            ("SENDMUX_MANAGED_SES_REGION", "us-east-1"),
+            ("SENDMUX_MANAGED_SES_ENDPOINT", &ses.endpoint),
+            ("SENDMUX_MANAGED_SES_ACCESS_KEY_ID", &ses.access_key_id),
+            ("SENDMUX_MANAGED_SES_SECRET_ACCESS_KEY", &ses.secret_access_key),
+        ],
+    )
     .await;
     let owner = app.signup("o@bill.test", "Billed").await;
+    // The managed route sends only from a domain the team verified (API.md §5).
+    crate::domains::verified_domain(&app, &dns, &owner.token, json!({"name": "example.com"})).await;
     app.add_member(&owner, "m@bill.test", "member").await;
     app.add_member(&owner, "d@bill.test", "developer").await;
     // 3 messages injected over the API and 2 over SMTP.

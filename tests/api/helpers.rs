@@ -566,23 +566,37 @@ impl RawSmtp {
     }
 }
 
-/// A real DNS server on loopback (tests/support/dns_server.py) serving TXT records.
+/// A real DNS server on loopback (tests/support/dns_server.py) serving TXT records, and
+/// MX records written `MX <preference> <host>`. [`DnsServer::set_records`] replaces them
+/// while it runs.
 pub struct DnsServer {
     pub addr: String,
     _child: tokio::process::Child,
-    _records: tempfile::NamedTempFile,
+    records: tempfile::NamedTempFile,
+}
+
+fn records_json(records: &[(&str, &str)]) -> String {
+    let mut map = serde_json::Map::new();
+    for (name, text) in records {
+        let entry = map.entry(name.to_string()).or_insert_with(|| json!([]));
+        entry.as_array_mut().unwrap().push(json!(text));
+    }
+    Value::Object(map).to_string()
 }
 
 impl DnsServer {
+    /// Serves `records` from now on (the server reads its file again when it changes).
+    pub fn set_records(&self, records: &[(&str, &str)]) {
+        let dir = self.records.path().parent().unwrap();
+        let next = tempfile::NamedTempFile::new_in(dir).unwrap();
+        std::fs::write(next.path(), records_json(records)).unwrap();
+        next.persist(self.records.path()).unwrap();
+    }
+
     pub async fn start(records: &[(&str, &str)]) -> DnsServer {
         use tokio::io::AsyncBufReadExt;
-        let mut map = serde_json::Map::new();
-        for (name, text) in records {
-            let entry = map.entry(name.to_string()).or_insert_with(|| json!([]));
-            entry.as_array_mut().unwrap().push(json!(text));
-        }
         let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), Value::Object(map).to_string()).unwrap();
+        std::fs::write(file.path(), records_json(records)).unwrap();
         let mut child = tokio::process::Command::new("python3")
             .arg(support("dns_server.py"))
             .arg(file.path())
@@ -594,6 +608,6 @@ impl DnsServer {
         let mut line = String::new();
         tokio::io::BufReader::new(stdout).read_line(&mut line).await.unwrap();
         let port: u16 = line.trim().parse().expect("dns_server.py prints its port");
-        DnsServer { addr: format!("127.0.0.1:{port}"), _child: child, _records: file }
+        DnsServer { addr: format!("127.0.0.1:{port}"), _child: child, records: file }
     }
 }

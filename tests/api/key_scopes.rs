@@ -44,11 +44,25 @@ async fn infrastructure_keys_hold_exactly_their_permissions() {
             // covers it.
             ("keys.manage", Method::GET, "/api/v1/keys".into(), Value::Null),
             ("logs.read", Method::GET, "/api/v1/logs".into(), Value::Null),
+            (
+                "domains.manage",
+                Method::POST,
+                "/api/v1/domains".into(),
+                json!({"name": format!("d{n}.example"), "dkim_algorithm": "ed25519"}),
+            ),
+            ("domains.manage", Method::GET, "/api/v1/domains".into(), Value::Null),
         ]
     };
     let mut n = 0;
-    for perm in ["providers.manage", "mailboxes.manage", "keys.manage", "logs.read", "webhooks.manage", "billing.read"]
-    {
+    for perm in [
+        "providers.manage",
+        "mailboxes.manage",
+        "keys.manage",
+        "logs.read",
+        "webhooks.manage",
+        "billing.read",
+        "domains.manage",
+    ] {
         let key =
             app.create_key(&owner.token, json!({"name": perm, "kind": "infrastructure", "permissions": [perm]})).await;
         assert_eq!(key["permissions"], json!([perm]));
@@ -83,7 +97,14 @@ async fn infrastructure_keys_hold_exactly_their_permissions() {
     let default = app.create_key(&owner.token, json!({"name": "d", "kind": "infrastructure"})).await;
     assert_eq!(
         default["permissions"],
-        json!(["providers.manage", "mailboxes.manage", "webhooks.manage", "billing.read", "logs.read"])
+        json!([
+            "providers.manage",
+            "mailboxes.manage",
+            "webhooks.manage",
+            "billing.read",
+            "logs.read",
+            "domains.manage"
+        ])
     );
     let s = status_of(
         &app,

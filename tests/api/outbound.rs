@@ -455,15 +455,21 @@ async fn the_ses_route_sends_signed_requests_to_moto_and_takes_notifications() {
 #[tokio::test]
 async fn the_managed_ses_route_is_billed_as_managed() {
     let ses = SesServer::start(&["example.com"]).await;
-    let app = TestApp::spawn_with(&[
-        NO_WORKERS,
-        ("SENDMUX_MANAGED_SES_REGION", "us-east-1"),
-        ("SENDMUX_MANAGED_SES_ENDPOINT", &ses.endpoint),
-        ("SENDMUX_MANAGED_SES_ACCESS_KEY_ID", &ses.access_key_id),
-        ("SENDMUX_MANAGED_SES_SECRET_ACCESS_KEY", &ses.secret_access_key),
-    ])
+    let dns = DnsServer::start(&[]).await;
+    let app = crate::domains::app_with_dns(
+        &dns,
+        &[
+            NO_WORKERS,
+            ("SENDMUX_MANAGED_SES_REGION", "us-east-1"),
+            ("SENDMUX_MANAGED_SES_ENDPOINT", &ses.endpoint),
+            ("SENDMUX_MANAGED_SES_ACCESS_KEY_ID", &ses.access_key_id),
+            ("SENDMUX_MANAGED_SES_SECRET_ACCESS_KEY", &ses.secret_access_key),
+        ],
+    )
     .await;
     let owner = app.signup("o@managed.test", "Managed").await;
+    // The managed route sends only from a domain the team verified (API.md §5).
+    crate::domains::verified_domain(&app, &dns, &owner.token, json!({"name": "example.com"})).await;
     let g = group(&app, &owner.token, "failover", json!([{"provider_id": "managed"}])).await;
     let key = sending_key(&app, &owner.token, &g).await;
     let id = send(&app, &key, simple("reader@example.org")).await;

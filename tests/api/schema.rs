@@ -49,7 +49,8 @@ async fn schemathesis_finds_the_document_truthful() {
         .create_key(
             &owner.token,
             json!({"name": "infra", "kind": "infrastructure", "permissions": [
-                "providers.manage", "mailboxes.manage", "webhooks.manage", "keys.manage", "billing.read", "logs.read"]}),
+                "providers.manage", "mailboxes.manage", "webhooks.manage", "keys.manage", "billing.read", "logs.read",
+                "domains.manage"]}),
         )
         .await;
     let provider = app.create_smtp_provider(&owner.token, "relay").await;
@@ -76,7 +77,7 @@ async fn schemathesis_finds_the_document_truthful() {
         Run {
             name: "infrastructure key",
             token: infra["key"].as_str().unwrap().to_owned(),
-            include_path: "^/api/v1/(keys|providers|delivery-groups|mailboxes|webhooks|events|logs|billing|limits|suppressions)",
+            include_path: "^/api/v1/(keys|providers|delivery-groups|mailboxes|webhooks|events|logs|billing|limits|suppressions|domains)",
             // The coverage phase's boundary cases for these operations already run with
             // the owner session; this run's own cases keep it within the time budget.
             phases: "examples,fuzzing,stateful",

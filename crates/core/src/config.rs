@@ -211,6 +211,19 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub dns_server: DnsServer,
     pub outbound: OutboundSettings,
+    pub domains: DomainSettings,
+}
+
+/// Team domains (API.md §14): the sender rule and how often DNS is checked again.
+#[derive(Clone, Debug)]
+pub struct DomainSettings {
+    /// `SENDMUX_REQUIRE_VERIFIED_SENDER`: every route, not only the managed one, needs
+    /// `from` on a domain the team verified.
+    pub require_verified_sender: bool,
+    /// Pending (and failed) domains are looked up again this often.
+    pub pending_check_secs: u64,
+    /// Verified domains are looked up again this often.
+    pub verified_check_secs: u64,
 }
 
 /// Which DNS server SPF, DKIM and DMARC checks ask.
@@ -342,6 +355,9 @@ const KNOWN: &[&str] = &[
     "outbound_batch",
     "outbound_lease_seconds",
     "outbound_smtp_pool_size",
+    "require_verified_sender",
+    "domain_check_pending_seconds",
+    "domain_check_verified_seconds",
 ];
 
 impl Settings {
@@ -667,6 +683,15 @@ impl Settings {
                 lease_ms: int("outbound_lease_seconds", 300, 10, 86_400)? * 1000,
                 smtp_pool_size: int("outbound_smtp_pool_size", 16, 1, 1000)? as usize,
             },
+            domains: DomainSettings {
+                require_verified_sender: match get("require_verified_sender") {
+                    None | Some((_, "false")) => false,
+                    Some((_, "true")) => true,
+                    Some((name, v)) => return Err(bad(name, format!("'{v}' must be true or false"))),
+                },
+                pending_check_secs: int("domain_check_pending_seconds", 300, 1, 86_400)? as u64,
+                verified_check_secs: int("domain_check_verified_seconds", 86_400, 1, 30 * 86_400)? as u64,
+            },
         })
     }
 
@@ -827,6 +852,8 @@ mod tests {
             ("SENDMUX_ROLES", "api,mailer"),
             ("SENDMUX_ROLES", " , "),
             ("SENDMUX_BLOB_URL", "https://bucket/x"),
+            ("SENDMUX_REQUIRE_VERIFIED_SENDER", "yes"),
+            ("SENDMUX_DOMAIN_CHECK_PENDING_SECONDS", "0"),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");

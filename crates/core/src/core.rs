@@ -23,6 +23,8 @@ pub struct Core {
     pub blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
     /// SPF/DKIM/DMARC checks through the configured DNS server.
     pub mail_auth: crate::inbound::authenticate::Authenticator,
+    /// Team domain checks through the same DNS server, without an answer cache.
+    pub domain_dns: crate::domains::dns::Dns,
     /// Group commit of inbound messages.
     pub inbound_committer: crate::inbound::Committer,
     pub outbound: std::sync::Arc<crate::outbound::Runtime>,
@@ -62,6 +64,7 @@ impl Core {
             shutdown: tokio_util::sync::CancellationToken::new(),
             blobs,
             mail_auth: crate::inbound::authenticate::Authenticator::new(settings.dns_server)?,
+            domain_dns: crate::domains::dns::Dns::new(settings.dns_server)?,
             inbound_committer: crate::inbound::Committer::start(store.clone(), bus.clone())?,
             outbound: Arc::new(crate::outbound::Runtime::new(&settings, store.clone(), bus.clone())?),
             bus,

@@ -15,7 +15,7 @@ use crate::store::TeamScope;
 use crate::store::events::{self as q, EventRow};
 
 /// Every event type a team can receive.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 11] = [
     "message.received",
     "message.received.spam",
     "message.queued",
@@ -25,6 +25,9 @@ pub const EVENT_TYPES: [&str; 9] = [
     "message.bounced",
     "message.failed",
     "message.suppressed",
+    // Team events (no mailbox): a team domain's DNS records started or stopped matching.
+    "domain.verified",
+    "domain.failed",
 ];
 
 /// Events are kept this long (API.md §7), then removed by the maintenance job.

@@ -94,6 +94,7 @@ prefixed_id! {
     InvitationId => "inv_",
     SessionId => "ses_",
     WebhookSecretId => "whs_",
+    DomainId => "dom_",
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 mod core;
 pub mod crypto;
+pub mod domains;
 pub mod erasure;
 pub mod error;
 pub mod events;

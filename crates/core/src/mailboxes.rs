@@ -48,17 +48,40 @@ pub struct MailboxChange {
 
 // ---- Rules --------------------------------------------------------------------------
 
-/// A mailbox address: a plain address (lower-cased) in one of `inbound_domains`.
+/// A mailbox address: a plain address (lower-cased) in one of `inbound_domains`. A
+/// catch-all (`*@domain`) is for a team's verified domains only.
 pub fn check_address(raw: &str, inbound_domains: &[String]) -> Result<String> {
     let address = validate::email("address", raw)?;
+    if address.starts_with("*@") {
+        return Err(Error::invalid("address", "A catch-all (*@domain) is only for a domain the team has verified"));
+    }
     let domain = address.rsplit('@').next().unwrap_or_default();
     if !inbound_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
         return Err(Error::invalid(
             "address",
-            format!("This instance receives mail for {} only", inbound_domains.join(", ")),
+            format!(
+                "This instance receives mail for {} and for the domains this team has verified only",
+                inbound_domains.join(", ")
+            ),
         ));
     }
     Ok(address)
+}
+
+/// An address on one of the team's verified domains (API.md §14), lower case with the
+/// domain in ASCII: a plain address, or `*@domain` for the domain's catch-all. None when
+/// the domain is not one the team verified.
+async fn on_team_domain(core: &Core, team: &crate::ids::TeamId, raw: &str) -> Result<Option<String>> {
+    let raw = raw.trim();
+    let Some((local, _)) = raw.rsplit_once('@') else { return Ok(None) };
+    let Some(domain) = crate::domains::domain_of(raw) else { return Ok(None) };
+    if !crate::domains::team_verified(core, team, raw).await? {
+        return Ok(None);
+    }
+    if local == "*" {
+        return Ok(Some(format!("*@{domain}")));
+    }
+    Ok(Some(validate::email("address", &format!("{local}@{domain}"))?))
 }
 
 /// The mailbox's name, trimmed and checked.
@@ -100,8 +123,11 @@ pub fn own_id(caller: &Principal) -> Result<&str> {
 /// at most.
 pub async fn create(core: &Core, caller: &Principal, new: NewMailbox) -> Result<MailboxRow> {
     caller.require(Perm::MailboxesManage)?;
-    let address = check_address(&new.address, &core.settings.inbound_domains)?;
     let team = &caller.team_id;
+    let address = match check_address(&new.address, &core.settings.inbound_domains) {
+        Ok(address) => address,
+        Err(refused) => on_team_domain(core, team, &new.address).await?.ok_or(refused)?,
+    };
     let now = now_ms();
     let mut row = MailboxRow {
         id: MailboxId::new().into_string(),

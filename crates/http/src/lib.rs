@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod billing;
+pub mod domains;
 pub mod emails;
 pub mod error;
 pub mod events;
@@ -77,6 +78,7 @@ struct StandardAnswers;
 const CURSORS: &[(&str, &str)] = &[
     ("/api/v1/admin/increase-requests", "req"),
     ("/api/v1/delivery-groups", "dgr"),
+    ("/api/v1/domains", "dom"),
     ("/api/v1/events", "evt"),
     ("/api/v1/keys", "key"),
     ("/api/v1/limits/increase-requests", "req"),
@@ -263,6 +265,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(providers::router())
         .merge(mailboxes::router())
+        .merge(domains::router())
         .merge(messages::router())
         .merge(limits::router())
         .merge(logs::router())

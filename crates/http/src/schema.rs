@@ -77,6 +77,18 @@ doc_type!(
         .into()
 );
 doc_type!(
+    /// A domain name a team adds ([`sendmux_core::domains::name::check`]): letters,
+    /// digits and hyphens in dot-separated labels, or the same in Unicode.
+    DomainName => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(253))
+        .description(Some(
+            "A domain name such as `example.com` or `bücher.example` (kept as punycode): not a public suffix, not one of the instance's inbound domains."
+        ))
+        .into()
+);
+doc_type!(
     /// A new password ([`sendmux_core::auth::password::validate`]).
     Password => ObjectBuilder::new()
         .schema_type(Type::String)

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Everything a handler may require. The first ten are the key permissions of API.md §3
+/// Everything a handler may require. `KEY_PERMISSIONS` are the key permissions of API.md §3
 /// (the names keys carry); the rest are what roles grant people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -33,10 +33,13 @@ pub enum Perm {
     /// Message content (bodies, headers, raw MIME, attachments); `MailboxRead` alone
     /// shows metadata.
     MessageContentRead,
+    /// Team domains (API.md §14): adding, verifying, rotating DKIM, deleting.
+    DomainsManage,
+    DomainsRead,
 }
 
 impl Perm {
-    pub const KEY_PERMISSIONS: [Perm; 10] = [
+    pub const KEY_PERMISSIONS: [Perm; 11] = [
         Perm::ProvidersManage,
         Perm::MailboxesManage,
         Perm::WebhooksManage,
@@ -47,6 +50,7 @@ impl Perm {
         Perm::MailboxRead,
         Perm::MailboxSettingsUpdate,
         Perm::EmailReceive,
+        Perm::DomainsManage,
     ];
 
     /// The dotted name of API.md §3 for key permissions; a descriptive one otherwise.
@@ -75,6 +79,8 @@ impl Perm {
             Perm::LimitsRead => "limits.read",
             Perm::LimitsRequest => "limits.request",
             Perm::MessageContentRead => "messages.content.read",
+            Perm::DomainsManage => "domains.manage",
+            Perm::DomainsRead => "domains.read",
         }
     }
 
@@ -149,6 +155,7 @@ impl Role {
             WebhooksRead,
             LimitsRead,
             MailboxRead,
+            DomainsRead,
         ]);
         // API.md §2: members see metadata, never message content.
         let developer = member.union(PermSet::of(&[KeysManage, WebhooksManage, LogsRead, MessageContentRead]));
@@ -161,6 +168,7 @@ impl Role {
             EmailReceive,
             LimitsRequest,
             BillingRead,
+            DomainsManage,
         ]));
         let owner = admin.union(PermSet::of(&[TeamDelete, TeamTransfer]));
         match self {
@@ -214,7 +222,7 @@ impl KeyKind {
         use Perm::*;
         match self {
             KeyKind::Infrastructure => {
-                &[ProvidersManage, MailboxesManage, WebhooksManage, KeysManage, BillingRead, LogsRead]
+                &[ProvidersManage, MailboxesManage, WebhooksManage, KeysManage, BillingRead, LogsRead, DomainsManage]
             }
             KeyKind::Sending => &[EmailSend],
             KeyKind::Mailbox => &[MailboxRead, MailboxSettingsUpdate, EmailReceive],
@@ -243,6 +251,7 @@ impl KeyKind {
                 (MailboxesManage, MailboxesRead),
                 (WebhooksManage, WebhooksRead),
                 (KeysManage, KeysRead),
+                (DomainsManage, DomainsRead),
             ] {
                 if granted.has(manage) {
                     set = set.with(read);
@@ -270,7 +279,14 @@ mod tests {
         assert!(!d.has(Perm::KeysManage));
         assert_eq!(
             d.key_permission_names(),
-            vec!["providers.manage", "mailboxes.manage", "webhooks.manage", "billing.read", "logs.read"]
+            vec![
+                "providers.manage",
+                "mailboxes.manage",
+                "webhooks.manage",
+                "billing.read",
+                "logs.read",
+                "domains.manage"
+            ]
         );
         assert_eq!(KeyKind::Mailbox.default_permissions().key_permission_names(), vec!["mailbox.read"]);
     }

@@ -67,6 +67,7 @@ pub fn summary(m: &MessageRow) -> Value {
         "size": m.size_bytes,
         "source": m.source,
         "envelope": {"mail_from": m.mail_from, "rcpt_to": m.rcpt_to, "remote_ip": m.remote_ip, "helo": m.helo},
+        "plus_tag": m.plus_tag,
         "from": m.from_address.as_ref().map(|a| json!({"name": m.from_name, "address": a})),
         "subject": m.subject,
         "message_id": m.header_message_id,

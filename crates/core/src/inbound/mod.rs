@@ -6,6 +6,7 @@
 pub mod authenticate;
 pub mod messages;
 pub mod parse;
+pub mod route;
 pub mod score;
 pub mod smtp;
 
@@ -34,6 +35,9 @@ pub struct Recipient {
     pub address: String,
     pub spam_threshold: f64,
     pub accept_spam: bool,
+    /// The `tag` of a `local+tag@domain` address delivered to `local@domain` or the
+    /// domain's catch-all.
+    pub plus_tag: Option<String>,
 }
 
 impl From<crate::store::mailboxes::MailboxRow> for Recipient {
@@ -44,6 +48,7 @@ impl From<crate::store::mailboxes::MailboxRow> for Recipient {
             address: m.address,
             spam_threshold: m.spam_threshold,
             accept_spam: m.accept_spam != 0,
+            plus_tag: None,
         }
     }
 }
@@ -148,6 +153,7 @@ pub async fn receive(state: &Core, incoming: Incoming) -> anyhow::Result<Outcome
             is_spam: i64::from(is_spam),
             auth_results: auth_json.clone(),
             received_at,
+            plus_tag: r.plus_tag.clone(),
         });
     }
     if rows.is_empty() {

@@ -2,7 +2,6 @@
 //! the inbound pipeline, and the pipeline's outcome becomes the end-of-DATA reply.
 
 use crate::Core;
-use crate::store::mailboxes::MailboxRow;
 use sendmux_smtp::session::{Envelope, Handler, Reply};
 
 use super::{Incoming, Outcome, Recipient, Source};
@@ -16,29 +15,25 @@ impl Handler for SmtpHandler {
 
     async fn recipient(&self, address: &str) -> Result<Option<Recipient>, Reply> {
         let address = address.trim().to_lowercase();
-        // On one node (SQLite) a known mailbox is answered from memory; any change to
-        // its team, or to any team while it loads, sends the next lookup to the store.
+        // On one node (SQLite) a known recipient is answered from memory; any change to
+        // its team (a mailbox, a domain's status), or to any team while it loads, sends
+        // the next lookup to the store.
         let key = format!("rcpt:{address}");
         let now = crate::store::now_ms();
         let cache = &self.state.cache;
-        if let Some(mailbox) = cache.get_shared::<MailboxRow>(&key, now) {
-            return Ok(Some(mailbox.into()));
+        if let Some(recipient) = cache.get_shared::<Recipient>(&key, now) {
+            return Ok(Some(recipient));
         }
         let epoch = cache.epoch();
-        let found = async {
-            let mut conn = self.state.store.pool().acquire().await?;
-            crate::store::inbound::mailbox_by_address(&mut conn, &address).await
-        }
-        .await;
-        match found {
-            Ok(m) => {
-                if let Some(mailbox) = &m {
-                    cache.put_shared(&key, &mailbox.team_id, epoch, now, mailbox.clone());
+        match super::route::resolve(&self.state, &address).await {
+            Ok(found) => {
+                if let Some(recipient) = &found {
+                    cache.put_shared(&key, &recipient.team_id, epoch, now, recipient.clone());
                 }
-                Ok(m.map(Recipient::from))
+                Ok(found)
             }
             Err(e) => {
-                tracing::error!(error = %e, "recipient lookup failed");
+                tracing::error!(error = %format!("{e:#}"), "recipient lookup failed");
                 Err(Reply::new(451, "4.3.0 Temporary failure looking up the recipient, try again later"))
             }
         }

@@ -37,6 +37,7 @@ pub async fn send_one(
 ) -> Result<Answer> {
     let group = sending_group(caller)?;
     let email = validate::email("", input, core.settings.outbound.max_email_bytes)?;
+    check_senders(core, &caller.team_id, group, [("", &email)]).await?;
     let row = message_row(core, &caller.team_id, group, &email)?;
     let answer = json!({"id": row.id, "status": "queued"});
     accept(core, caller, idempotency, vec![(row, email)], answer).await
@@ -59,6 +60,8 @@ pub async fn send_batch(
         .enumerate()
         .map(|(i, e)| validate::email(&format!("[{i}]."), e, max))
         .collect::<Result<Vec<_>>>()?;
+    let prefixes: Vec<String> = (0..emails.len()).map(|i| format!("[{i}].")).collect();
+    check_senders(core, &caller.team_id, group, prefixes.iter().map(String::as_str).zip(emails.iter())).await?;
     let messages = emails
         .into_iter()
         .map(|e| Ok((message_row(core, &caller.team_id, group, &e)?, e)))
@@ -86,6 +89,48 @@ pub async fn get(core: &Core, caller: &Principal, id: &MessageId) -> Result<(Mes
         .ok_or_else(|| Error::not_found("email"))?;
     let attempts = q::attempts_of(&mut conn.team(&caller.team_id), &row.id).await?;
     Ok((row, attempts))
+}
+
+/// API.md §5 "Sender identity": through the managed route (a group with the managed
+/// member) — or through any route when `SENDMUX_REQUIRE_VERIFIED_SENDER` is set — `from`
+/// must be on a domain the team has verified. Costs no store read when neither applies.
+async fn check_senders<'a>(
+    core: &Core,
+    team: &TeamId,
+    group: &str,
+    emails: impl IntoIterator<Item = (&'a str, &'a Email)>,
+) -> Result<()> {
+    let required = core.settings.domains.require_verified_sender;
+    if !required && core.settings.managed_ses.is_none() {
+        return Ok(());
+    }
+    let mut conn = core.store.pool().acquire().await?;
+    if !required {
+        let members = crate::store::providers::members_of(&mut conn.team(team), &[group.to_owned()]).await?;
+        if !members.iter().any(|m| m.provider_id.is_none()) {
+            return Ok(());
+        }
+    }
+    let mut verified: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for (prefix, email) in emails {
+        let domain = crate::domains::domain_of(&email.from.address).unwrap_or_default();
+        let ok = match verified.get(&domain) {
+            Some(ok) => *ok,
+            None => {
+                let ok = crate::store::domains::is_verified(&mut conn.team(team), &domain).await?;
+                verified.insert(domain.clone(), ok);
+                ok
+            }
+        };
+        if !ok {
+            let route = if required { "this instance" } else { "the managed route" };
+            return Err(Error::invalid(
+                format!("{prefix}from"),
+                format!("Sending through {route} needs `from` on a domain this team has verified; {domain} is not"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn sending_group(p: &Principal) -> Result<&str> {

@@ -122,6 +122,24 @@ struct Route {
 struct Context {
     routes: HashMap<(String, String), Option<Route>>,
     suppressed: HashMap<String, HashSet<String>>,
+    /// DKIM signers of the batch's teams' verified domains, by (team, domain).
+    signers: HashMap<(String, String), Arc<crate::domains::dkim::Signer>>,
+}
+
+impl Context {
+    /// `raw` DKIM-signed with the key of the team's verified `from` domain; unsigned when
+    /// the team has not verified it (or its key cannot be used, which is logged).
+    fn sign(&self, row: &MessageRow, from: &str, raw: Vec<u8>) -> Vec<u8> {
+        let Some(domain) = crate::domains::domain_of(from) else { return raw };
+        let Some(signer) = self.signers.get(&(row.team_id.clone(), domain)) else { return raw };
+        match signer.sign(&raw) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::warn!(message_id = %row.id, error = %e, "sending unsigned");
+                raw
+            }
+        }
+    }
 }
 
 async fn prefetch(state: &SendWorker, rows: &[MessageRow]) -> anyhow::Result<Context> {
@@ -178,6 +196,23 @@ async fn prefetch(state: &SendWorker, rows: &[MessageRow]) -> anyhow::Result<Con
     for row in rows {
         let rcpts: Vec<String> = serde_json::from_str(&row.recipients).unwrap_or_default();
         by_team.entry(&row.team_id).or_default().extend(rcpts);
+    }
+    for team in by_team.keys() {
+        let team_id = TeamId::stored((*team).to_owned());
+        for d in crate::store::domains::verified(&mut conn.team(&team_id)).await? {
+            match crate::domains::dkim::Signer::open(
+                &state.secrets,
+                &d.name,
+                &d.dkim_selector,
+                &d.dkim_algorithm,
+                &d.dkim_private_key,
+            ) {
+                Ok(signer) => {
+                    ctx.signers.insert(((*team).to_owned(), d.name.clone()), Arc::new(signer));
+                }
+                Err(e) => tracing::warn!(domain = %d.name, error = %e, "a verified domain's DKIM key cannot sign"),
+            }
+        }
     }
     for (team, mut addrs) in by_team {
         addrs.sort();
@@ -257,13 +292,15 @@ async fn attempt_inner(
                 let outcome = match &r.target {
                     Target::Smtp(t) => {
                         let raw = raw_smtp.get_or_insert_with(|| {
-                            mime::build(&email, &row.id, &row.mime_message_id, row.created_at, true)
+                            let raw = mime::build(&email, &row.id, &row.mime_message_id, row.created_at, true);
+                            ctx.sign(row, &email.from.address, raw)
                         });
                         state.outbound.smtp.send(t, &email.from.address, &rcpts, raw).await
                     }
                     Target::Ses(t) => {
                         let raw = raw_ses.get_or_insert_with(|| {
-                            mime::build(&email, &row.id, &row.mime_message_id, row.created_at, false)
+                            let raw = mime::build(&email, &row.id, &row.mime_message_id, row.created_at, false);
+                            ctx.sign(row, &email.from.address, raw)
                         });
                         ses::send(&state.outbound.http, t, &email.from.address, &rcpts, raw, &email.tags).await
                     }

@@ -26,10 +26,12 @@ pub struct MessageRow {
     pub is_spam: i64,
     pub auth_results: String,
     pub received_at: i64,
+    pub plus_tag: Option<String>,
 }
 
 const COLUMNS: &str = "id, team_id, mailbox_id, blob_key, size_bytes, source, remote_ip, helo, mail_from, rcpt_to, \
-     from_address, from_name, subject, header_message_id, attachment_count, spam_score, is_spam, auth_results, received_at";
+     from_address, from_name, subject, header_message_id, attachment_count, spam_score, is_spam, auth_results, received_at, \
+     plus_tag";
 
 /// The mailbox at `address`, whatever its team: addresses are unique on the instance,
 /// and SMTP routing starts from the address alone. Every later query is team-scoped.
@@ -40,6 +42,21 @@ pub async fn mailbox_by_address(conn: &mut Conn, address: &str) -> sqlx::Result<
     )
     .bind(address)
     .fetch_optional(conn)
+    .await
+}
+
+/// The mailboxes at any of `addresses` (at most three: the address, the address
+/// without its `+tag`, the domain's catch-all), whatever their team.
+pub async fn mailboxes_by_addresses(conn: &mut Conn, addresses: &[String]) -> sqlx::Result<Vec<MailboxRow>> {
+    let at = |i: usize| addresses.get(i).or(addresses.first()).map(String::as_str).unwrap_or_default();
+    sqlx::query_as(
+        "SELECT id, team_id, address, name, spam_threshold, retention_days, accept_spam, created_at, updated_at \
+         FROM mailboxes WHERE address IN ($1, $2, $3)",
+    )
+    .bind(at(0))
+    .bind(at(1))
+    .bind(at(2))
+    .fetch_all(conn)
     .await
 }
 

@@ -5,6 +5,7 @@
 pub mod audit;
 mod bind;
 pub mod changes;
+pub mod domains;
 pub mod erasures;
 pub mod events;
 pub mod inbound;
