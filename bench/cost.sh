@@ -7,10 +7,13 @@
 #   a cached authenticated read (GET /api/v1/keys, infrastructure key), target 0
 #   an accepted send (POST /api/v1/emails, sending key, 64 at a time)
 #   an inbound message over SMTP (smtp-source, 20 sessions)
-# The listener's heartbeat (SELECT 1 every 5 s) is shown apart. Usage: bench/cost.sh [N]
+# Top-level statements only (pg_stat_statements.track=top: a foreign key's check inside
+# an INSERT is not a round trip). The listener's heartbeat (SELECT 1 every 5 s) is shown
+# apart. Usage: bench/cost.sh [INBOUND_MESSAGES] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N="${1:-2000}"
+N="${1:-2000}"     # inbound messages per run
+SECS="${2:-5}"     # seconds of wrk per run (reads, sends: wrk's count of requests is used)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
 need() { for tool in wrk smtp-source curl jq python3; do command -v "$tool" >/dev/null || return 1; done; }
 if ! need; then
@@ -35,7 +38,7 @@ mkdir "$WORK/pg"; [ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK/pg"
 as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust --no-sync -E UTF8 >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w -o "-c port=$PGPORT -c listen_addresses=127.0.0.1 \
   -c unix_socket_directories=$WORK/pg -c shared_preload_libraries=pg_stat_statements \
-  -c pg_stat_statements.track=all -c fsync=off -c max_connections=200" start >/dev/null
+  -c pg_stat_statements.track=top -c fsync=off -c max_connections=200" start >/dev/null
 PG="postgres://postgres@127.0.0.1:$PGPORT"
 psql() { command psql "$PG/sendmux" -qAtX "$@"; }
 command psql "$PG/postgres" -qc "CREATE DATABASE sendmux" >/dev/null
@@ -65,12 +68,6 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("SEND_KEY")
 wrk.body = '{"from": "Bench <bench@example.com>", "to": ["reader@example.org"], "subject": "Cost", "text": "Counting statements."}'
 LUA
-# Each wrk thread stops after PER_THREAD requests; the count wrk prints is used.
-cat > "$WORK/stop.lua" <<'LUA'
-local n = 0
-request = function() n = n + 1; if n > tonumber(os.getenv("PER_THREAD")) then wrk.thread:stop() end; return wrk.format() end
-LUA
-cat "$WORK/stop.lua" >> "$WORK/send.lua"
 
 # Every operation is warmed (caches filled, statements prepared), then counted alone.
 measure() { # $1 label, $2 operations, then the command that runs them
@@ -89,24 +86,25 @@ measure() { # $1 label, $2 operations, then the command that runs them
 import sys
 label, ops, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows = [l.split("\t", 2) for l in open(path).read().splitlines() if l.strip()]
-quiet = ("SELECT $1", "LISTEN", "BEGIN", "COMMIT")
-heartbeat = sum(int(c) for c, _, q in rows if q.startswith("SELECT $1") or q.startswith("SELECT 1"))
-work = [(int(c), q) for c, _, q in rows if not (q.startswith("SELECT $1") or q.startswith("SELECT 1") or q.startswith("LISTEN"))]
+# The listener's heartbeat is `SELECT 1` (normalised `SELECT $1`) and its LISTEN.
+idle = lambda q: q.strip() in ("SELECT $1", "SELECT 1") or q.startswith("LISTEN")
+heartbeat = sum(int(c) for c, _, q in rows if idle(q))
+work = [(int(c), q) for c, _, q in rows if not idle(q)]
 total = sum(c for c, _ in work)
 tx = sum(c for c, q in work if q.startswith("BEGIN"))
 print(f"{label}: {total/ops:.3f} statements per operation ({total} for {ops}), "
       f"{tx/ops:.3f} transactions per operation; heartbeat statements meanwhile: {heartbeat}")
-for c, q in work[:8]:
+for c, q in work[:12]:
     print(f"    {c/ops:8.3f}  {q}")
 PY
 }
-reads() { PER_THREAD=$((N/2)) wrk -t2 -c64 -d60s -s "$WORK/stop.lua" -H "Authorization: Bearer $INFRA" "$BASE/api/v1/keys"; }
-sends() { PER_THREAD=$((N/2)) wrk -t2 -c64 -d60s -s "$WORK/send.lua" "$BASE/api/v1/emails"; }
-inbound() { smtp-source -d -s 20 -l 2048 -m "$((N/2))" -f bench@sender.test -M client.test -t inbox@bench.test "127.0.0.1:$SMTP"; }
+reads() { wrk -t2 -c64 -d"${SECS}s" -H "Authorization: Bearer $INFRA" "$BASE/api/v1/keys"; }
+sends() { wrk -t2 -c64 -d"${SECS}s" -s "$WORK/send.lua" "$BASE/api/v1/emails"; }
+inbound() { smtp-source -d -s 20 -l 2048 -m "$N" -f bench@sender.test -M client.test -t inbox@bench.test "127.0.0.1:$SMTP"; }
 
 {
-  echo "# $(date -u +%FT%TZ) cost model on PostgreSQL $(command psql "$PG/postgres" -qAtXc 'SHOW server_version'), N=$N"
-  measure "cached authenticated read" "$N" reads
-  measure "accepted send" "$N" sends
-  measure "inbound message" "$((N/2))" inbound
+  echo "# $(date -u +%FT%TZ) cost model on PostgreSQL $(command psql "$PG/postgres" -qAtXc 'SHOW server_version'): wrk -t2 -c64 -d${SECS}s, $N inbound messages over 20 sessions"
+  measure "cached authenticated read" 0 reads
+  measure "accepted send" 0 sends
+  measure "inbound message" "$N" inbound
 } | tee bench/results/cost.txt
