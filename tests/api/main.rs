@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod billing;
 mod cli;
+mod console;
 mod events;
 mod hostile;
 mod hostile_tenant;
