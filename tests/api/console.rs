@@ -497,3 +497,88 @@ async fn a_person_in_two_teams_switches_between_them() {
     assert!(page.contains("<strong>member</strong> in <strong>Second team</strong>"), "now in the second team");
     let _ = first;
 }
+
+#[tokio::test]
+async fn the_live_feed_shows_a_new_event_without_a_reload() {
+    let app = spawn().await;
+    let owner = app.signup("live@console.test", "Live").await;
+    let mut s = Scenario::start(&app, "live_feed", signin("live@console.test"));
+    assert_eq!(s.next().await["phase"], "connected");
+    let event =
+        emit(&app, &owner.team_id, None, "message.received", json!({"from": "ann@example.com", "subject": "hi"})).await;
+    let stdin = s.stdin.as_mut().unwrap();
+    stdin.write_all(format!("{event}\n").as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let shown = s.next().await;
+    assert_eq!(shown["id"], event.as_str());
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn an_admin_requests_a_limit_increase_from_80_percent() {
+    let app = TestApp::spawn_with(&[("SENDMUX_LIMIT_MAILBOXES", "2")]).await;
+    let owner = app.signup("lim@console.test", "Limits").await;
+    let mut c = Client::new(&app);
+    c.sign_in("lim@console.test", PASSWORD).await;
+    app.create_mailbox(&owner.token, "one@localhost").await;
+    let (_, page) = c.get("/limits").await;
+    assert!(!page.contains("/limits/mailboxes/increase"), "at 50 %: no request button");
+    app.create_mailbox(&owner.token, "two@localhost").await;
+    let (_, page) = c.get("/limits").await;
+    assert!(page.contains("action=\"/limits/mailboxes/increase\""), "at 100 %: the request form");
+    let csrf = Client::csrf(&page);
+    let (status, _) =
+        c.post("/limits/mailboxes/increase", &[("_csrf", &csrf), ("requested", "10"), ("reason", "more agents")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = c.get("/limits").await;
+    assert!(page.contains("sent to the operator"), "the notice says so");
+    let list = expect_status(app.get("/api/v1/limits/increase-requests", &owner.token).await, StatusCode::OK).await;
+    assert_eq!(list["data"][0]["requested"], 10);
+    assert_eq!(list["data"][0]["status"], "pending");
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_by_action_and_actor() {
+    let app = spawn().await;
+    let owner = app.signup("aud@console.test", "Audit").await;
+    let key = app
+        .create_key(
+            &owner.token,
+            json!({"name": "infra", "kind": "infrastructure", "permissions": ["keys.manage", "mailboxes.manage"]}),
+        )
+        .await;
+    app.create_mailbox(key["key"].as_str().unwrap(), "a@localhost").await;
+    let mut c = Client::new(&app);
+    c.sign_in("aud@console.test", PASSWORD).await;
+    let (_, all) = c.get("/audit").await;
+    assert!(all.contains("key.created") && all.contains("mailbox.created"));
+    let (_, keys) = c.get("/audit?action=key.").await;
+    assert!(keys.contains("key.created") && !keys.contains("mailbox.created"));
+    let (_, by_key) = c.get(&format!("/audit?actor={}", id(&key))).await;
+    assert!(by_key.contains("mailbox.created") && !by_key.contains(">key.created<"));
+    // A member has no audit log: the page is refused like the API.
+    app.add_member(&owner, "m@console.test", "member").await;
+    let mut m = Client::new(&app);
+    m.sign_in("m@console.test", PASSWORD).await;
+    let (status, page) = m.get("/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("logs.read"));
+    assert!(!page.contains("href=\"/audit\""), "and the navigation does not offer it");
+}
+
+#[tokio::test]
+async fn usage_shows_the_month_with_a_server_drawn_chart() {
+    let app = spawn().await;
+    let owner = app.signup("use@console.test", "Usage").await;
+    let mailbox = id(&app.create_mailbox(&owner.token, "agent@localhost").await);
+    inject(&app, &owner.token, &mailbox, PLAIN_MAIL).await;
+    let mut c = Client::new(&app);
+    c.sign_in("use@console.test", PASSWORD).await;
+    let (status, page) = c.get("/usage").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<svg class=\"chart\""), "the chart is SVG in the page");
+    assert!(page.contains("Inbound emails"));
+    let api = expect_status(app.get("/api/v1/billing/usage", &owner.token).await, StatusCode::OK).await;
+    assert!(page.contains(&format!("${}", api["total"].as_str().unwrap())), "the month's total as the API has it");
+    assert!(page.contains(": 1 emails"), "one bar holds the day's email");
+}

@@ -34,6 +34,9 @@ async function signIn(page, email, password) {
 
 async function newPage(options = {}) {
   const context = await browser.newContext({ viewport: LAPTOP, ...options });
+  // The suite runs many servers and browsers at once on a small machine.
+  context.setDefaultTimeout(60_000);
+  context.setDefaultNavigationTimeout(60_000);
   return context.newPage();
 }
 
@@ -198,6 +201,22 @@ const scenarios = {
     await page.waitForLoadState("networkidle");
     assert.equal(await frame.locator("#mail-body").getAttribute("data-ran"), null, "still no script");
     say({ phase: "images", errors: errors.length });
+  },
+
+  // The live feed: an event committed after the page opened appears without a reload;
+  // signing out elsewhere ends the stream.
+  async live_feed() {
+    const page = await newPage();
+    await signIn(page, args.email, args.password);
+    await page.goto(base + "/events");
+    await page.waitForSelector("#live-status.live-on");
+    say({ phase: "connected" });
+    const id = (await lines.next()).value.trim();
+    const item = page.locator("#live-feed li", { hasText: id });
+    await item.waitFor();
+    assert.match(await item.textContent(), /message\.received/);
+    assert.match(await item.textContent(), /from ann@example\.com/);
+    say({ phase: "shown", id });
   },
 
   // A form posted without its CSRF token (or with a wrong one) is refused.
