@@ -48,7 +48,7 @@ fn chart(days: &[DayUsage]) -> Markup {
     let slot = (w - 2.0 * pad) / n;
     let bar = (slot * 0.7).max(2.0);
     let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="chart-title" preserveAspectRatio="none"><title id="chart-title">Emails per day</title>"#
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="chart-title"><title id="chart-title">Emails per day</title>"#
     );
     for frac in [0.0, 0.5, 1.0] {
         let y = pad + (h - axis - pad) * (1.0 - frac);

@@ -157,7 +157,7 @@ pub async fn detail(
             @if deliveries.is_empty() {
                 (empty("No deliveries yet", "Each event this endpoint subscribes to becomes a delivery here, with every attempt. Send a test event to see one.", None))
             } @else {
-                ul.deliveries { @for d in &deliveries {
+                ul.deliveries { @for (i, d) in deliveries.iter().enumerate() {
                     li.delivery {
                         div.delivery-head {
                             (badge(&d.delivery.status)) " "
@@ -170,7 +170,7 @@ pub async fn detail(
                             }
                         }
                         @if !d.attempts.is_empty() {
-                            details {
+                            details open[i == 0] {
                                 summary { "Attempts" }
                                 div.table-wrap tabindex="0" { table {
                                     thead { tr { th scope="col" { "When" } th scope="col" { "Status" } th scope="col" { "Latency" } th scope="col" { "Answer" } } }
