@@ -582,3 +582,80 @@ async fn usage_shows_the_month_with_a_server_drawn_chart() {
     assert!(page.contains(&format!("${}", api["total"].as_str().unwrap())), "the month's total as the API has it");
     assert!(page.contains(": 1 emails"), "one bar holds the day's email");
 }
+
+#[tokio::test]
+async fn the_live_feed_ends_when_the_session_does() {
+    let app = spawn().await;
+    app.signup("end@console.test", "End").await;
+    let mut c = Client::new(&app);
+    c.sign_in("end@console.test", PASSWORD).await;
+    let (_, page) = c.get("/events").await;
+    let csrf = Client::csrf(&page);
+    let mut stream = c.http.get(app.url("/events/stream")).header("cookie", c.cookie_header()).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains(": connected"));
+    let (status, _) = c.post("/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The stream ends on its own (within about a second), long before its pings.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(_chunk) = stream.chunk().await.unwrap_or(None) {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed outlived its session");
+}
+
+#[tokio::test]
+async fn an_admin_changes_a_role_removes_a_member_and_tests_a_provider() {
+    let app = spawn().await;
+    let owner = app.signup("own@console.test", "People").await;
+    let dev = app.add_member(&owner, "dev@console.test", "developer").await;
+    let member = app.add_member(&owner, "mem@console.test", "member").await;
+    let mut c = Client::new(&app);
+    c.sign_in("own@console.test", PASSWORD).await;
+    let (_, page) = c.get("/members").await;
+    let csrf = Client::csrf(&page);
+    let (status, _) = c.post(&format!("/members/{}/role", dev.user_id), &[("_csrf", &csrf), ("role", "admin")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = c.get("/members").await;
+    assert!(page.contains("dev@console.test is now admin."));
+    let (status, _) = c.post(&format!("/members/{}/remove", member.user_id), &[("_csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let members = expect_status(app.get("/api/v1/team/members", &owner.token).await, StatusCode::OK).await;
+    let roles: Vec<(String, String)> = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["email"].as_str().unwrap().to_owned(), m["role"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(roles.contains(&("dev@console.test".into(), "admin".into())));
+    assert!(!roles.iter().any(|(e, _)| e == "mem@console.test"), "removed");
+    // A refusal comes back with the API's message: the owner cannot be demoted here.
+    let (status, _) =
+        c.post(&format!("/members/{}/role", owner.user_id), &[("_csrf", &csrf), ("role", "member")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = c.get("/members").await;
+    assert!(page.contains("notice-error"), "the refusal is shown");
+
+    // A provider nothing listens for: its test fails, and the page says why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let (_, page) = c.get("/providers").await;
+    let csrf = Client::csrf(&page);
+    let form = [
+        ("_csrf", csrf.as_str()),
+        ("name", "relay"),
+        ("type", "smtp"),
+        ("host", "127.0.0.1"),
+        ("port", &port),
+        ("security", "none"),
+    ];
+    assert_eq!(c.post("/providers", &form).await.0, StatusCode::SEE_OTHER);
+    let providers = expect_status(app.get("/api/v1/providers", &owner.token).await, StatusCode::OK).await;
+    let provider = id(&providers["data"][0]);
+    let (status, _) = c.post(&format!("/providers/{provider}/test"), &[("_csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = c.get("/providers").await;
+    assert!(page.contains("Test failed"), "the live test result is shown");
+}

@@ -43,7 +43,7 @@ fn chart(days: &[DayUsage]) -> Markup {
         d.line_items.iter().filter(|i| i.unit != "gb_month").map(|i| i.quantity.to_f64().unwrap_or(0.0)).sum()
     };
     let max = days.iter().map(emails).fold(0.0_f64, f64::max).max(1.0);
-    let (w, h, pad, axis) = (720.0, 220.0, 8.0, 28.0);
+    let (w, h, pad, axis) = (720.0, 220.0, 18.0, 28.0);
     let n = days.len().max(1) as f64;
     let slot = (w - 2.0 * pad) / n;
     let bar = (slot * 0.7).max(2.0);
