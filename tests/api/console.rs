@@ -659,3 +659,25 @@ async fn an_admin_changes_a_role_removes_a_member_and_tests_a_provider() {
     let (_, page) = c.get("/providers").await;
     assert!(page.contains("Test failed"), "the live test result is shown");
 }
+
+#[tokio::test]
+async fn rotating_a_key_shows_the_new_secret_once_and_ends_the_old_one() {
+    let app = spawn().await;
+    let owner = app.signup("rot@console.test", "Rotate").await;
+    let key = app.create_key(&owner.token, json!({"name": "infra", "kind": "infrastructure"})).await;
+    let old = key["key"].as_str().unwrap().to_owned();
+    let mut c = Client::new(&app);
+    c.sign_in("rot@console.test", PASSWORD).await;
+    let (_, page) = c.get("/keys").await;
+    let csrf = Client::csrf(&page);
+    let (status, page) =
+        c.post(&format!("/keys/{}/rotate", id(&key)), &[("_csrf", &csrf), ("grace_seconds", "0")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let re = regex::Regex::new(r#"id="new-secret">(smx_inf_[A-Za-z0-9]+)<"#).unwrap();
+    let new = re.captures(&page).expect("the new secret on the page")[1].to_owned();
+    assert_ne!(new, old);
+    assert_eq!(app.get("/api/v1/team", &old).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/team", &new).await.status(), StatusCode::OK);
+    let (_, again) = c.get("/keys").await;
+    assert!(!again.contains(&new), "shown once");
+}

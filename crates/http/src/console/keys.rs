@@ -37,7 +37,7 @@ async fn render(state: &AppState, s: &Session, created: Option<WithSecret>, erro
     let body = html! {
         @if let Some(c) = &created {
             section.card.reveal role="status" {
-                h2 { "Key “" (c.key.name) "” created" }
+                h2 { "New secret for key “" (c.key.name) "”" }
                 p { strong { "Copy the secret now." } " It is shown only this once; Sendmux keeps only its hash." }
                 (copyable("new-secret", &c.secret))
             }
@@ -99,6 +99,16 @@ async fn render(state: &AppState, s: &Session, created: Option<WithSecret>, erro
                             td.perms { @for p in parse_permissions(&k.permissions).key_permission_names() { code { (p) } " " } }
                             td { (badge(status)) } td { (time(k.created_at)) } td { (time_opt(k.last_used_at)) }
                             @if manage_keys { td.actions { @if status == "active" {
+                                form.inline method="post" action={ "/keys/" (k.id) "/rotate" } {
+                                    (csrf(s))
+                                    label.visually-hidden for={ "grace-" (k.id) } { "Old secret keeps working for" }
+                                    select id={ "grace-" (k.id) } name="grace_seconds" {
+                                        option value="0" { "old secret stops now" }
+                                        option value="3600" selected { "old secret works 1 h" }
+                                        option value="86400" { "old secret works 24 h" }
+                                    }
+                                    button.secondary type="submit" { "Rotate" }
+                                }
                                 (post_button(s, &format!("/keys/{}/revoke", k.id), "Revoke", "danger", Some("Revoke this key? Code using it stops working at once.")))
                             } } }
                         }
@@ -156,4 +166,19 @@ pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>, Form 
     }
     .await;
     done(&state, "/keys", result, |k| format!("Key “{}” was revoked.", k.name))
+}
+
+pub async fn rotate(State(state): State<AppState>, Path(id): Path<String>, Form { s, f }: Form) -> Response {
+    let result = async {
+        let id = KeyId::parse(&id).ok_or(sendmux_core::Error::NotFound("key"))?;
+        let grace = f.text("grace_seconds").parse::<i64>().map_err(|_| {
+            sendmux_core::Error::invalid("grace_seconds", "Choose how long the old secret keeps working")
+        })?;
+        keys::rotate(&state, &s.p, &id, grace).await
+    }
+    .await;
+    match result {
+        Ok(rotated) => render(&state, &s, Some(rotated), None).await,
+        Err(e) => done(&state, "/keys", Err::<(), _>(e), |_| String::new()),
+    }
 }

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/members/{user_id}/remove", post(members::remove))
         .route("/members/invitations/{id}/revoke", post(members::revoke_invitation))
         .route("/keys", get(keys::page).post(keys::create))
+        .route("/keys/{id}/rotate", post(keys::rotate))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/providers", get(outbound::providers_page).post(outbound::create_provider))
         .route("/providers/{id}/test", post(outbound::test_provider))

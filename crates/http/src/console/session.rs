@@ -357,10 +357,18 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Only a path on this site: never `//host` or `http://…`.
+/// Only a path on this site: never `//host`, `http://…`, or a path a browser would
+/// turn into one (it drops tabs and newlines and reads `\\` as `/`).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.len() <= 2000
+                && n.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/".into(),
     }
 }
@@ -517,5 +525,19 @@ pub async fn accept_invitation(
             *res.status_mut() = status;
             res
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/keys?x=1")), "/keys?x=1");
+        for bad in ["//evil.example", "/\t/evil.example", "/\\evil.example", "https://evil.example", "keys", "/a b"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }
