@@ -106,7 +106,9 @@ const PLAIN_MAIL: &str = "From: Ann <ann@example.com>\nTo: agent@localhost\nSubj
 fn html_mail(pixel: &str) -> String {
     format!(
         "From: Mallory <mallory@example.com>\nTo: agent@localhost\nSubject: Your invoice\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n\
-         <html><body><div id=\"mail-body\"><h1>Invoice</h1><p>Amount due: 12 EUR</p>\
+         <html><head><meta http-equiv=\"refresh\" content=\"1;url={pixel}/refresh\">\
+         <link rel=\"stylesheet\" href=\"{pixel}/style.css\"></head>\
+         <body><div id=\"mail-body\"><h1>Invoice</h1><p>Amount due: 12 EUR</p>\
          <img src=\"{pixel}/pixel.png\" alt=\"tracking pixel\">\
          <script>document.getElementById('mail-body').setAttribute('data-ran','1');fetch('{pixel}/script-ran');parent.document.title='pwned';</script>\
          </div></body></html>\n"

@@ -94,6 +94,16 @@ const scenarios = {
       await shoot(page, name);
       checked += 1;
     }
+    // The moment a key is created: its secret, once, with the copy button.
+    await page.goto(base + "/keys");
+    await page.click("details.create > summary");
+    await page.fill("#key-name", "billing-service");
+    await page.check("input[name=kind][value=infrastructure]");
+    await Promise.all([page.waitForLoadState("load"), page.click("form[action='/keys'] button[type=submit]")]);
+    assert.match((await page.textContent("#new-secret")).trim(), /^smx_inf_/);
+    assert.ok(await page.isVisible("button[data-copy=new-secret]"), "the copy button shows with script");
+    await accessibility(page, "/keys (created)");
+    await shoot(page, "16-key-created");
     say({ pages: checked });
   },
 

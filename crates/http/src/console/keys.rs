@@ -37,7 +37,7 @@ async fn render(state: &AppState, s: &Session, created: Option<WithSecret>, erro
     let body = html! {
         @if let Some(c) = &created {
             section.card.reveal role="status" {
-                h2 { "New secret for key “" (c.key.name) "”" }
+                h2 { "The secret of key “" (c.key.name) "”" }
                 p { strong { "Copy the secret now." } " It is shown only this once; Sendmux keeps only its hash." }
                 (copyable("new-secret", &c.secret))
             }
@@ -101,11 +101,11 @@ async fn render(state: &AppState, s: &Session, created: Option<WithSecret>, erro
                             @if manage_keys { td.actions { @if status == "active" {
                                 form.inline method="post" action={ "/keys/" (k.id) "/rotate" } {
                                     (csrf(s))
-                                    label.visually-hidden for={ "grace-" (k.id) } { "Old secret keeps working for" }
+                                    label.visually-hidden for={ "grace-" (k.id) } { "When the old secret of " (k.name) " stops" }
                                     select id={ "grace-" (k.id) } name="grace_seconds" {
-                                        option value="0" { "old secret stops now" }
-                                        option value="3600" selected { "old secret works 1 h" }
-                                        option value="86400" { "old secret works 24 h" }
+                                        option value="0" { "old stops now" }
+                                        option value="3600" selected { "old: 1 h more" }
+                                        option value="86400" { "old: 24 h more" }
                                     }
                                     button.secondary type="submit" { "Rotate" }
                                 }
