@@ -683,3 +683,39 @@ async fn rotating_a_key_shows_the_new_secret_once_and_ends_the_old_one() {
     let (_, again) = c.get("/keys").await;
     assert!(!again.contains(&new), "shown once");
 }
+
+#[tokio::test]
+async fn an_admin_changes_a_mailbox_settings_and_a_developer_cannot() {
+    let app = spawn().await;
+    let owner = app.signup("set@console.test", "Settings").await;
+    app.add_member(&owner, "dev2@console.test", "developer").await;
+    let mailbox = id(&app.create_mailbox(&owner.token, "agent@localhost").await);
+    let mut c = Client::new(&app);
+    c.sign_in("set@console.test", PASSWORD).await;
+    let (_, page) = c.get(&format!("/mailboxes/{mailbox}")).await;
+    let csrf = Client::csrf(&page);
+    let form = [("_csrf", csrf.as_str()), ("spam_threshold", "7.5"), ("retention_days", "14"), ("accept_spam", "true")];
+    assert_eq!(c.post(&format!("/mailboxes/{mailbox}/settings"), &form).await.0, StatusCode::SEE_OTHER);
+    let got = expect_status(app.get(&format!("/api/v1/mailboxes/{mailbox}"), &owner.token).await, StatusCode::OK).await;
+    assert_eq!(got["settings"]["spam_threshold"], 7.5);
+    assert_eq!(got["settings"]["retention_days"], 14);
+    assert_eq!(got["settings"]["accept_spam"], true);
+    // Out of range: the service's refusal, shown as the API words it; nothing changes.
+    let bad = [("_csrf", csrf.as_str()), ("spam_threshold", "500"), ("retention_days", "14")];
+    c.post(&format!("/mailboxes/{mailbox}/settings"), &bad).await;
+    let (_, page) = c.get(&format!("/mailboxes/{mailbox}")).await;
+    assert!(page.contains("notice-error") && page.contains("spam_threshold"), "the refusal names the field");
+
+    // A developer sees no settings form, and a forged post is refused by the service.
+    let mut d = Client::new(&app);
+    d.sign_in("dev2@console.test", PASSWORD).await;
+    let (_, page) = d.get(&format!("/mailboxes/{mailbox}")).await;
+    assert!(!page.contains("/settings\""), "no settings form for a developer");
+    let csrf = Client::csrf(&page);
+    let form = [("_csrf", csrf.as_str()), ("spam_threshold", "1")];
+    d.post(&format!("/mailboxes/{mailbox}/settings"), &form).await;
+    let (_, page) = d.get(&format!("/mailboxes/{mailbox}")).await;
+    assert!(page.contains("mailboxes.manage"), "the API's permission message");
+    let got = expect_status(app.get(&format!("/api/v1/mailboxes/{mailbox}"), &owner.token).await, StatusCode::OK).await;
+    assert_eq!(got["settings"]["spam_threshold"], 7.5, "unchanged");
+}

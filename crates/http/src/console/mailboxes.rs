@@ -111,6 +111,21 @@ pub async fn messages_page(
     };
     let body = html! {
         p.lead { code { (mailbox.address) } @if let Some(n) = &mailbox.name { " — " (n) } }
+        @if s.can(Perm::MailboxesManage) {
+            details.card {
+                summary { "Settings" }
+                form.grid-form method="post" action={ "/mailboxes/" (mailbox.id) "/settings" } {
+                    (csrf(&s))
+                    div { label for="set-threshold" { "Spam threshold" }
+                          input #set-threshold type="number" name="spam_threshold" min="0" max="100" step="0.1" value=(mailbox.spam_threshold); }
+                    div { label for="set-retention" { "Keep mail (days)" }
+                          input #set-retention type="number" name="retention_days" min="1" max="3650" value=(mailbox.retention_days); }
+                    div { label.choice { input type="checkbox" name="accept_spam" value="true" checked[mailbox.accept_spam != 0]; " Accept spam (stored and marked)" } }
+                    div.form-actions { button.primary type="submit" { "Save settings" } }
+                }
+                (layout::post_button(&s, &format!("/mailboxes/{}/delete", mailbox.id), "Delete this mailbox", "danger", Some("Delete this mailbox and its messages?")))
+            }
+        }
         nav.tabs aria-label="Filter" { (filter("All", None)) (filter("Inbox", Some("false"))) (filter("Spam", Some("true"))) }
         section.card {
             @if rows.is_empty() {
@@ -368,5 +383,39 @@ pub async fn attachment(
             res
         }
         Err(e) => error_page(Some(&s), e.into()),
+    }
+}
+
+pub async fn update_settings(State(state): State<AppState>, Path(id): Path<String>, Form { s, f }: Form) -> Response {
+    let to = format!("/mailboxes/{id}");
+    let result = async {
+        let id = MailboxId::parse(&id).ok_or(sendmux_core::Error::NotFound("mailbox"))?;
+        let number = |name: &'static str| -> Result<Option<f64>, sendmux_core::Error> {
+            f.opt(name)
+                .map(|v| {
+                    v.parse::<f64>().map_err(|_| sendmux_core::Error::invalid(name, format!("{name} must be a number")))
+                })
+                .transpose()
+        };
+        let change = SettingsChange {
+            spam_threshold: number("spam_threshold")?,
+            retention_days: number("retention_days")?.map(|d| d as i64),
+            accept_spam: Some(f.text("accept_spam") == "true"),
+        };
+        mailboxes::update_settings(&state, &s.p, &id, change).await
+    }
+    .await;
+    done(&state, &to, result, |m| format!("Settings of {} saved.", m.address))
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, Form { s, .. }: Form) -> Response {
+    let result = async {
+        let id = MailboxId::parse(&id).ok_or(sendmux_core::Error::NotFound("mailbox"))?;
+        mailboxes::delete(&state, &s.p, &id).await
+    }
+    .await;
+    match result {
+        Ok(()) => done(&state, "/mailboxes", Ok(()), |_| "The mailbox was deleted.".into()),
+        Err(e) => done(&state, &format!("/mailboxes/{}", id), Err::<(), _>(e), |_| String::new()),
     }
 }

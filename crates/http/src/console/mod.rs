@@ -54,6 +54,8 @@ pub fn router() -> Router<AppState> {
         .route("/delivery-groups/{id}/delete", post(outbound::delete_group))
         .route("/mailboxes", get(mailboxes::page).post(mailboxes::create))
         .route("/mailboxes/{id}", get(mailboxes::messages_page))
+        .route("/mailboxes/{id}/settings", post(mailboxes::update_settings))
+        .route("/mailboxes/{id}/delete", post(mailboxes::delete))
         .route("/mailboxes/{id}/messages/{msg}", get(mailboxes::message_page))
         .route("/mailboxes/{id}/messages/{msg}/html", get(mailboxes::message_html))
         .route("/mailboxes/{id}/messages/{msg}/raw", get(mailboxes::message_raw))
