@@ -719,3 +719,36 @@ async fn an_admin_changes_a_mailbox_settings_and_a_developer_cannot() {
     let got = expect_status(app.get(&format!("/api/v1/mailboxes/{mailbox}"), &owner.token).await, StatusCode::OK).await;
     assert_eq!(got["settings"]["spam_threshold"], 7.5, "unchanged");
 }
+
+#[tokio::test]
+async fn a_developer_disables_enables_and_rotates_a_webhook_secret() {
+    let app = spawn().await;
+    let owner = app.signup("wh@console.test", "Hooks2").await;
+    app.add_member(&owner, "whdev@console.test", "developer").await;
+    let res = app
+        .post(
+            "/api/v1/webhooks",
+            &owner.token,
+            json!({"url": "https://example.com/hook", "event_types": ["message.received"]}),
+        )
+        .await;
+    let created = expect_status(res, StatusCode::CREATED).await;
+    let (webhook, old) = (id(&created), created["secret"].as_str().unwrap().to_owned());
+    let mut c = Client::new(&app);
+    c.sign_in("whdev@console.test", PASSWORD).await;
+    let (_, page) = c.get(&format!("/webhooks/{webhook}")).await;
+    let csrf = Client::csrf(&page);
+    assert_eq!(c.post(&format!("/webhooks/{webhook}/disable"), &[("_csrf", &csrf)]).await.0, StatusCode::SEE_OTHER);
+    let got = expect_status(app.get(&format!("/api/v1/webhooks/{webhook}"), &owner.token).await, StatusCode::OK).await;
+    assert_eq!(got["enabled"], false);
+    assert_eq!(c.post(&format!("/webhooks/{webhook}/enable"), &[("_csrf", &csrf)]).await.0, StatusCode::SEE_OTHER);
+    let got = expect_status(app.get(&format!("/api/v1/webhooks/{webhook}"), &owner.token).await, StatusCode::OK).await;
+    assert_eq!(got["enabled"], true);
+    let (status, page) = c.post(&format!("/webhooks/{webhook}/rotate-secret"), &[("_csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let re = regex::Regex::new(r#"id="new-secret">(whsec_[A-Za-z0-9+/=]+)<"#).unwrap();
+    let new = re.captures(&page).expect("the new secret on the page")[1].to_owned();
+    assert_ne!(new, old);
+    let (_, again) = c.get(&format!("/webhooks/{webhook}")).await;
+    assert!(!again.contains(&new), "shown once");
+}

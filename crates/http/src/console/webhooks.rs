@@ -110,28 +110,42 @@ pub async fn detail(
     Query(q): Query<DeliveryQuery>,
     s: Session,
 ) -> Response {
-    let Some(wid) = WebhookId::parse(&id) else { return error_page(Some(&s), ApiError::not_found("webhook")) };
-    let w = match manage::get(&state, &s.p, &wid).await {
+    render_detail(&state, &id, q, &s, None).await
+}
+
+async fn render_detail(state: &AppState, id: &str, q: DeliveryQuery, s: &Session, rotated: Option<String>) -> Response {
+    let Some(wid) = WebhookId::parse(id) else { return error_page(Some(s), ApiError::not_found("webhook")) };
+    let w = match manage::get(state, &s.p, &wid).await {
         Ok(w) => w,
-        Err(e) => return error_page(Some(&s), e.into()),
+        Err(e) => return error_page(Some(s), e.into()),
     };
     let status = q.status.as_deref().filter(|s| !s.is_empty());
     let cursor = q.cursor.as_deref().filter(|c| DeliveryId::parse(c).is_some());
-    let deliveries = match manage::deliveries(&state, &s.p, &wid, status, cursor, 26).await {
+    let deliveries = match manage::deliveries(state, &s.p, &wid, status, cursor, 26).await {
         Ok(d) => d,
-        Err(e) => return error_page(Some(&s), e.into()),
+        Err(e) => return error_page(Some(s), e.into()),
     };
     let (deliveries, next) = sendmux_core::store::page(deliveries, 25, |d| d.delivery.id.clone());
     let can_manage = s.can(Perm::WebhooksManage);
     let base = format!("/webhooks/{}", w.id);
     let body = html! {
         p { a href="/webhooks" { "← Webhooks" } }
+        @if let Some(secret) = &rotated {
+            section.card.reveal role="status" {
+                h2 { "New signing secret" }
+                p { strong { "Copy it now." } " It is shown only this once; the old secret keeps signing for 24 hours." }
+                (copyable("new-secret", secret))
+            }
+        }
         section.card {
             div.card-head {
                 h2 { code { (w.url) } }
                 @if can_manage { div.actions {
-                    (post_button(&s, &format!("{base}/test"), "Send a test event", "secondary", None))
-                    (post_button(&s, &format!("{base}/delete"), "Delete", "danger", Some("Delete this webhook endpoint?")))
+                    (post_button(s, &format!("{base}/test"), "Send a test event", "secondary", None))
+                    @if w.enabled != 0 { (post_button(s, &format!("{base}/disable"), "Disable", "secondary", None)) }
+                    @else { (post_button(s, &format!("{base}/enable"), "Enable", "secondary", None)) }
+                    (post_button(s, &format!("{base}/rotate-secret"), "Rotate secret", "secondary", Some("Make a new signing secret? The old one keeps signing for 24 hours.")))
+                    (post_button(s, &format!("{base}/delete"), "Delete", "danger", Some("Delete this webhook endpoint?")))
                 } }
             }
             dl.meta {
@@ -166,7 +180,7 @@ pub async fn detail(
                             (time(d.delivery.created_at))
                             span.muted { " · " (d.delivery.attempts) " attempt" @if d.delivery.attempts != 1 { "s" } }
                             @if can_manage {
-                                (post_button(&s, &format!("{base}/deliveries/{}/replay", d.delivery.id), "Replay", "secondary replay", None))
+                                (post_button(s, &format!("{base}/deliveries/{}/replay", d.delivery.id), "Replay", "secondary replay", None))
                             }
                         }
                         @if !d.attempts.is_empty() {
@@ -190,7 +204,7 @@ pub async fn detail(
             }
         }
     };
-    layout::page(&s, "/webhooks", "Webhook", body)
+    layout::page(s, "/webhooks", "Webhook", body)
 }
 
 pub async fn send_test(State(state): State<AppState>, Path(id): Path<String>, Form { s, .. }: Form) -> Response {
@@ -225,4 +239,45 @@ pub async fn replay(
     done(&state, &format!("/webhooks/{id}"), result, |d| {
         format!("Event {} queued again as a new delivery.", d.delivery.event_id)
     })
+}
+
+async fn set_enabled(state: &AppState, id: &str, s: &Session, enabled: bool) -> Response {
+    let result = async {
+        let wid = WebhookId::parse(id).ok_or(sendmux_core::Error::NotFound("webhook"))?;
+        let change = manage::WebhookChange { enabled: Some(enabled), ..Default::default() };
+        manage::update(state, &s.p, &wid, change).await
+    }
+    .await;
+    done(state, &format!("/webhooks/{id}"), result, |_| {
+        if enabled {
+            "The webhook is enabled.".into()
+        } else {
+            "The webhook is disabled: events are no longer delivered to it.".into()
+        }
+    })
+}
+
+pub async fn enable(State(state): State<AppState>, Path(id): Path<String>, Form { s, .. }: Form) -> Response {
+    set_enabled(&state, &id, &s, true).await
+}
+
+pub async fn disable(State(state): State<AppState>, Path(id): Path<String>, Form { s, .. }: Form) -> Response {
+    set_enabled(&state, &id, &s, false).await
+}
+
+pub async fn rotate_secret(State(state): State<AppState>, Path(id): Path<String>, Form { s, .. }: Form) -> Response {
+    let result = async {
+        let wid = WebhookId::parse(&id).ok_or(sendmux_core::Error::NotFound("webhook"))?;
+        manage::rotate_secret(&state, &s.p, &wid, Some(manage::MAX_GRACE_SECONDS)).await
+    }
+    .await;
+    match result {
+        Ok(rotated) => {
+            let mut res = render_detail(&state, &id, DeliveryQuery::default(), &s, Some(rotated.secret)).await;
+            res.headers_mut()
+                .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store, private"));
+            res
+        }
+        Err(e) => done(&state, &format!("/webhooks/{id}"), Err::<(), _>(e), |_| String::new()),
+    }
 }
