@@ -10,6 +10,7 @@ mod cli;
 mod domains;
 mod domains_dkim;
 mod domains_inbound;
+mod console;
 mod events;
 mod hostile;
 mod hostile_tenant;

@@ -368,3 +368,19 @@ pub async fn every_team_usage(
     }
     Ok(out)
 }
+
+/// The caller's team usage for a period (`billing.read`): `from`/`to` as
+/// [`period`] reads them (default: this calendar month), optionally per day.
+pub async fn usage(
+    core: &crate::Core,
+    caller: &crate::auth::Principal,
+    from: Option<&str>,
+    to: Option<&str>,
+    per_day: bool,
+) -> Result<UsageOut> {
+    caller.require(crate::auth::perms::Perm::BillingRead)?;
+    let now = crate::store::now_ms();
+    let (from, to) = period(from, to, now)?;
+    let mut conn = core.store.pool().acquire().await?;
+    compute_with(&core.settings.prices, &mut conn, &caller.team_id, from, to, per_day, now).await
+}

@@ -166,6 +166,9 @@ pub struct Settings {
     /// Where message bodies live.
     pub blobs: BlobLocation,
     pub http_addr: SocketAddr,
+    /// The URL people reach (`SENDMUX_PUBLIC_URL`), without a trailing slash; None:
+    /// `http://` + the HTTP address. An `https` URL makes the console's cookies `Secure`.
+    pub public_url: Option<String>,
     pub smtp_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<Secret>,
@@ -301,6 +304,7 @@ const KNOWN: &[&str] = &[
     "s3_access_key_id",
     "s3_secret_access_key",
     "http_addr",
+    "public_url",
     "smtp_addr",
     "data_dir",
     "database_url",
@@ -433,6 +437,16 @@ impl Settings {
             parse_as(get("http_addr"), SocketAddr::from(([127, 0, 0, 1], 8080)), "an address like 127.0.0.1:8080")?;
         let smtp_addr =
             parse_as(get("smtp_addr"), SocketAddr::from(([127, 0, 0, 1], 2525)), "an address like 127.0.0.1:2525")?;
+        let public_url = match get("public_url").filter(|(_, v)| !v.is_empty()) {
+            None => None,
+            Some((name, v)) => {
+                let parsed = url::Url::parse(v).map_err(|_| bad(name, format!("'{v}' is not a URL")))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                    return Err(bad(name, "must be an http:// or https:// URL"));
+                }
+                Some(v.trim_end_matches('/').to_owned())
+            }
+        };
         let data_dir = PathBuf::from(get("data_dir").map(|(_, v)| v).unwrap_or("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(bad(&var("data_dir"), "must not be empty"));
@@ -645,6 +659,7 @@ impl Settings {
             roles,
             blobs,
             http_addr,
+            public_url,
             smtp_addr,
             data_dir,
             database_url,
@@ -696,6 +711,12 @@ impl Settings {
     }
 
     /// True when the store is PostgreSQL (several nodes may share it).
+    /// Whether people reach this instance over https (`SENDMUX_PUBLIC_URL`): the
+    /// console's cookies are then `Secure`.
+    pub fn public_https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.database_url.as_ref().is_some_and(|u| u.expose().starts_with("postgres"))
     }
@@ -854,6 +875,7 @@ mod tests {
             ("SENDMUX_BLOB_URL", "https://bucket/x"),
             ("SENDMUX_REQUIRE_VERIFIED_SENDER", "yes"),
             ("SENDMUX_DOMAIN_CHECK_PENDING_SECONDS", "0"),
+            ("SENDMUX_PUBLIC_URL", "ftp://example.com"),
         ] {
             let err = Settings::from_sources(None, &env(&[(k, v)])).unwrap_err();
             assert_eq!(err.variable, k, "{err}");

@@ -136,3 +136,18 @@ impl Bus {
         self.deliveries.notify_one();
     }
 }
+
+/// The position of the team's newest event: a live reader starts [`after`] it.
+pub async fn head(core: &Core, caller: &Principal) -> Result<i64> {
+    may_list(caller, None)?;
+    let mut conn = core.store.pool().acquire().await?;
+    Ok(q::head(&mut conn.team(&caller.team_id)).await?)
+}
+
+/// Up to `limit` of the team's events after position `after`, oldest first: a live
+/// feed follows the log with it (each row's `seq` is the next position).
+pub async fn after(core: &Core, caller: &Principal, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+    may_list(caller, None)?;
+    let mut conn = core.store.pool().acquire().await?;
+    Ok(q::after(&mut conn.team(&caller.team_id), None, after, limit).await?)
+}

@@ -43,3 +43,25 @@ pub async fn deliveries(core: &Core, caller: &Principal, before: Option<&str>, l
     let mut conn = core.store.pool().acquire().await?;
     Ok(outbound::list_attempts(&mut conn.team(&caller.team_id), before, limit).await?)
 }
+
+pub use crate::store::audit::AuditFilter;
+
+/// A page of the team's audit trail narrowed by `filter`, before the `before` id.
+pub async fn audit_filtered(
+    core: &Core,
+    caller: &Principal,
+    filter: &AuditFilter,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRow>> {
+    caller.require(Perm::LogsRead)?;
+    for (param, value, max) in
+        [("action", &filter.action, 64), ("actor", &filter.actor_id, 64), ("target", &filter.target_id, 64)]
+    {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(Error::invalid(param, format!("{param} is at most {max} characters")));
+        }
+    }
+    let mut conn = core.store.pool().acquire().await?;
+    Ok(audit::list_filtered(&mut conn.team(&caller.team_id), filter, before, limit).await?)
+}

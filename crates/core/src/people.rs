@@ -172,3 +172,39 @@ pub async fn accept_invitation(core: &Core, acceptance: Acceptance) -> Result<Se
     core.commit_credentials(tx, &invite.team_id).await?;
     Ok(Session { token, user_id: user.id, team_id: Some(invite.team_id), expires_at })
 }
+
+/// A person's own account as a session sees it: who they are and their teams.
+pub struct Account {
+    pub user_id: String,
+    pub email: String,
+    /// Oldest membership first.
+    pub teams: Vec<AccountTeam>,
+}
+
+pub struct AccountTeam {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// The account behind a live session token, with every team it belongs to.
+pub async fn account(core: &Core, token: &str) -> Result<Account> {
+    let invalid = || Error::unauthenticated("Invalid or expired session");
+    if !token.starts_with(SESSION_PREFIX) {
+        return Err(invalid());
+    }
+    let mut conn = core.store.pool().acquire().await?;
+    let rows = people::session_teams(&mut conn, &token_hash(token)).await?;
+    let first = rows.first().ok_or_else(invalid)?;
+    if first.expires_at <= now_ms() {
+        return Err(invalid());
+    }
+    let (user_id, email) = (first.user_id.clone(), first.email.clone());
+    let teams = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(AccountTeam { id: r.team_id?, name: r.team_name?, role: r.role.as_deref().and_then(Role::parse)? })
+        })
+        .collect();
+    Ok(Account { user_id, email, teams })
+}

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod domains;
+pub mod console;
 pub mod emails;
 pub mod error;
 pub mod events;
@@ -293,6 +294,7 @@ pub fn router(state: AppState) -> Router {
         .merge(passwords)
         .merge(authed)
         .merge(admin)
+        .merge(console::router())
         .route_layer(middleware::from_fn(record_metrics))
         .merge(docs);
     finish(app, state)
@@ -325,12 +327,13 @@ async fn request_context(req: Request, next: Next) -> Response {
                 async move {
                     let res = next.run(req).await;
                     let status = res.status();
-                    let is_json = res
+                    let is_json_or_page = res
                         .headers()
                         .get(header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.starts_with("application/json"));
-                    if (status.is_client_error() || status.is_server_error()) && !is_json {
+                        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+                    // The console's pages answer errors as pages.
+                    if (status.is_client_error() || status.is_server_error()) && !is_json_or_page {
                         let mut wrapped = ApiError::for_status(status).into_response();
                         for name in [header::ALLOW, header::RETRY_AFTER] {
                             if let Some(v) = res.headers().get(&name) {
@@ -358,7 +361,7 @@ const STREAM_PATH: &str = "/api/v1/mailbox/events";
 /// Bounds the time to answer a request, reading its body included: a client dripping a
 /// body cannot hold a handler (and what it holds) open. The event stream is exempt.
 async fn limit_request_time(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == STREAM_PATH {
+    if req.uri().path() == STREAM_PATH || req.uri().path() == console::LIVE_FEED_PATH {
         return next.run(req).await;
     }
     let limit = std::time::Duration::from_secs(state.settings.http_request_timeout_secs);
@@ -422,12 +425,19 @@ pub fn bearer(req_headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
 /// Bounds password guessing: sign-up, login and invitation attempts per client address.
 async fn limit_by_address(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    check_address_rate(&state, &ip).await?;
+    Ok(next.run(req).await)
+}
+
+/// Counts one password attempt from `ip` (the API's password routes and the console's
+/// sign-in share the window) and refuses it over the limit.
+pub(crate) async fn check_address_rate(state: &AppState, ip: &str) -> Result<(), ApiError> {
     let limit = state.settings.auth_rate_limit_per_minute;
     let decision = state.limiter.hit(&format!("addr:{ip}"), limit, sendmux_core::store::now_ms()).await?;
     if !decision.allowed {
         return Err(ApiError::rate_limited(decision.reset_secs));
     }
-    Ok(next.run(req).await)
+    Ok(())
 }
 
 /// Resolves the credential, applies its rate limit and hands the [`sendmux_core::auth::Principal`]

@@ -69,3 +69,41 @@ pub async fn list(t: &mut Team<'_>, before: Option<&str>, limit: i64) -> sqlx::R
     .fetch_all(conn)
     .await
 }
+
+/// Narrows [`list_filtered`]: each given field must match.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// An action (`key.created`) or the start of one (`key.`, `key`).
+    pub action: Option<String>,
+    /// The user or key that acted.
+    pub actor_id: Option<String>,
+    /// The id of the thing acted on.
+    pub target_id: Option<String>,
+}
+
+pub async fn list_filtered(
+    t: &mut Team<'_>,
+    filter: &AuditFilter,
+    before: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRow>> {
+    let (conn, team_id) = t.split();
+    let action = filter.action.as_deref().map(|a| {
+        let escaped: String =
+            a.chars().flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] }).collect();
+        format!("{escaped}%")
+    });
+    sqlx::query_as(
+        "SELECT id, actor_type, actor_id, action, target_type, target_id, ip, details, created_at FROM audit_log \
+         WHERE team_id = $1 AND ($2 IS NULL OR id < $2) AND ($4 IS NULL OR action LIKE $4 ESCAPE '\\') \
+         AND ($5 IS NULL OR actor_id = $5) AND ($6 IS NULL OR target_id = $6) ORDER BY id DESC LIMIT $3",
+    )
+    .bind(team_id)
+    .bind(before)
+    .bind(limit)
+    .bind(action)
+    .bind(filter.actor_id.as_deref())
+    .bind(filter.target_id.as_deref())
+    .fetch_all(conn)
+    .await
+}

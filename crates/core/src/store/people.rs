@@ -337,3 +337,29 @@ pub async fn revoke_invitation(t: &mut Team<'_>, id: &str) -> sqlx::Result<bool>
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// A live session's user with every team the user belongs to (name and role), oldest
+/// membership first: what a person sees of their own account (the console's team
+/// switcher).
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct SessionTeam {
+    pub user_id: String,
+    pub email: String,
+    pub expires_at: i64,
+    pub team_id: Option<String>,
+    pub team_name: Option<String>,
+    pub role: Option<String>,
+}
+
+pub async fn session_teams(conn: &mut Conn, token_hash: &str) -> sqlx::Result<Vec<SessionTeam>> {
+    sqlx::query_as(
+        "SELECT s.user_id, u.email, s.expires_at, m.team_id, t.name AS team_name, m.role FROM sessions s \
+         JOIN users u ON u.id = s.user_id \
+         LEFT JOIN memberships m ON m.user_id = s.user_id \
+         LEFT JOIN teams t ON t.id = m.team_id \
+         WHERE s.token_hash = $1 AND s.revoked_at IS NULL ORDER BY m.created_at, m.team_id",
+    )
+    .bind(token_hash)
+    .fetch_all(conn)
+    .await
+}
