@@ -29,4 +29,5 @@ mod roles;
 mod schema;
 mod secrets;
 mod stream;
+mod threads;
 mod webhooks;

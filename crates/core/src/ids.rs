@@ -94,6 +94,7 @@ prefixed_id! {
     InvitationId => "inv_",
     SessionId => "ses_",
     WebhookSecretId => "whs_",
+    ThreadId => "thr_",
 }
 
 #[cfg(test)]

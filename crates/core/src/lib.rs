@@ -29,6 +29,7 @@ pub mod outbound;
 pub mod people;
 pub mod store;
 pub mod teams;
+pub mod threads;
 pub mod validate;
 pub mod webhooks;
 

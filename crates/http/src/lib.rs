@@ -23,6 +23,7 @@ pub mod state;
 pub mod stream;
 pub mod suppressions;
 pub mod team;
+pub mod threads;
 
 pub mod webhooks;
 
@@ -83,8 +84,11 @@ const CURSORS: &[(&str, &str)] = &[
     // `kind=audit` pages by audit ids, `kind=delivery` by attempt ids.
     ("/api/v1/logs", "(aud|att)"),
     ("/api/v1/mailbox/messages", "msg"),
+    // Threads page by the last message of the last thread shown.
+    ("/api/v1/mailbox/threads", "msg"),
     ("/api/v1/mailboxes", "mbx"),
     ("/api/v1/mailboxes/{mailbox_id}/messages", "msg"),
+    ("/api/v1/mailboxes/{mailbox_id}/threads", "msg"),
     ("/api/v1/providers", "prv"),
     ("/api/v1/team/invitations", "inv"),
     ("/api/v1/team/members", "usr"),
@@ -264,6 +268,7 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::router())
         .merge(mailboxes::router())
         .merge(messages::router())
+        .merge(threads::router())
         .merge(limits::router())
         .merge(logs::router())
         .merge(events::router())

@@ -30,7 +30,7 @@ pub struct Attachment {
 
 /// The mailbox a request addresses: a mailbox key's own (any other id is 404, as if it
 /// did not exist), or any mailbox of the caller's team.
-async fn mailbox(core: &Core, caller: &Principal, id: Option<&str>) -> Result<MailboxRow> {
+pub(crate) async fn mailbox(core: &Core, caller: &Principal, id: Option<&str>) -> Result<MailboxRow> {
     let id = match (caller.mailbox_scope(), id) {
         (Some(scope), None) => scope.to_owned(),
         (Some(scope), Some(id)) if scope == id => scope.to_owned(),
@@ -63,6 +63,8 @@ pub fn summary(m: &MessageRow) -> Value {
     json!({
         "id": m.id,
         "mailbox_id": m.mailbox_id,
+        "thread_id": m.thread_id,
+        "direction": m.direction,
         "received_at": rfc3339(m.received_at),
         "size": m.size_bytes,
         "source": m.source,
@@ -90,6 +92,12 @@ pub fn detail(m: &MessageRow, raw: &[u8]) -> Value {
             out.insert(k, v);
         }
     }
+    // Rows stored before extraction existed: extracted from the parsed text now.
+    let extracted = match &m.extracted_text {
+        Some(t) => Value::String(t.clone()),
+        None => out["text"].as_str().map(|t| Value::String(super::extract::new_text(t))).unwrap_or(Value::Null),
+    };
+    out["extracted_text"] = extracted;
     out
 }
 
@@ -97,7 +105,7 @@ pub fn detail(m: &MessageRow, raw: &[u8]) -> Value {
 /// bodies and no headers; addresses, subject, dates and attachment metadata stay.
 fn metadata_only(mut detail: Value) -> Value {
     if let Some(out) = detail.as_object_mut() {
-        for content in ["text", "html", "headers"] {
+        for content in ["text", "html", "headers", "extracted_text"] {
             out.remove(content);
         }
     }

@@ -20,6 +20,11 @@ pub struct Summary {
     pub has_html: bool,
     /// The first text body, cut to a few KB, for content signals.
     pub text_sample: String,
+    /// `In-Reply-To` and `References` (without angle brackets), for threading.
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// The new text of the first text body (see `extract`).
+    pub extracted_text: Option<String>,
 }
 
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
@@ -56,6 +61,9 @@ pub fn summarize(raw: &[u8]) -> Summary {
         has_text: m.text_body_count() > 0 && m.text_part(0).is_some_and(|p| !p.is_text_html()),
         has_html: m.html_body_count() > 0,
         text_sample,
+        in_reply_to: text_list(m.in_reply_to()).iter().map(|s| stored(s)).collect(),
+        references: text_list(m.references()).iter().map(|s| stored(s)).collect(),
+        extracted_text: m.body_text(0).map(|t| stored(&super::extract::new_text(&t))),
     }
 }
 

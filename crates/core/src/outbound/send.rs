@@ -37,7 +37,8 @@ pub async fn send_one(
 ) -> Result<Answer> {
     let group = sending_group(caller)?;
     let email = validate::email("", input, core.settings.outbound.max_email_bytes)?;
-    let row = message_row(core, &caller.team_id, group, &email)?;
+    let mut row = message_row(core, &caller.team_id, group, &email)?;
+    row.thread_id = Some(thread_of(core, &caller.team_id, &email).await?);
     let answer = json!({"id": row.id, "status": "queued"});
     accept(core, caller, idempotency, vec![(row, email)], answer).await
 }
@@ -59,10 +60,12 @@ pub async fn send_batch(
         .enumerate()
         .map(|(i, e)| validate::email(&format!("[{i}]."), e, max))
         .collect::<Result<Vec<_>>>()?;
-    let messages = emails
-        .into_iter()
-        .map(|e| Ok((message_row(core, &caller.team_id, group, &e)?, e)))
-        .collect::<Result<Vec<_>>>()?;
+    let mut messages = Vec::with_capacity(emails.len());
+    for e in emails {
+        let mut row = message_row(core, &caller.team_id, group, &e)?;
+        row.thread_id = Some(thread_of(core, &caller.team_id, &e).await?);
+        messages.push((row, e));
+    }
     let data: Vec<Value> = messages.iter().map(|(r, _)| json!({"id": r.id, "status": "queued"})).collect();
     accept(core, caller, idempotency, messages, json!({"data": data})).await
 }
@@ -119,7 +122,29 @@ fn message_row(core: &Core, team: &TeamId, group_id: &str, email: &Email) -> Res
         expires_at: now + core.settings.outbound.retry_window_ms,
         created_at: now,
         updated_at: now,
+        thread_id: None,
     })
+}
+
+/// The thread of an email sent with `In-Reply-To`/`References` among its `headers`: the
+/// thread of the message it answers when the team knows it, else a new one.
+async fn thread_of(core: &Core, team: &TeamId, email: &Email) -> Result<String> {
+    let header = |name: &str| -> Vec<String> {
+        email
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    };
+    let (in_reply_to, references) = (header("In-Reply-To"), header("References"));
+    let threading = crate::threads::Threading {
+        message_id: None,
+        in_reply_to: &in_reply_to,
+        references: &references,
+        subject: None,
+    };
+    Ok(crate::threads::resolve(&core.store, team.as_str(), &threading, None).await?)
 }
 
 /// Commits the messages with `answer` in the next group, under the request's idempotency

@@ -26,10 +26,17 @@ pub struct MessageRow {
     pub is_spam: i64,
     pub auth_results: String,
     pub received_at: i64,
+    /// `thr_…`; rows written before threads existed were given one each.
+    pub thread_id: Option<String>,
+    /// The new text, without quoted history or signature.
+    pub extracted_text: Option<String>,
+    /// `inbound`, or `outbound` for the copy of a message the mailbox sent.
+    pub direction: String,
 }
 
-const COLUMNS: &str = "id, team_id, mailbox_id, blob_key, size_bytes, source, remote_ip, helo, mail_from, rcpt_to, \
-     from_address, from_name, subject, header_message_id, attachment_count, spam_score, is_spam, auth_results, received_at";
+pub(crate) const COLUMNS: &str = "id, team_id, mailbox_id, blob_key, size_bytes, source, remote_ip, helo, mail_from, rcpt_to, \
+     from_address, from_name, subject, header_message_id, attachment_count, spam_score, is_spam, auth_results, received_at, \
+     thread_id, extracted_text, direction";
 
 /// The mailbox at `address`, whatever its team: addresses are unique on the instance,
 /// and SMTP routing starts from the address alone. Every later query is team-scoped.

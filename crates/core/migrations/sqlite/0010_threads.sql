@@ -1,0 +1,23 @@
+-- Conversations (SPEC §16): every message, inbound or outbound, belongs to a thread.
+-- thread_refs maps what a later message may point at — a Message-ID ("m:<id>") or, for
+-- mail without usable headers, a mailbox's normalised subject and correspondent
+-- ("s:<mailbox>:<subject>:<address>") — to its thread, per team.
+CREATE TABLE thread_refs (
+    team_id TEXT NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+    ref_key TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (team_id, ref_key)
+);
+
+-- Messages stored before threads each start their own (the message's ULID reused).
+ALTER TABLE inbound_messages ADD COLUMN thread_id TEXT;
+UPDATE inbound_messages SET thread_id = 'thr_' || substr(id, 5);
+-- The new text of a message, without quoted history or signature.
+ALTER TABLE inbound_messages ADD COLUMN extracted_text TEXT;
+-- 'inbound', or 'outbound' for the copy of a message the mailbox sent.
+ALTER TABLE inbound_messages ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound';
+CREATE INDEX inbound_messages_thread ON inbound_messages(team_id, mailbox_id, thread_id, id);
+
+ALTER TABLE outbound_messages ADD COLUMN thread_id TEXT;
+UPDATE outbound_messages SET thread_id = 'thr_' || substr(id, 5);
