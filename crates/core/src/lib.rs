@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod logs;
+pub mod mailbox_send;
 pub mod mailboxes;
 pub mod outbound;
 pub mod people;

@@ -202,5 +202,6 @@ pub mod can {
         WebhooksManage,
         EmailReceive,
         EmailSend,
+        MailboxSend,
     );
 }

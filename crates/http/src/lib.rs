@@ -13,6 +13,7 @@ pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod logs;
+pub mod mailbox_send;
 pub mod mailboxes;
 pub mod messages;
 pub mod pagination;
@@ -26,6 +27,7 @@ pub mod team;
 pub mod threads;
 
 pub mod webhooks;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
@@ -269,6 +271,10 @@ pub fn router(state: AppState) -> Router {
         .merge(mailboxes::router())
         .merge(messages::router())
         .merge(threads::router())
+        .merge(
+            mailbox_send::router()
+                .layer(DefaultBodyLimit::max(emails::body_limit(state.settings.outbound.max_email_bytes))),
+        )
         .merge(limits::router())
         .merge(logs::router())
         .merge(events::router())
@@ -286,7 +292,9 @@ pub fn router(state: AppState) -> Router {
     // After the merge: the modifiers of `#[openapi]` run before any route is added.
     StandardAnswers.modify(&mut doc);
 
-    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The WebSocket stream is outside the OpenAPI document (a schema cannot describe an
+    // upgrade); API.md §16 is its contract.
+    let authed = authed.merge(ws::router()).route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
 

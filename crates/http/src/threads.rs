@@ -17,7 +17,11 @@ use sendmux_core::ids::MessageId;
 use sendmux_core::threads;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(own_list)).routes(routes!(own_get)).routes(routes!(list)).routes(routes!(get))
+    OpenApiRouter::new()
+        .routes(routes!(own_thread_list))
+        .routes(routes!(own_thread_get))
+        .routes(routes!(thread_list))
+        .routes(routes!(thread_get))
 }
 
 async fn list_in(
@@ -35,7 +39,7 @@ async fn list_in(
 
 /// Threads of a mailbox key's mailbox, the most recently active first.
 #[utoipa::path(get, path = "/api/v1/mailbox/threads", tag = "mailbox", params(ListParams), responses((status = 200, body = Object)))]
-async fn own_list(
+async fn own_thread_list(
     State(state): State<AppState>,
     Caller(p): Caller,
     Query(params): Query<ListParams>,
@@ -45,7 +49,7 @@ async fn own_list(
 
 /// One thread with its messages, oldest first (each with `extracted_text`).
 #[utoipa::path(get, path = "/api/v1/mailbox/threads/{id}", tag = "mailbox", params(("id" = String, Path)), responses((status = 200, body = Object)))]
-async fn own_get(
+async fn own_thread_get(
     State(state): State<AppState>,
     Caller(p): Caller,
     Path(id): Path<String>,
@@ -55,7 +59,7 @@ async fn own_get(
 
 /// Threads of a mailbox of the team, the most recently active first.
 #[utoipa::path(get, path = "/api/v1/mailboxes/{mailbox_id}/threads", tag = "mailboxes", params(("mailbox_id" = String, Path), ListParams), responses((status = 200, body = Object)))]
-async fn list(
+async fn thread_list(
     State(state): State<AppState>,
     Caller(p): Caller,
     Path(mailbox_id): Path<String>,
@@ -66,7 +70,7 @@ async fn list(
 
 /// One thread of a mailbox of the team, oldest message first.
 #[utoipa::path(get, path = "/api/v1/mailboxes/{mailbox_id}/threads/{id}", tag = "mailboxes", params(("mailbox_id" = String, Path), ("id" = String, Path)), responses((status = 200, body = Object)))]
-async fn get(
+async fn thread_get(
     State(state): State<AppState>,
     Caller(p): Caller,
     Path((mailbox_id, id)): Path<(String, String)>,

@@ -21,3 +21,17 @@ CREATE INDEX inbound_messages_thread ON inbound_messages(team_id, mailbox_id, th
 
 ALTER TABLE outbound_messages ADD COLUMN thread_id TEXT;
 UPDATE outbound_messages SET thread_id = 'thr_' || substr(id, 5);
+
+-- Search (SPEC §16): from, to, subject and text in one column, matched through a GIN
+-- index of its `simple` text-search vector (no stemming, like SQLite's FTS5 default).
+-- Older rows get their addresses and subject.
+ALTER TABLE inbound_messages ADD COLUMN search_text TEXT;
+UPDATE inbound_messages SET search_text =
+    coalesce(from_name, '') || ' ' || coalesce(from_address, '') || ' ' || rcpt_to || ' ' || coalesce(subject, '');
+CREATE INDEX inbound_messages_search ON inbound_messages
+    USING GIN (to_tsvector('simple', coalesce(search_text, '')));
+
+-- Sending from a mailbox (SPEC §16): the delivery group its mail goes through, and the
+-- policy (JSON {reply_only, allowed_domains, daily_limit}) that bounds what it may send.
+ALTER TABLE mailboxes ADD COLUMN send_delivery_group_id TEXT;
+ALTER TABLE mailboxes ADD COLUMN send_policy TEXT;

@@ -33,10 +33,12 @@ pub enum Perm {
     /// Message content (bodies, headers, raw MIME, attachments); `MailboxRead` alone
     /// shows metadata.
     MessageContentRead,
+    /// Send from a mailbox's own address (SPEC §16): a key permission, never a default.
+    MailboxSend,
 }
 
 impl Perm {
-    pub const KEY_PERMISSIONS: [Perm; 10] = [
+    pub const KEY_PERMISSIONS: [Perm; 11] = [
         Perm::ProvidersManage,
         Perm::MailboxesManage,
         Perm::WebhooksManage,
@@ -47,6 +49,7 @@ impl Perm {
         Perm::MailboxRead,
         Perm::MailboxSettingsUpdate,
         Perm::EmailReceive,
+        Perm::MailboxSend,
     ];
 
     /// The dotted name of API.md §3 for key permissions; a descriptive one otherwise.
@@ -75,6 +78,7 @@ impl Perm {
             Perm::LimitsRead => "limits.read",
             Perm::LimitsRequest => "limits.request",
             Perm::MessageContentRead => "messages.content.read",
+            Perm::MailboxSend => "mailbox.send",
         }
     }
 
@@ -161,6 +165,7 @@ impl Role {
             EmailReceive,
             LimitsRequest,
             BillingRead,
+            MailboxSend,
         ]));
         let owner = admin.union(PermSet::of(&[TeamDelete, TeamTransfer]));
         match self {
@@ -217,7 +222,7 @@ impl KeyKind {
                 &[ProvidersManage, MailboxesManage, WebhooksManage, KeysManage, BillingRead, LogsRead]
             }
             KeyKind::Sending => &[EmailSend],
-            KeyKind::Mailbox => &[MailboxRead, MailboxSettingsUpdate, EmailReceive],
+            KeyKind::Mailbox => &[MailboxRead, MailboxSettingsUpdate, EmailReceive, MailboxSend],
         }
     }
 
@@ -249,7 +254,7 @@ impl KeyKind {
                 }
             }
             if granted.has(MailboxesManage) {
-                set = set.with(MailboxRead).with(MailboxSettingsUpdate).with(EmailReceive);
+                set = set.with(MailboxRead).with(MailboxSettingsUpdate).with(EmailReceive).with(MailboxSend);
             }
         }
         // A key that reads a mailbox reads its messages (API.md §6).

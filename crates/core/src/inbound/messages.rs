@@ -124,10 +124,45 @@ pub async fn list(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<MessageRow>> {
+    search(core, caller, mailbox_id, &q::Filter { spam, ..Default::default() }, before, limit).await
+}
+
+/// Longest search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+
+/// The words of a search query (`q=`): split on blanks, quotes and control characters
+/// dropped, and words without a letter or digit (which match nothing) too; every word
+/// must match. A query longer than [`MAX_QUERY_CHARS`] is refused; one with no word
+/// matches nothing.
+pub fn search_words(raw: &str) -> Result<Vec<String>> {
+    if raw.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::malformed(format!("q is longer than {MAX_QUERY_CHARS} characters")).with_param("q"));
+    }
+    let words: Vec<String> = raw
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| *c != '"' && !c.is_control()).collect::<String>())
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .collect();
+    Ok(words)
+}
+
+/// A page of a mailbox's messages kept by `filter` (search words, thread, time range,
+/// spam verdict), newest first, before the `before` id.
+pub async fn search(
+    core: &Core,
+    caller: &Principal,
+    mailbox_id: Option<&str>,
+    filter: &q::Filter,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
     caller.require(Perm::MailboxRead)?;
     let mbx = mailbox(core, caller, mailbox_id).await?;
+    if filter.words.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
     let mut conn = core.store.pool().acquire().await?;
-    Ok(q::list(&mut conn.team(&caller.team_id), &mbx.id, spam, before, limit).await?)
+    Ok(q::list(&mut conn.team(&caller.team_id), &mbx.id, filter, before, limit).await?)
 }
 
 /// One message parsed, with its spam verdict and authentication results; metadata only

@@ -152,6 +152,7 @@ pub async fn receive(state: &Core, incoming: Incoming) -> anyhow::Result<Outcome
             thread_id: None,
             extracted_text: summary.extracted_text.clone(),
             direction: "inbound".to_owned(),
+            search_text: Some(format!("{} {}", summary.search_text, r.address)),
         });
     }
     if rows.is_empty() {

@@ -43,6 +43,25 @@ pub async fn send_one(
     accept(core, caller, idempotency, vec![(row, email)], answer).await
 }
 
+/// Queues one validated email through `group` in `thread_id`, as `send_one` does (the
+/// same row, events, statuses and billing): sending from a mailbox (`mailbox_send`),
+/// whose caller is a mailbox key and whose group is the mailbox's. Returns the row.
+pub(crate) async fn queue_in_thread(
+    core: &Arc<Core>,
+    caller: &Principal,
+    group: &str,
+    email: &Email,
+    thread_id: &str,
+) -> Result<MessageRow> {
+    let mut row = message_row(core, &caller.team_id, group, email)?;
+    row.thread_id = Some(thread_id.to_owned());
+    let answer = json!({"id": row.id, "status": "queued"});
+    let out = row.clone();
+    let email = validate::Email::clone(email);
+    accept(core, caller, None, vec![(row, email)], answer).await?;
+    Ok(out)
+}
+
 /// Queues 1 to [`MAX_BATCH`] emails, all or none; the answer lists them in order.
 pub async fn send_batch(
     core: &Arc<Core>,

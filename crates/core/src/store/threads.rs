@@ -128,3 +128,32 @@ pub async fn messages(
     .fetch_all(conn)
     .await
 }
+
+/// Whether `address` has written to the mailbox (inbound mail from it is kept).
+pub async fn has_written(t: &mut Team<'_>, mailbox_id: &str, address: &str) -> sqlx::Result<bool> {
+    let (conn, team_id) = t.split();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND direction = 'inbound' \
+         AND lower(from_address) = $3",
+    )
+    .bind(team_id)
+    .bind(mailbox_id)
+    .bind(address.to_lowercase())
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// How many messages the mailbox sent since `since` (ms).
+pub async fn sent_since(t: &mut Team<'_>, mailbox_id: &str, since: i64) -> sqlx::Result<i64> {
+    let (conn, team_id) = t.split();
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND direction = 'outbound' \
+         AND received_at >= $3",
+    )
+    .bind(team_id)
+    .bind(mailbox_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await
+}
