@@ -240,3 +240,29 @@ async fn an_email_sent_in_reply_joins_the_thread_of_the_message_it_answers() {
     let got = receive(&app, &key, answer).await;
     assert_eq!(got["thread_id"], thread);
 }
+
+/// `/llms.txt` (SPEC §16) is generated from the OpenAPI document: every documented
+/// operation is in it, with the agents' routes, and it needs no credential.
+#[tokio::test]
+async fn llms_txt_lists_every_operation_of_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let res = reqwest::get(app.url("/llms.txt")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    let text = res.text().await.unwrap();
+    let doc: Value = reqwest::get(app.url("/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
+    let mut n = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                let line = format!("- {} {path}", method.to_uppercase());
+                assert!(text.lines().any(|l| l.starts_with(&line)), "{line} missing from /llms.txt");
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 50, "{n} operations");
+    for needle in ["/api/v1/mailbox/threads", "q=", "/api/v1/mailbox/events/ws", "extracted_text", "mailbox.send"] {
+        assert!(text.contains(needle), "{needle}");
+    }
+}

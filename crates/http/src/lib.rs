@@ -12,6 +12,7 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod limits;
+pub mod llms;
 pub mod logs;
 pub mod mailbox_send;
 pub mod mailboxes;
@@ -296,7 +297,12 @@ pub fn router(state: AppState) -> Router {
     // upgrade); API.md §16 is its contract.
     let authed = authed.merge(ws::router()).route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    let llms_txt = llms::render(&doc);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
+    let llms_route = axum::routing::get(move || {
+        let body = llms_txt.clone();
+        async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body) }
+    });
 
     let app = Router::new()
         .merge(public)
@@ -304,7 +310,8 @@ pub fn router(state: AppState) -> Router {
         .merge(authed)
         .merge(admin)
         .route_layer(middleware::from_fn(record_metrics))
-        .merge(docs);
+        .merge(docs)
+        .route("/llms.txt", llms_route);
     finish(app, state)
 }
 
