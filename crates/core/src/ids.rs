@@ -95,6 +95,7 @@ prefixed_id! {
     SessionId => "ses_",
     WebhookSecretId => "whs_",
     DomainId => "dom_",
+    ThreadId => "thr_",
 }
 
 #[cfg(test)]

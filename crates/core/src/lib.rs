@@ -25,11 +25,13 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod logs;
+pub mod mailbox_send;
 pub mod mailboxes;
 pub mod outbound;
 pub mod people;
 pub mod store;
 pub mod teams;
+pub mod threads;
 pub mod validate;
 pub mod webhooks;
 

@@ -30,6 +30,74 @@ pub struct SettingsChange {
     /// 1..=3650 days.
     pub retention_days: Option<i64>,
     pub accept_spam: Option<bool>,
+    /// The delivery group mail from the mailbox goes through; `Some(None)` clears it.
+    pub send_delivery_group_id: Option<Option<String>>,
+    /// What an agent may send from the mailbox (SPEC §16).
+    pub send_policy: Option<SendPolicy>,
+}
+
+impl SettingsChange {
+    /// Whether the change touches what the mailbox may send.
+    pub fn touches_sending(&self) -> bool {
+        self.send_delivery_group_id.is_some() || self.send_policy.is_some()
+    }
+}
+
+/// Bounds on mail sent from a mailbox: only to addresses that wrote to it, only to these
+/// domains (empty: any), at most this many a rolling 24 hours.
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq)]
+pub struct SendPolicy {
+    #[serde(default)]
+    pub reply_only: bool,
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    #[serde(default)]
+    pub daily_limit: Option<i64>,
+}
+
+/// Most domains a send policy lists, and the largest daily limit.
+pub const MAX_ALLOWED_DOMAINS: usize = 100;
+pub const MAX_DAILY_LIMIT: i64 = 1_000_000;
+
+impl SendPolicy {
+    /// The mailbox's policy as stored.
+    pub fn of(row: &MailboxRow) -> SendPolicy {
+        row.send_policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default()
+    }
+
+    fn checked(mut self, prefix: &str) -> Result<SendPolicy> {
+        if self.allowed_domains.len() > MAX_ALLOWED_DOMAINS {
+            return Err(Error::invalid(
+                format!("{prefix}send_policy.allowed_domains"),
+                format!("At most {MAX_ALLOWED_DOMAINS} domains"),
+            ));
+        }
+        for (i, d) in self.allowed_domains.iter_mut().enumerate() {
+            let domain = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            let ok = !domain.is_empty()
+                && domain.len() <= 253
+                && domain.contains('.')
+                && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.');
+            if !ok {
+                return Err(Error::invalid(
+                    format!("{prefix}send_policy.allowed_domains[{i}]"),
+                    "Not a domain name (for example example.com)",
+                ));
+            }
+            *d = domain;
+        }
+        if let Some(l) = self.daily_limit
+            && !(1..=MAX_DAILY_LIMIT).contains(&l)
+        {
+            return Err(Error::invalid(
+                format!("{prefix}send_policy.daily_limit"),
+                format!("daily_limit must be 1 to {MAX_DAILY_LIMIT}"),
+            ));
+        }
+        Ok(self)
+    }
 }
 
 /// A new mailbox as the caller asks for it.
@@ -107,6 +175,20 @@ pub fn apply_settings(row: &mut MailboxRow, change: &SettingsChange, prefix: &st
     if let Some(a) = change.accept_spam {
         row.accept_spam = i64::from(a);
     }
+    if let Some(p) = &change.send_policy {
+        let p = p.clone().checked(prefix)?;
+        row.send_policy = Some(serde_json::to_string(&p).map_err(Error::internal)?);
+    }
+    if let Some(g) = &change.send_delivery_group_id {
+        row.send_delivery_group_id = match g {
+            None => None,
+            Some(g) => Some(
+                crate::ids::DeliveryGroupId::parse(g)
+                    .ok_or_else(|| Error::invalid(format!("{prefix}send_delivery_group_id"), "No such delivery group"))?
+                    .into_string(),
+            ),
+        };
+    }
     Ok(())
 }
 
@@ -139,6 +221,8 @@ pub async fn create(core: &Core, caller: &Principal, new: NewMailbox) -> Result<
         accept_spam: 1,
         created_at: now,
         updated_at: now,
+        send_delivery_group_id: None,
+        send_policy: None,
     };
     apply_settings(&mut row, &new.settings, "settings.")?;
     let mut tx = core.store.begin().await?;
@@ -207,6 +291,13 @@ pub async fn own(core: &Core, caller: &Principal) -> Result<MailboxRow> {
 pub async fn update_own_settings(core: &Core, caller: &Principal, change: SettingsChange) -> Result<MailboxRow> {
     caller.require(Perm::MailboxSettingsUpdate)?;
     let id = own_id(caller)?;
+    // The guardrails of an agent are set by people and infrastructure keys, never by
+    // the mailbox key they bound.
+    if change.touches_sending() {
+        return Err(Error::forbidden(
+            "A mailbox key cannot change send_delivery_group_id or send_policy; people and infrastructure keys can",
+        ));
+    }
     patch(core, caller, id, None, Some(&change), "").await
 }
 
@@ -226,10 +317,18 @@ async fn patch(
     }
     if let Some(s) = settings {
         apply_settings(&mut row, s, prefix)?;
+        if let Some(Some(_)) = &s.send_delivery_group_id {
+            let group = row.send_delivery_group_id.clone().unwrap_or_default();
+            // Like any other team's resource: not found (API.md §1).
+            if crate::store::providers::get_group(&mut tx.team(team), &group).await?.is_none() {
+                return Err(Error::not_found("delivery group"));
+            }
+        }
     }
     row.updated_at = now_ms();
     q::update(&mut tx, &row).await?;
-    let details = json!({"spam_threshold": row.spam_threshold, "retention_days": row.retention_days, "accept_spam": row.accept_spam != 0});
+    let details = json!({"spam_threshold": row.spam_threshold, "retention_days": row.retention_days, "accept_spam": row.accept_spam != 0,
+        "send_delivery_group_id": row.send_delivery_group_id, "send_policy": SendPolicy::of(&row)});
     audit::record(&mut tx.team(team), &caller.actor(), "mailbox.updated", ("mailbox", &row.id), details).await?;
     core.commit(tx, team.as_str()).await?;
     Ok(row)
@@ -280,6 +379,8 @@ mod tests {
             accept_spam: 1,
             created_at: 0,
             updated_at: 0,
+            send_delivery_group_id: None,
+            send_policy: None,
         }
     }
 
@@ -304,7 +405,12 @@ mod tests {
     #[test]
     fn settings_are_range_checked_and_name_their_field() {
         let mut r = row();
-        let change = SettingsChange { spam_threshold: Some(7.5), retention_days: Some(3650), accept_spam: Some(false) };
+        let change = SettingsChange {
+            spam_threshold: Some(7.5),
+            retention_days: Some(3650),
+            accept_spam: Some(false),
+            ..Default::default()
+        };
         apply_settings(&mut r, &change, "settings.").unwrap();
         assert_eq!((r.spam_threshold, r.retention_days, r.accept_spam), (7.5, 3650, 0));
         for (change, param) in [

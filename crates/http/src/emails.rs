@@ -62,6 +62,9 @@ pub struct EmailOut {
     pub from: String,
     pub to: Vec<String>,
     pub subject: String,
+    /// The conversation (`thr_…`): the thread of the message named in `In-Reply-To` or
+    /// `References`, when the team holds it.
+    pub thread_id: Option<String>,
     /// The Message-ID header.
     pub message_id_header: String,
     /// The member that took the message (a provider id or `managed`).
@@ -148,6 +151,7 @@ async fn get_email(
         from: row.from_addr,
         to: serde_json::from_str(&row.recipients).unwrap_or_default(),
         subject: row.subject,
+        thread_id: row.thread_id,
         message_id_header: format!("<{}>", row.mime_message_id),
         provider_id: row.provider_id,
         provider_message_id: row.provider_message_id,

@@ -203,5 +203,6 @@ pub mod can {
         EmailReceive,
         EmailSend,
         DomainsManage,
+        MailboxSend,
     );
 }

@@ -5,8 +5,8 @@
 pub mod admin;
 pub mod auth;
 pub mod billing;
-pub mod domains;
 pub mod console;
+pub mod domains;
 pub mod emails;
 pub mod error;
 pub mod events;
@@ -14,7 +14,9 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod limits;
+pub mod llms;
 pub mod logs;
+pub mod mailbox_send;
 pub mod mailboxes;
 pub mod messages;
 pub mod pagination;
@@ -25,8 +27,10 @@ pub mod state;
 pub mod stream;
 pub mod suppressions;
 pub mod team;
+pub mod threads;
 
 pub mod webhooks;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
@@ -86,8 +90,11 @@ const CURSORS: &[(&str, &str)] = &[
     // `kind=audit` pages by audit ids, `kind=delivery` by attempt ids.
     ("/api/v1/logs", "(aud|att)"),
     ("/api/v1/mailbox/messages", "msg"),
+    // Threads page by the last message of the last thread shown.
+    ("/api/v1/mailbox/threads", "msg"),
     ("/api/v1/mailboxes", "mbx"),
     ("/api/v1/mailboxes/{mailbox_id}/messages", "msg"),
+    ("/api/v1/mailboxes/{mailbox_id}/threads", "msg"),
     ("/api/v1/providers", "prv"),
     ("/api/v1/team/invitations", "inv"),
     ("/api/v1/team/members", "usr"),
@@ -268,6 +275,11 @@ pub fn router(state: AppState) -> Router {
         .merge(mailboxes::router())
         .merge(domains::router())
         .merge(messages::router())
+        .merge(threads::router())
+        .merge(
+            mailbox_send::router()
+                .layer(DefaultBodyLimit::max(emails::body_limit(state.settings.outbound.max_email_bytes))),
+        )
         .merge(limits::router())
         .merge(logs::router())
         .merge(events::router())
@@ -285,9 +297,16 @@ pub fn router(state: AppState) -> Router {
     // After the merge: the modifiers of `#[openapi]` run before any route is added.
     StandardAnswers.modify(&mut doc);
 
-    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The WebSocket stream is outside the OpenAPI document (a schema cannot describe an
+    // upgrade); API.md §16 is its contract.
+    let authed = authed.merge(ws::router()).route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    let llms_txt = llms::render(&doc);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
+    let llms_route = axum::routing::get(move || {
+        let body = llms_txt.clone();
+        async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body) }
+    });
 
     let app = Router::new()
         .merge(public)
@@ -296,7 +315,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(console::router())
         .route_layer(middleware::from_fn(record_metrics))
-        .merge(docs);
+        .merge(docs)
+        .route("/llms.txt", llms_route);
     finish(app, state)
 }
 

@@ -15,7 +15,7 @@ use crate::extract::Caller;
 use crate::state::AppState;
 use sendmux_core::auth::perms::Perm;
 use sendmux_core::ids::MailboxId;
-use sendmux_core::mailboxes::{self, MailboxChange, NewMailbox, SettingsChange};
+use sendmux_core::mailboxes::{self, MailboxChange, NewMailbox, SendPolicy, SettingsChange};
 use sendmux_core::store::mailboxes::MailboxRow;
 use sendmux_core::store::rfc3339;
 
@@ -42,11 +42,50 @@ pub struct MailboxSettings {
     pub retention_days: Option<i64>,
     /// When false, spam is refused at the end of SMTP DATA instead of stored (default true).
     pub accept_spam: Option<bool>,
+    /// The delivery group mail sent from the mailbox goes through (`null` clears it).
+    /// Not settable with a mailbox key.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable, pattern = "^dgr_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")]
+    pub send_delivery_group_id: Option<Option<String>>,
+    /// What an agent may send from the mailbox. Not settable with a mailbox key.
+    pub send_policy: Option<SendPolicyIn>,
+}
+
+/// A field that may be `null` (clear) or absent (keep).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Bounds on mail sent from the mailbox (SPEC §16); each send beyond them is 403.
+#[derive(Deserialize, Serialize, ToSchema, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SendPolicyIn {
+    /// Only to addresses that have written to the mailbox (default false).
+    #[serde(default)]
+    pub reply_only: bool,
+    /// Only to these domains (empty: any), at most 100.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub allowed_domains: Vec<String>,
+    /// At most this many messages a rolling 24 hours, 1..1000000 (none: no limit).
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "crate::schema::integer::optional")]
+    pub daily_limit: Option<i64>,
 }
 
 impl From<MailboxSettings> for SettingsChange {
     fn from(s: MailboxSettings) -> Self {
-        Self { spam_threshold: s.spam_threshold, retention_days: s.retention_days, accept_spam: s.accept_spam }
+        Self {
+            spam_threshold: s.spam_threshold,
+            retention_days: s.retention_days,
+            accept_spam: s.accept_spam,
+            send_delivery_group_id: s.send_delivery_group_id,
+            send_policy: s.send_policy.map(|p| SendPolicy {
+                reply_only: p.reply_only,
+                allowed_domains: p.allowed_domains,
+                daily_limit: p.daily_limit,
+            }),
+        }
     }
 }
 
@@ -74,6 +113,8 @@ pub struct SettingsOut {
     pub spam_threshold: f64,
     pub retention_days: i64,
     pub accept_spam: bool,
+    pub send_delivery_group_id: Option<String>,
+    pub send_policy: SendPolicyIn,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -88,6 +129,7 @@ pub struct MailboxOut {
 
 impl From<MailboxRow> for MailboxOut {
     fn from(m: MailboxRow) -> Self {
+        let policy = SendPolicy::of(&m);
         Self {
             id: m.id,
             address: m.address,
@@ -96,6 +138,12 @@ impl From<MailboxRow> for MailboxOut {
                 spam_threshold: m.spam_threshold,
                 retention_days: m.retention_days,
                 accept_spam: m.accept_spam != 0,
+                send_policy: SendPolicyIn {
+                    reply_only: policy.reply_only,
+                    allowed_domains: policy.allowed_domains,
+                    daily_limit: policy.daily_limit,
+                },
+                send_delivery_group_id: m.send_delivery_group_id,
             },
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),

@@ -19,8 +19,9 @@ use crate::extract::Caller;
 use crate::state::AppState;
 use sendmux_core::auth::Principal;
 use sendmux_core::auth::perms::Perm;
-use sendmux_core::ids::MessageId;
+use sendmux_core::ids::{MessageId, ThreadId};
 use sendmux_core::inbound::messages;
+use sendmux_core::store::inbound::Filter;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -44,6 +45,27 @@ pub struct MessageListParams {
     /// `true` for spam only, `false` for the rest.
     #[param(value_type = Option<bool>)]
     pub spam: Option<String>,
+    /// Full-text search over from, to, subject and text: every word must match.
+    #[param(max_length = 256)]
+    pub q: Option<String>,
+    /// Messages of this thread only (`thr_…`).
+    #[param(pattern = "^thr_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")]
+    pub thread_id: Option<String>,
+    /// Received at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
+    /// Received before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<String>,
+}
+
+fn time_param(raw: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| Some(d.timestamp_millis()))
+            .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")).with_param(name)),
+    }
 }
 
 async fn list_in(
@@ -60,8 +82,24 @@ async fn list_in(
         Some("false") => Some(false),
         Some(_) => return Err(ApiError::bad_request("spam must be true or false").with_param("spam")),
     };
+    let thread_id = match params.thread_id.as_deref() {
+        None => None,
+        Some(t) => Some(
+            ThreadId::parse(t)
+                .ok_or_else(|| ApiError::bad_request("thread_id is not a thread id").with_param("thread_id"))?
+                .into_string(),
+        ),
+    };
+    let words = params.q.as_deref().map(messages::search_words).transpose()?;
+    let filter = Filter {
+        spam,
+        thread_id,
+        since: time_param(params.since.as_deref(), "since")?,
+        until: time_param(params.until.as_deref(), "until")?,
+        words,
+    };
     let page = ListParams { limit: params.limit, cursor: params.cursor }.page(|c| MessageId::parse(c).is_some())?;
-    let rows = messages::list(state, p, mailbox_id, spam, page.before(), page.fetch()).await?;
+    let rows = messages::search(state, p, mailbox_id, &filter, page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |r| r.id.clone(), |r| messages::summary(&r))))
 }
 
@@ -128,7 +166,7 @@ async fn raw_in(state: &AppState, p: &Principal, mailbox_id: Option<&str>, id: &
     Ok(raw_response(messages::raw_stream(state, p, mailbox_id, id).await?))
 }
 
-/// Messages of a mailbox key's mailbox, newest first.
+/// Messages of a mailbox key's mailbox, newest first; `q` searches them.
 #[utoipa::path(get, path = "/api/v1/mailbox/messages", tag = "mailbox", params(MessageListParams), responses((status = 200, body = Object)))]
 async fn own_list(
     State(state): State<AppState>,

@@ -133,13 +133,39 @@ impl Drop for Slot {
     }
 }
 
-struct Reader {
+/// What a stream sends next, whatever carries it (SSE or WebSocket).
+pub(crate) enum Frame {
+    /// A log event: its id, type and JSON.
+    Event {
+        id: String,
+        kind: String,
+        payload: String,
+    },
+    Ping,
+    /// The opening comment of an SSE stream.
+    Connected,
+}
+
+/// Why a stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// `close_after` passed.
+    Deadline,
+    /// The key was revoked, expired or deleted (or could not be checked).
+    Revoked,
+    /// The node is shutting down.
+    Shutdown,
+    /// The log could not be read.
+    Failed,
+}
+
+pub(crate) struct Reader {
     state: AppState,
     team_id: TeamId,
     mailbox_id: String,
     types: Vec<String>,
     cursor: i64,
-    pending: VecDeque<Bytes>,
+    pending: VecDeque<Frame>,
     wake: tokio::sync::watch::Receiver<u64>,
     ping: Duration,
     next_ping: Instant,
@@ -151,7 +177,7 @@ struct Reader {
     /// `retry:` goes out with the first event, not alone: a block holding only a field
     /// without data is dispatched as an empty event by some clients (httpx-sse).
     retry_sent: bool,
-    done: bool,
+    done: Option<End>,
     _slot: Slot,
 }
 
@@ -167,11 +193,7 @@ impl Reader {
         for row in rows {
             self.cursor = row.seq;
             if self.types.contains(&row.kind) {
-                let retry = if std::mem::replace(&mut self.retry_sent, true) { "" } else { "retry: 2000\n" };
-                self.pending.push_back(Bytes::from(format!(
-                    "{retry}id: {}\nevent: {}\ndata: {}\n\n",
-                    row.id, row.kind, row.payload
-                )));
+                self.pending.push_back(Frame::Event { id: row.id, kind: row.kind, payload: row.payload });
             }
         }
         Ok(full)
@@ -194,19 +216,39 @@ impl Reader {
         }
     }
 
+    /// The SSE form of the next frame.
     async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
+        let chunk = match self.next_frame().await {
+            Err(_) => return None,
+            Ok(Frame::Connected) => Bytes::from_static(b": connected\n\n"),
+            Ok(Frame::Ping) => Bytes::from_static(b": ping\n\n"),
+            Ok(Frame::Event { id, kind, payload }) => {
+                let retry = if std::mem::replace(&mut self.retry_sent, true) { "" } else { "retry: 2000\n" };
+                Bytes::from(format!("{retry}id: {id}\nevent: {kind}\ndata: {payload}\n\n"))
+            }
+        };
+        Some((Ok(chunk), self))
+    }
+
+    /// The next frame, in log order, or why the stream ends. Cancel-safe: a frame is
+    /// taken from `pending` only when it is returned, and the log's cursor moves only
+    /// with the frames it queued.
+    pub(crate) async fn next_frame(&mut self) -> Result<Frame, End> {
         loop {
             if Instant::now() >= self.next_check {
                 if !Box::pin(self.credential_valid()).await {
-                    return None;
+                    return Err(End::Revoked);
                 }
                 self.next_check = Instant::now() + RECHECK;
             }
-            if let Some(chunk) = self.pending.pop_front() {
-                return Some((Ok(chunk), self));
+            if let Some(frame) = self.pending.pop_front() {
+                return Ok(frame);
             }
-            if self.done || Instant::now() >= self.deadline {
-                return None;
+            if let Some(end) = self.done {
+                return Err(end);
+            }
+            if Instant::now() >= self.deadline {
+                return Err(End::Deadline);
             }
             // Mark every wake-up so far as seen *before* reading: one that arrives
             // during the read then still ends the wait below, and the event it
@@ -220,7 +262,7 @@ impl Reader {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "event stream cannot read the log; ending it");
-                    return None;
+                    return Err(End::Failed);
                 }
             }
             tokio::select! {
@@ -231,11 +273,11 @@ impl Reader {
                 }
                 _ = tokio::time::sleep_until(self.next_ping) => {
                     self.next_ping = Instant::now() + self.ping;
-                    return Some((Ok(Bytes::from_static(b": ping\n\n")), self));
+                    return Ok(Frame::Ping);
                 }
-                _ = tokio::time::sleep_until(self.deadline) => self.done = true,
+                _ = tokio::time::sleep_until(self.deadline) => self.done = Some(End::Deadline),
                 _ = tokio::time::sleep_until(self.next_check) => {}
-                _ = self.state.shutdown.cancelled() => self.done = true,
+                _ = self.state.shutdown.cancelled() => self.done = Some(End::Shutdown),
             }
         }
     }
@@ -251,10 +293,32 @@ async fn mailbox_events(
     headers: HeaderMap,
     Query(q): Query<StreamParams>,
 ) -> ApiResult<Response> {
+    let mut reader = open(&state, &p, &headers, &q).await?;
+    // A comment only: no client dispatches it.
+    reader.pending.push_front(Frame::Connected);
+    metrics::counter!("sendmux_streams_opened_total").increment(1);
+    let body = Body::from_stream(futures::stream::unfold(reader, Reader::next_chunk));
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res)
+}
+
+/// Checks the caller and the controls, takes a stream slot of the key and places the
+/// reader at the head of the log or after `Last-Event-ID`: everything that can refuse
+/// a stream happens here, before any byte of it (or a WebSocket upgrade).
+pub(crate) async fn open(
+    state: &AppState,
+    p: &sendmux_core::auth::Principal,
+    headers: &HeaderMap,
+    q: &StreamParams,
+) -> ApiResult<Reader> {
     p.require(Perm::MailboxRead)?;
     let mailbox_id =
         p.mailbox_scope().ok_or_else(|| ApiError::forbidden("The event stream is for mailbox keys"))?.to_owned();
-    let controls = Controls::parse(&q, &headers)?;
+    let controls = Controls::parse(q, headers)?;
     let key = p.rate_bucket.clone();
     {
         let mut streams = state.0.streams.lock();
@@ -285,8 +349,7 @@ async fn mailbox_events(
         mailbox_id,
         types: controls.types,
         cursor,
-        // A comment only: no client dispatches it.
-        pending: VecDeque::from([Bytes::from_static(b": connected\n\n")]),
+        pending: VecDeque::new(),
         wake,
         ping: controls.ping,
         next_ping: now + controls.ping,
@@ -297,15 +360,8 @@ async fn mailbox_events(
         },
         next_check: now + RECHECK,
         retry_sent: false,
-        done: false,
+        done: None,
         _slot: slot,
     };
-    metrics::counter!("sendmux_streams_opened_total").increment(1);
-    let body = Body::from_stream(futures::stream::unfold(reader, Reader::next_chunk));
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(res)
+    Ok(reader)
 }

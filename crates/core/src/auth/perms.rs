@@ -36,10 +36,12 @@ pub enum Perm {
     /// Team domains (API.md §14): adding, verifying, rotating DKIM, deleting.
     DomainsManage,
     DomainsRead,
+    /// Send from a mailbox's own address (SPEC §16): a key permission, never a default.
+    MailboxSend,
 }
 
 impl Perm {
-    pub const KEY_PERMISSIONS: [Perm; 11] = [
+    pub const KEY_PERMISSIONS: [Perm; 12] = [
         Perm::ProvidersManage,
         Perm::MailboxesManage,
         Perm::WebhooksManage,
@@ -51,6 +53,7 @@ impl Perm {
         Perm::MailboxSettingsUpdate,
         Perm::EmailReceive,
         Perm::DomainsManage,
+        Perm::MailboxSend,
     ];
 
     /// The dotted name of API.md §3 for key permissions; a descriptive one otherwise.
@@ -81,6 +84,7 @@ impl Perm {
             Perm::MessageContentRead => "messages.content.read",
             Perm::DomainsManage => "domains.manage",
             Perm::DomainsRead => "domains.read",
+            Perm::MailboxSend => "mailbox.send",
         }
     }
 
@@ -169,6 +173,7 @@ impl Role {
             LimitsRequest,
             BillingRead,
             DomainsManage,
+            MailboxSend,
         ]));
         let owner = admin.union(PermSet::of(&[TeamDelete, TeamTransfer]));
         match self {
@@ -225,7 +230,7 @@ impl KeyKind {
                 &[ProvidersManage, MailboxesManage, WebhooksManage, KeysManage, BillingRead, LogsRead, DomainsManage]
             }
             KeyKind::Sending => &[EmailSend],
-            KeyKind::Mailbox => &[MailboxRead, MailboxSettingsUpdate, EmailReceive],
+            KeyKind::Mailbox => &[MailboxRead, MailboxSettingsUpdate, EmailReceive, MailboxSend],
         }
     }
 
@@ -258,7 +263,7 @@ impl KeyKind {
                 }
             }
             if granted.has(MailboxesManage) {
-                set = set.with(MailboxRead).with(MailboxSettingsUpdate).with(EmailReceive);
+                set = set.with(MailboxRead).with(MailboxSettingsUpdate).with(EmailReceive).with(MailboxSend);
             }
         }
         // A key that reads a mailbox reads its messages (API.md §6).

@@ -30,7 +30,7 @@ pub struct Attachment {
 
 /// The mailbox a request addresses: a mailbox key's own (any other id is 404, as if it
 /// did not exist), or any mailbox of the caller's team.
-async fn mailbox(core: &Core, caller: &Principal, id: Option<&str>) -> Result<MailboxRow> {
+pub(crate) async fn mailbox(core: &Core, caller: &Principal, id: Option<&str>) -> Result<MailboxRow> {
     let id = match (caller.mailbox_scope(), id) {
         (Some(scope), None) => scope.to_owned(),
         (Some(scope), Some(id)) if scope == id => scope.to_owned(),
@@ -63,6 +63,8 @@ pub fn summary(m: &MessageRow) -> Value {
     json!({
         "id": m.id,
         "mailbox_id": m.mailbox_id,
+        "thread_id": m.thread_id,
+        "direction": m.direction,
         "received_at": rfc3339(m.received_at),
         "size": m.size_bytes,
         "source": m.source,
@@ -91,6 +93,12 @@ pub fn detail(m: &MessageRow, raw: &[u8]) -> Value {
             out.insert(k, v);
         }
     }
+    // Rows stored before extraction existed: extracted from the parsed text now.
+    let extracted = match &m.extracted_text {
+        Some(t) => Value::String(t.clone()),
+        None => out["text"].as_str().map(|t| Value::String(super::extract::new_text(t))).unwrap_or(Value::Null),
+    };
+    out["extracted_text"] = extracted;
     out
 }
 
@@ -98,7 +106,7 @@ pub fn detail(m: &MessageRow, raw: &[u8]) -> Value {
 /// bodies and no headers; addresses, subject, dates and attachment metadata stay.
 fn metadata_only(mut detail: Value) -> Value {
     if let Some(out) = detail.as_object_mut() {
-        for content in ["text", "html", "headers"] {
+        for content in ["text", "html", "headers", "extracted_text"] {
             out.remove(content);
         }
     }
@@ -117,10 +125,45 @@ pub async fn list(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<MessageRow>> {
+    search(core, caller, mailbox_id, &q::Filter { spam, ..Default::default() }, before, limit).await
+}
+
+/// Longest search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+
+/// The words of a search query (`q=`): split on blanks, quotes and control characters
+/// dropped, and words without a letter or digit (which match nothing) too; every word
+/// must match. A query longer than [`MAX_QUERY_CHARS`] is refused; one with no word
+/// matches nothing.
+pub fn search_words(raw: &str) -> Result<Vec<String>> {
+    if raw.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::malformed(format!("q is longer than {MAX_QUERY_CHARS} characters")).with_param("q"));
+    }
+    let words: Vec<String> = raw
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| *c != '"' && !c.is_control()).collect::<String>())
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .collect();
+    Ok(words)
+}
+
+/// A page of a mailbox's messages kept by `filter` (search words, thread, time range,
+/// spam verdict), newest first, before the `before` id.
+pub async fn search(
+    core: &Core,
+    caller: &Principal,
+    mailbox_id: Option<&str>,
+    filter: &q::Filter,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
     caller.require(Perm::MailboxRead)?;
     let mbx = mailbox(core, caller, mailbox_id).await?;
+    if filter.words.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
     let mut conn = core.store.pool().acquire().await?;
-    Ok(q::list(&mut conn.team(&caller.team_id), &mbx.id, spam, before, limit).await?)
+    Ok(q::list(&mut conn.team(&caller.team_id), &mbx.id, filter, before, limit).await?)
 }
 
 /// One message parsed, with its spam verdict and authentication results; metadata only

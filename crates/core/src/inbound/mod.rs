@@ -4,6 +4,7 @@
 //! told the message was accepted.
 
 pub mod authenticate;
+pub mod extract;
 pub mod messages;
 pub mod parse;
 pub mod route;
@@ -154,6 +155,10 @@ pub async fn receive(state: &Core, incoming: Incoming) -> anyhow::Result<Outcome
             auth_results: auth_json.clone(),
             received_at,
             plus_tag: r.plus_tag.clone(),
+            thread_id: None,
+            extracted_text: summary.extracted_text.clone(),
+            direction: "inbound".to_owned(),
+            search_text: Some(format!("{} {}", summary.search_text, r.address)),
         });
     }
     if rows.is_empty() {
@@ -173,8 +178,22 @@ pub async fn receive(state: &Core, incoming: Incoming) -> anyhow::Result<Outcome
     for (row, key) in rows.iter_mut().zip(keys) {
         row.blob_key = key;
     }
+    // The conversation each copy belongs to (crate::threads).
+    let threading = crate::threads::Threading {
+        message_id: summary.message_id.as_deref(),
+        in_reply_to: &summary.in_reply_to,
+        references: &summary.references,
+        subject: summary.subject.as_deref(),
+    };
+    let refs = match crate::threads::assign_inbound(&state.store, &mut rows, &threading, received_at).await {
+        Ok(refs) => refs,
+        Err(e) => {
+            discard_blobs(state, &rows).await;
+            return Err(e);
+        }
+    };
     // 2. Rows, events and usage in one transaction.
-    if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone()).await {
+    if let Err(e) = state.inbound_committer.commit(rows.clone(), summary.to.clone(), refs).await {
         discard_blobs(state, &rows).await;
         return Err(e);
     }
@@ -217,9 +236,14 @@ fn write_bodies(
 /// Writes the rows of `rows` — each with the envelope recipients of its message — and
 /// everything that goes with them: one event each, the usage unit, the stored bytes.
 /// One multi-row statement per table (per chunk), whatever the number of messages.
-async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> anyhow::Result<usize> {
+async fn write_rows(
+    w: &mut impl Writer,
+    rows: &[(&MessageRow, &[String])],
+    refs: &[crate::store::threads::RefRow],
+) -> anyhow::Result<usize> {
     let messages: Vec<&MessageRow> = rows.iter().map(|(m, _)| *m).collect();
     q::insert_many(w, &messages).await?;
+    crate::store::threads::insert_refs(w, refs).await?;
     let events: Vec<(&str, &str, Subject<'_>, serde_json::Value)> = rows
         .iter()
         .map(|(m, to)| {
@@ -227,6 +251,7 @@ async fn write_rows(w: &mut impl Writer, rows: &[(&MessageRow, &[String])]) -> a
             let data = json!({
                 "message_id": m.id,
                 "mailbox_id": m.mailbox_id,
+                "thread_id": m.thread_id,
                 "from": m.from_address,
                 "to": to,
                 "rcpt_to": m.rcpt_to,
@@ -277,7 +302,12 @@ impl Batch for Rows<'_> {
         let mut rows: Vec<(&MessageRow, &[String])> =
             self.jobs.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
         rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
-        self.deliveries = write_rows(w, &rows).await?;
+        let mut refs: Vec<crate::store::threads::RefRow> =
+            self.jobs.iter().flat_map(|j| j.refs.iter().cloned()).collect();
+        // One row per key in a statement (PostgreSQL refuses to update a row twice in one).
+        refs.sort_by(|a, b| (&a.team_id, &a.ref_key).cmp(&(&b.team_id, &b.ref_key)));
+        refs.dedup_by(|a, b| a.team_id == b.team_id && a.ref_key == b.ref_key);
+        self.deliveries = write_rows(w, &rows, &refs).await?;
         Ok(())
     }
 }
@@ -285,6 +315,7 @@ impl Batch for Rows<'_> {
 struct CommitJob {
     rows: Vec<MessageRow>,
     to: Vec<String>,
+    refs: Vec<crate::store::threads::RefRow>,
     done: oneshot::Sender<anyhow::Result<()>>,
 }
 
@@ -340,11 +371,19 @@ impl Committer {
         Ok(Committer { jobs })
     }
 
-    /// Commits `rows` (the copies of one message, their bodies already durable);
-    /// returns once the rows are durable.
-    pub async fn commit(&self, rows: Vec<MessageRow>, to: Vec<String>) -> anyhow::Result<()> {
+    /// Commits `rows` (the copies of one message, their bodies already durable) with
+    /// their thread references; returns once the rows are durable.
+    pub async fn commit(
+        &self,
+        rows: Vec<MessageRow>,
+        to: Vec<String>,
+        refs: Vec<crate::store::threads::RefRow>,
+    ) -> anyhow::Result<()> {
         let (done, wait) = oneshot::channel();
-        self.jobs.send(CommitJob { rows, to, done }).await.map_err(|_| anyhow::anyhow!("the committer stopped"))?;
+        self.jobs
+            .send(CommitJob { rows, to, refs, done })
+            .await
+            .map_err(|_| anyhow::anyhow!("the committer stopped"))?;
         wait.await.map_err(|_| anyhow::anyhow!("the committer stopped"))?
     }
 }

@@ -20,6 +20,42 @@ pub struct Summary {
     pub has_html: bool,
     /// The first text body, cut to a few KB, for content signals.
     pub text_sample: String,
+    /// `In-Reply-To` and `References` (without angle brackets), for threading.
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// The new text of the first text body (see `extract`).
+    pub extracted_text: Option<String>,
+    /// From, to, cc, subject and text, for search (see `search_text`).
+    pub search_text: String,
+}
+
+/// Most characters of a message's text that search looks at.
+const SEARCH_TEXT_CHARS: usize = 100_000;
+
+/// What search matches: the addresses (whole, and split at `@` and `.` so a domain or
+/// a local part matches on its own), names, subject and the first text body.
+fn search_text(m: &Message<'_>) -> String {
+    let mut out = String::new();
+    for list in [m.from(), m.to(), m.cc()].into_iter().flatten() {
+        for a in addresses(list) {
+            for part in [a.name.as_deref(), a.address.as_deref()].into_iter().flatten() {
+                out.push_str(part);
+                out.push(' ');
+            }
+            if let Some(addr) = &a.address {
+                out.push_str(&addr.replace(['@', '.'], " "));
+                out.push(' ');
+            }
+        }
+    }
+    if let Some(s) = m.subject() {
+        out.push_str(s);
+        out.push(' ');
+    }
+    if let Some(t) = m.body_text(0) {
+        out.extend(t.chars().take(SEARCH_TEXT_CHARS));
+    }
+    stored(&out)
 }
 
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
@@ -56,6 +92,10 @@ pub fn summarize(raw: &[u8]) -> Summary {
         has_text: m.text_body_count() > 0 && m.text_part(0).is_some_and(|p| !p.is_text_html()),
         has_html: m.html_body_count() > 0,
         text_sample,
+        in_reply_to: text_list(m.in_reply_to()).iter().map(|s| stored(s)).collect(),
+        references: text_list(m.references()).iter().map(|s| stored(s)).collect(),
+        extracted_text: m.body_text(0).map(|t| stored(&super::extract::new_text(&t))),
+        search_text: search_text(&m),
     }
 }
 

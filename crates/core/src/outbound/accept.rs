@@ -65,6 +65,7 @@ impl Queued {
             link: String,
             message_id: &'a str,
             subject: &'a str,
+            thread_id: Option<&'a str>,
             to: &'a serde_json::value::RawValue,
         }
         let to = serde_json::from_str::<&serde_json::value::RawValue>(&row.recipients).ok();
@@ -74,6 +75,7 @@ impl Queued {
             link: format!("/api/v1/emails/{}", row.id),
             message_id: &row.id,
             subject: &row.subject,
+            thread_id: row.thread_id.as_deref(),
             to: to.unwrap_or(serde_json::value::RawValue::NULL),
         };
         let event = NewEvent::new(&row.team_id, "message.queued", subject, data);
@@ -215,6 +217,18 @@ async fn write_group(
     if !queued.is_empty() {
         let rows: Vec<&MessageRow> = queued.iter().map(|m| &m.row).collect();
         q::insert_messages(w, &rows).await?;
+        // Later mail that answers one of these joins its thread.
+        let mut refs: Vec<crate::store::threads::RefRow> = rows
+            .iter()
+            .filter_map(|r| {
+                let thread_id = r.thread_id.clone()?;
+                let ref_key = crate::threads::id_key(&r.mime_message_id)?;
+                Some(crate::store::threads::RefRow { team_id: r.team_id.clone(), ref_key, thread_id, created_at: now })
+            })
+            .collect();
+        refs.sort_by(|a, b| (&a.team_id, &a.ref_key).cmp(&(&b.team_id, &b.ref_key)));
+        refs.dedup_by(|a, b| a.team_id == b.team_id && a.ref_key == b.ref_key);
+        crate::store::threads::insert_refs(w, &refs).await?;
         let events: Vec<&NewEvent> = queued.iter().map(|m| &m.event).collect();
         return events::append_many(w, &events).await;
     }

@@ -38,9 +38,29 @@ pub async fn send_one(
     let group = sending_group(caller)?;
     let email = validate::email("", input, core.settings.outbound.max_email_bytes)?;
     check_senders(core, &caller.team_id, group, [("", &email)]).await?;
-    let row = message_row(core, &caller.team_id, group, &email)?;
+    let mut row = message_row(core, &caller.team_id, group, &email)?;
+    row.thread_id = Some(thread_of(core, &caller.team_id, &email).await?);
     let answer = json!({"id": row.id, "status": "queued"});
     accept(core, caller, idempotency, vec![(row, email)], answer).await
+}
+
+/// Queues one validated email through `group` in `thread_id`, as `send_one` does (the
+/// same row, events, statuses and billing): sending from a mailbox (`mailbox_send`),
+/// whose caller is a mailbox key and whose group is the mailbox's. Returns the row.
+pub(crate) async fn queue_in_thread(
+    core: &Arc<Core>,
+    caller: &Principal,
+    group: &str,
+    email: &Email,
+    thread_id: &str,
+) -> Result<MessageRow> {
+    let mut row = message_row(core, &caller.team_id, group, email)?;
+    row.thread_id = Some(thread_id.to_owned());
+    let answer = json!({"id": row.id, "status": "queued"});
+    let out = row.clone();
+    let email = validate::Email::clone(email);
+    accept(core, caller, None, vec![(row, email)], answer).await?;
+    Ok(out)
 }
 
 /// Queues 1 to [`MAX_BATCH`] emails, all or none; the answer lists them in order.
@@ -62,10 +82,12 @@ pub async fn send_batch(
         .collect::<Result<Vec<_>>>()?;
     let prefixes: Vec<String> = (0..emails.len()).map(|i| format!("[{i}].")).collect();
     check_senders(core, &caller.team_id, group, prefixes.iter().map(String::as_str).zip(emails.iter())).await?;
-    let messages = emails
-        .into_iter()
-        .map(|e| Ok((message_row(core, &caller.team_id, group, &e)?, e)))
-        .collect::<Result<Vec<_>>>()?;
+    let mut messages = Vec::with_capacity(emails.len());
+    for e in emails {
+        let mut row = message_row(core, &caller.team_id, group, &e)?;
+        row.thread_id = Some(thread_of(core, &caller.team_id, &e).await?);
+        messages.push((row, e));
+    }
     let data: Vec<Value> = messages.iter().map(|(r, _)| json!({"id": r.id, "status": "queued"})).collect();
     accept(core, caller, idempotency, messages, json!({"data": data})).await
 }
@@ -164,7 +186,29 @@ fn message_row(core: &Core, team: &TeamId, group_id: &str, email: &Email) -> Res
         expires_at: now + core.settings.outbound.retry_window_ms,
         created_at: now,
         updated_at: now,
+        thread_id: None,
     })
+}
+
+/// The thread of an email sent with `In-Reply-To`/`References` among its `headers`: the
+/// thread of the message it answers when the team knows it, else a new one.
+async fn thread_of(core: &Core, team: &TeamId, email: &Email) -> Result<String> {
+    let header = |name: &str| -> Vec<String> {
+        email
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    };
+    let (in_reply_to, references) = (header("In-Reply-To"), header("References"));
+    let threading = crate::threads::Threading {
+        message_id: None,
+        in_reply_to: &in_reply_to,
+        references: &references,
+        subject: None,
+    };
+    Ok(crate::threads::resolve(&core.store, team.as_str(), &threading, None).await?)
 }
 
 /// Commits the messages with `answer` in the next group, under the request's idempotency

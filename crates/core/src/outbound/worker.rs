@@ -95,6 +95,7 @@ pub fn event_data(row: &MessageRow, extra: Value) -> Value {
         "from": row.from_addr,
         "to": to,
         "subject": row.subject,
+        "thread_id": row.thread_id,
         "link": format!("/api/v1/emails/{}", row.id),
     });
     if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {

@@ -27,11 +27,20 @@ pub struct MessageRow {
     pub auth_results: String,
     pub received_at: i64,
     pub plus_tag: Option<String>,
+    /// `thr_…`; rows written before threads existed were given one each.
+    pub thread_id: Option<String>,
+    /// The new text, without quoted history or signature.
+    pub extracted_text: Option<String>,
+    /// `inbound`, or `outbound` for the copy of a message the mailbox sent.
+    pub direction: String,
+    /// From, to, subject and text, for search: written, never read back.
+    #[sqlx(default)]
+    pub search_text: Option<String>,
 }
 
-const COLUMNS: &str = "id, team_id, mailbox_id, blob_key, size_bytes, source, remote_ip, helo, mail_from, rcpt_to, \
+pub(crate) const COLUMNS: &str = "id, team_id, mailbox_id, blob_key, size_bytes, source, remote_ip, helo, mail_from, rcpt_to, \
      from_address, from_name, subject, header_message_id, attachment_count, spam_score, is_spam, auth_results, received_at, \
-     plus_tag";
+     plus_tag, thread_id, extracted_text, direction";
 
 /// The mailbox at `address`, whatever its team: addresses are unique on the instance,
 /// and SMTP routing starts from the address alone. Every later query is team-scoped.
@@ -61,7 +70,8 @@ pub async fn mailboxes_by_addresses(conn: &mut Conn, addresses: &[String]) -> sq
 }
 
 pub async fn insert_many(w: &mut impl Writer, rows: &[&MessageRow]) -> anyhow::Result<()> {
-    w.insert_rows("inbound_messages", COLUMNS, rows, "").await.map(|_| ())
+    let columns = format!("{COLUMNS}, search_text");
+    w.insert_rows("inbound_messages", &columns, rows, "").await.map(|_| ())
 }
 
 /// The body keys starting with `prefix` (one blob segment's) of messages with an id
@@ -87,24 +97,57 @@ pub async fn get(t: &mut Team<'_>, mailbox_id: &str, id: &str) -> sqlx::Result<O
     .await
 }
 
-/// Newest first; `spam` filters on the verdict when given.
+/// What a message list keeps; `None` keeps everything.
+#[derive(Default, Debug, Clone)]
+pub struct Filter {
+    /// Spam only (true) or the rest (false).
+    pub spam: Option<bool>,
+    pub thread_id: Option<String>,
+    /// Received at or after (ms).
+    pub since: Option<i64>,
+    /// Received before (ms).
+    pub until: Option<i64>,
+    /// Words that must all appear in from, to, subject or text: each one plain (no
+    /// quotes), as `inbound::messages::search_words` makes them. `Some` of none
+    /// matches nothing.
+    pub words: Option<Vec<String>>,
+}
+
+/// Newest first, kept by `filter`.
 pub async fn list(
     t: &mut Team<'_>,
     mailbox_id: &str,
-    spam: Option<bool>,
+    filter: &Filter,
     before: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
     let (conn, team_id) = t.split();
+    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    // SQLite: an FTS5 query of quoted phrases (all must match); PostgreSQL: the words
+    // as plain text for plainto_tsquery (all must match).
+    let query = filter.words.as_ref().map(|words| {
+        if sqlite { words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" ") } else { words.join(" ") }
+    });
+    let matches = if sqlite {
+        "rowid IN (SELECT rowid FROM inbound_messages_fts WHERE inbound_messages_fts MATCH $9)"
+    } else {
+        "to_tsvector('simple', coalesce(search_text, '')) @@ plainto_tsquery('simple', $9)"
+    };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 \
-         AND ($3 IS NULL OR is_spam = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+         AND ($3 IS NULL OR is_spam = $3) AND ($4 IS NULL OR id < $4) \
+         AND ($6 IS NULL OR thread_id = $6) AND ($7 IS NULL OR received_at >= $7) \
+         AND ($8 IS NULL OR received_at < $8) AND ($9 IS NULL OR {matches}) ORDER BY id DESC LIMIT $5"
     )))
     .bind(team_id)
     .bind(mailbox_id)
-    .bind(spam.map(i64::from))
+    .bind(filter.spam.map(i64::from))
     .bind(before)
     .bind(limit)
+    .bind(filter.thread_id.as_deref())
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(query)
     .fetch_all(conn)
     .await
 }

@@ -13,13 +13,20 @@ pub struct MailboxRow {
     pub accept_spam: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The delivery group mail sent from the mailbox goes through (SPEC §16).
+    #[sqlx(default)]
+    pub send_delivery_group_id: Option<String>,
+    /// JSON `{reply_only, allowed_domains, daily_limit}`.
+    #[sqlx(default)]
+    pub send_policy: Option<String>,
 }
 
-const COLUMNS: &str = "id, team_id, address, name, spam_threshold, retention_days, accept_spam, created_at, updated_at";
+const COLUMNS: &str = "id, team_id, address, name, spam_threshold, retention_days, accept_spam, created_at, updated_at, \
+     send_delivery_group_id, send_policy";
 
 pub async fn insert(conn: &mut Conn, row: &MailboxRow) -> sqlx::Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO mailboxes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO mailboxes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     )))
     .bind(&row.id)
     .bind(&row.team_id)
@@ -30,6 +37,8 @@ pub async fn insert(conn: &mut Conn, row: &MailboxRow) -> sqlx::Result<()> {
     .bind(row.accept_spam)
     .bind(row.created_at)
     .bind(row.updated_at)
+    .bind(row.send_delivery_group_id.as_deref())
+    .bind(row.send_policy.as_deref())
     .execute(conn)
     .await
     .map(|_| ())
@@ -37,8 +46,8 @@ pub async fn insert(conn: &mut Conn, row: &MailboxRow) -> sqlx::Result<()> {
 
 pub async fn update(conn: &mut Conn, row: &MailboxRow) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE mailboxes SET name = $3, spam_threshold = $4, retention_days = $5, accept_spam = $6, updated_at = $7 \
-         WHERE team_id = $1 AND id = $2",
+        "UPDATE mailboxes SET name = $3, spam_threshold = $4, retention_days = $5, accept_spam = $6, updated_at = $7, \
+         send_delivery_group_id = $8, send_policy = $9 WHERE team_id = $1 AND id = $2",
     )
     .bind(&row.team_id)
     .bind(&row.id)
@@ -47,6 +56,8 @@ pub async fn update(conn: &mut Conn, row: &MailboxRow) -> sqlx::Result<()> {
     .bind(row.retention_days)
     .bind(row.accept_spam)
     .bind(row.updated_at)
+    .bind(row.send_delivery_group_id.as_deref())
+    .bind(row.send_policy.as_deref())
     .execute(conn)
     .await
     .map(|_| ())

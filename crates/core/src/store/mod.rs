@@ -15,6 +15,7 @@ pub mod mailboxes;
 pub mod outbound;
 pub mod people;
 pub mod providers;
+pub mod threads;
 pub mod usage;
 pub mod webhooks;
 pub mod writer;

@@ -27,11 +27,13 @@ pub struct MessageRow {
     pub expires_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `thr_…` (SPEC §16).
+    pub thread_id: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str = "id, team_id, delivery_group_id, status, from_addr, recipients, subject, request, \
      body_key, mime_message_id, provider_id, provider_message_id, last_error, attempts, next_attempt_at, locked_until, \
-     expires_at, created_at, updated_at";
+     expires_at, created_at, updated_at, thread_id";
 
 pub async fn insert_messages(w: &mut impl Writer, rows: &[&MessageRow]) -> anyhow::Result<()> {
     w.insert_rows("outbound_messages", MESSAGE_COLUMNS, rows, "").await.map(|_| ())

@@ -401,6 +401,8 @@ pub async fn update_settings(State(state): State<AppState>, Path(id): Path<Strin
             spam_threshold: number("spam_threshold")?,
             retention_days: number("retention_days")?.map(|d| d as i64),
             accept_spam: Some(f.text("accept_spam") == "true"),
+            send_delivery_group_id: None,
+            send_policy: None,
         };
         mailboxes::update_settings(&state, &s.p, &id, change).await
     }

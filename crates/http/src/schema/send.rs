@@ -265,6 +265,22 @@ impl ToSchema for SendRequest {
     }
 }
 
+/// One attachment of a send request (`{filename, content_type, content}`), as
+/// `POST /emails` takes it; also in replies from a mailbox.
+pub struct Attachment;
+
+impl PartialSchema for Attachment {
+    fn schema() -> RefOr<Schema> {
+        attachment()
+    }
+}
+
+impl ToSchema for Attachment {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("AttachmentIn")
+    }
+}
+
 /// The body of `POST /api/v1/emails/batch`: 1 to 100 send requests.
 pub struct SendBatch;
 
