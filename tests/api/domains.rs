@@ -276,6 +276,11 @@ async fn mailboxes_live_on_verified_domains_and_hold_them() {
     // A catch-all is for team domains only.
     let res = app.post("/api/v1/mailboxes", &owner.token, json!({"address": "*@mail.test"})).await;
     expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    // On the instance's shared domain a `+` would take another team's plus-addressed mail.
+    let res = app.post("/api/v1/mailboxes", &owner.token, json!({"address": "alice+billing@mail.test"})).await;
+    let err = expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    assert_eq!(err["param"], "address");
+    assert!(err["message"].as_str().unwrap().contains("plus-addressing"), "{err}");
 
     let domain = verified_domain(&app, &dns, &owner.token, json!({"name": "boxes.example"})).await;
     let hello = app.create_mailbox(&owner.token, "Hello@Boxes.Example").await;

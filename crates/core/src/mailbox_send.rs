@@ -189,7 +189,13 @@ async fn queue(
             recipients.join(" "),
             recipients.iter().map(|r| r.replace(['@', '.'], " ")).collect::<Vec<_>>().join(" "),
             email.subject,
-            email.text.as_deref().unwrap_or_default()
+            email
+                .text
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(crate::inbound::parse::SEARCH_TEXT_CHARS)
+                .collect::<String>()
         )),
     };
     // A header-less answer from a recipient still finds the thread (crate::threads).

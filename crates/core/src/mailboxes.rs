@@ -133,6 +133,14 @@ pub fn check_address(raw: &str, inbound_domains: &[String]) -> Result<String> {
             ),
         ));
     }
+    // The instance's domains are shared by every team, and mail to `local+tag@` reaches
+    // `local@`: a mailbox at `local+tag@` would take mail meant for another team's `local@`.
+    if address.split('@').next().is_some_and(|local| local.contains('+')) {
+        return Err(Error::invalid(
+            "address",
+            format!("A `+` is for plus-addressing on {domain}: mail to local+tag@{domain} reaches local@{domain}"),
+        ));
+    }
     Ok(address)
 }
 
@@ -230,6 +238,21 @@ pub async fn create(core: &Core, caller: &Principal, new: NewMailbox) -> Result<
     let limit = limit_for(&mut tx, &core.settings.limits, team, LimitName::Mailboxes).await?;
     if q::count(&mut tx.team(team)).await? >= limit {
         return Err(Error::limit_exceeded(format!("This team has {limit} mailboxes, its limit")));
+    }
+    if let Some(group) = &row.send_delivery_group_id
+        && crate::store::providers::get_group(&mut tx.team(team), group).await?.is_none()
+    {
+        // Like any other team's resource: not found (API.md §1), as on a settings change.
+        return Err(Error::not_found("delivery group"));
+    }
+    // A team domain is checked again under the team's lock: a domain deleted since
+    // `on_team_domain` looked takes its addresses with it.
+    let domain = crate::domains::domain_of(&row.address).unwrap_or_default();
+    if !core.settings.inbound_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain))
+        && crate::store::domains::status_of(&mut tx.team(team), &domain).await?.as_deref()
+            != Some(crate::domains::VERIFIED)
+    {
+        return Err(Error::invalid("address", "This team no longer holds the address's domain verified"));
     }
     q::insert(&mut tx, &row).await.map_err(|e| match Error::from(e) {
         Error::Conflict(_) => Error::conflict("This address is already a mailbox").with_param("address"),

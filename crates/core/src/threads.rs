@@ -24,7 +24,9 @@ use crate::store::threads::{self as q, RefRow, ThreadRow};
 use crate::store::{Store, TeamScope, rfc3339};
 
 /// Most messages a thread view shows.
-pub const MAX_THREAD_MESSAGES: i64 = 500;
+pub const MAX_THREAD_MESSAGES: i64 = 100;
+/// Most characters of each message's `extracted_text` a thread view shows.
+pub const THREAD_TEXT_CHARS: usize = 16 * 1024;
 
 /// A Message-ID as a reference key (angle brackets and blanks dropped).
 pub fn id_key(message_id: &str) -> Option<String> {
@@ -36,9 +38,11 @@ pub fn id_key(message_id: &str) -> Option<String> {
 /// collapsed; and whether any reply or forward prefix was there.
 pub fn normalise_subject(subject: &str) -> (String, bool) {
     const PREFIXES: &[&str] = &["re", "fwd", "fw", "aw", "sv", "wg", "vs", "tr", "rif", "antw", "odp", "ref"];
-    let mut s = subject.trim();
+    // A subject key holds at most 500 bytes, and each pass below rescans what is left:
+    // read the first 1,000 bytes and strip at most 20 prefixes and tags.
+    let mut s = subject[..subject.floor_char_boundary(1000.min(subject.len()))].trim();
     let mut replied = false;
-    loop {
+    for _ in 0..20 {
         let before = s;
         if let Some(rest) = s.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(_, r)| r) {
             s = rest.trim_start();
@@ -63,7 +67,9 @@ pub fn normalise_subject(subject: &str) -> (String, bool) {
 pub fn subject_key(mailbox_id: &str, subject: &str, correspondent: &str) -> Option<String> {
     let (normal, _) = normalise_subject(subject);
     let who = correspondent.trim().to_lowercase();
-    (!normal.is_empty() && !who.is_empty() && normal.len() <= 500).then(|| format!("s:{mailbox_id}:{normal}:{who}"))
+    // An address is at most 254 bytes (RFC 5321); a longer "correspondent" keys nothing.
+    (!normal.is_empty() && !who.is_empty() && normal.len() <= 500 && who.len() <= 254)
+        .then(|| format!("s:{mailbox_id}:{normal}:{who}"))
 }
 
 /// What a message says about its conversation.
@@ -216,4 +222,29 @@ pub async fn get(core: &Core, caller: &Principal, mailbox_id: Option<&str>, id: 
     let mut out = summary(&mbx.id, &thread);
     out["messages"] = Value::Array(list);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{normalise_subject, subject_key};
+
+    #[test]
+    fn subjects_normalise() {
+        assert_eq!(normalise_subject("Re: [list] FWD:  Your   Order"), ("your order".to_owned(), true));
+        assert_eq!(normalise_subject("AW: RE[2]: Hallo"), ("hallo".to_owned(), true));
+        assert_eq!(normalise_subject("Invoice: March"), ("invoice: march".to_owned(), false));
+    }
+
+    #[test]
+    fn hostile_subjects_cost_bounded_work() {
+        // Five million bytes of tags: only the first 1,000 bytes are read.
+        let subject = format!("{}x:", "[a]".repeat(1_700_000));
+        let (normal, replied) = normalise_subject(&subject);
+        assert!(normal.len() <= 1000 && !replied);
+        // A multi-byte character across the cut does not panic.
+        assert!(normalise_subject(&"é".repeat(1000)).0.len() <= 1000);
+        // A correspondent longer than an address keys nothing.
+        assert_eq!(subject_key("mbx_1", "Re: hi", &"a".repeat(300)), None);
+        assert!(subject_key("mbx_1", "Re: hi", "bob@example.com").is_some());
+    }
 }

@@ -115,10 +115,26 @@ impl Controls {
     }
 }
 
-/// Holds one of a key's stream slots until the stream ends.
-struct Slot {
+/// Holds one of a key's stream slots until the stream ends (SSE, WebSocket, and a
+/// person's console feed, under the person's id).
+pub(crate) struct Slot {
     state: AppState,
     key: String,
+}
+
+impl Slot {
+    /// Takes one of `key`'s `SENDMUX_STREAM_MAX_PER_KEY` slots, or refuses with 429.
+    pub(crate) fn take(state: &AppState, key: String) -> ApiResult<Slot> {
+        let mut streams = state.0.streams.lock();
+        let open = streams.entry(key.clone()).or_insert(0);
+        if *open >= state.settings.stream_max_per_key {
+            let mut e = ApiError::rate_limited(5);
+            e.message = format!("This key already holds {} open streams", state.settings.stream_max_per_key).into();
+            return Err(e);
+        }
+        *open += 1;
+        Ok(Slot { state: state.clone(), key })
+    }
 }
 
 impl Drop for Slot {
@@ -319,18 +335,7 @@ pub(crate) async fn open(
     let mailbox_id =
         p.mailbox_scope().ok_or_else(|| ApiError::forbidden("The event stream is for mailbox keys"))?.to_owned();
     let controls = Controls::parse(q, headers)?;
-    let key = p.rate_bucket.clone();
-    {
-        let mut streams = state.0.streams.lock();
-        let open = streams.entry(key.clone()).or_insert(0);
-        if *open >= state.settings.stream_max_per_key {
-            let mut e = ApiError::rate_limited(5);
-            e.message = format!("This key already holds {} open streams", state.settings.stream_max_per_key).into();
-            return Err(e);
-        }
-        *open += 1;
-    }
-    let slot = Slot { state: state.clone(), key };
+    let slot = Slot::take(state, p.rate_bucket.clone())?;
     // Subscribe before choosing the start, so no wake-up falls between the two.
     let wake = state.bus.subscribe(p.team_id.as_str());
     let cursor = {

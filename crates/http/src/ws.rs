@@ -18,6 +18,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
 use crate::state::AppState;
 
+/// The largest frame or message a client may send.
+const MAX_CLIENT_FRAME: usize = 4096;
+
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new().route("/api/v1/mailbox/events/ws", axum::routing::get(mailbox_events_ws))
 }
@@ -36,11 +39,26 @@ async fn mailbox_events_ws(
         ApiError::bad_request("This endpoint needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)")
     })?;
     metrics::counter!("sendmux_websockets_opened_total").increment(1);
+    // The client has nothing to say but pongs and a close: a frame or message over 4 KiB
+    // ends the connection instead of being buffered (tungstenite's default is 64 MiB).
+    let upgrade = upgrade.max_frame_size(MAX_CLIENT_FRAME).max_message_size(MAX_CLIENT_FRAME);
     Ok(upgrade.on_upgrade(move |socket| serve(socket, reader)))
 }
 
 async fn serve(socket: WebSocket, mut reader: stream::Reader) {
     let (mut tx, mut rx) = socket.split();
+    // The client's frames are read on their own, by one future that lives as long as the
+    // socket: a frame from the client never cancels and restarts `next_frame` (which
+    // would read the log again), so talking costs the client a read, not us a query.
+    // Pongs and anything else it says are dropped; its close or leaving ends the loop.
+    let client_left = async {
+        while let Some(Ok(message)) = rx.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    tokio::pin!(client_left);
     let end = loop {
         tokio::select! {
             frame = reader.next_frame() => {
@@ -54,12 +72,8 @@ async fn serve(socket: WebSocket, mut reader: stream::Reader) {
                     break None;
                 }
             }
-            incoming = rx.next() => match incoming {
-                // The client left or closed: axum answers its close frame.
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
-                // Pongs and anything the client says are ignored.
-                Some(Ok(_)) => {}
-            },
+            // The client left or closed: axum answers its close frame.
+            () = &mut client_left => break None,
         }
     };
     if let Some(end) = end {

@@ -54,6 +54,10 @@ pub struct KeyPair {
 
 /// Generates a key pair; RSA takes a while, so this runs off the async threads.
 pub async fn generate(algorithm: &'static str) -> Result<KeyPair> {
+    // An RSA-2048 key takes tens of milliseconds of CPU, and tenants ask for keys (new
+    // domains, rotations): one key at a time per node, so asking can use one core at most.
+    static KEYGEN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _turn = KEYGEN.acquire().await.map_err(Error::internal)?;
     tokio::task::spawn_blocking(move || generate_now(algorithm)).await.map_err(Error::internal)?
 }
 

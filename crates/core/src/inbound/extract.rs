@@ -8,9 +8,15 @@
 
 /// Most characters kept.
 const MAX_CHARS: usize = 64 * 1024;
+/// Most bytes of the body read: the new text is at the top, and every step below is
+/// linear in what is read, so a 25 MB body costs no more than a 256 KiB one.
+const MAX_INPUT_BYTES: usize = 256 * 1024;
+/// How far past an underscore rule the header block that makes it Outlook's may start.
+const RULE_LOOKAHEAD: usize = 3;
 
 /// The new text of `text` (a message's plain-text body).
 pub fn new_text(text: &str) -> String {
+    let text = &text[..text.floor_char_boundary(MAX_INPUT_BYTES.min(text.len()))];
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let lines: Vec<&str> = text.lines().collect();
     let mut end = lines.len();
@@ -46,10 +52,8 @@ pub fn new_text(text: &str) -> String {
             break;
         }
     }
-    while kept.first().is_some_and(|l| l.trim().is_empty()) {
-        kept.remove(0);
-    }
-    let out = kept.join("\n");
+    let start = kept.iter().position(|l| !l.trim().is_empty()).unwrap_or(kept.len());
+    let out = kept[start..].join("\n");
     if out.chars().count() > MAX_CHARS { out.chars().take(MAX_CHARS).collect() } else { out }
 }
 
@@ -107,12 +111,27 @@ fn is_header_line(line: &str) -> bool {
 }
 
 fn next_nonblank<'a>(lines: &[&'a str], from: usize) -> Option<&'a str> {
-    lines.iter().skip(from).find(|l| !l.trim().is_empty()).copied()
+    lines.iter().skip(from).take(RULE_LOOKAHEAD).find(|l| !l.trim().is_empty()).copied()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::new_text;
+    use super::{MAX_CHARS, MAX_INPUT_BYTES, new_text};
+
+    #[test]
+    fn long_bodies_cost_linear_time() {
+        // Blank lines then a word: the leading blanks go in one step, not one at a time.
+        let body = format!("{}x", "\n".repeat(2_000_000));
+        assert_eq!(new_text(&body), "");
+        let body = format!("{}\nHello", "\n".repeat(1000));
+        assert_eq!(new_text(&body), "Hello");
+        // Underscore rules followed by blank lines look only a few lines ahead.
+        let body = format!("Hi{}", "\n______________________________\n\n\n\n".repeat(50_000));
+        assert!(new_text(&body).starts_with("Hi"));
+        // A multi-byte character across the input cap does not panic.
+        let body = "é".repeat(MAX_INPUT_BYTES);
+        assert_eq!(new_text(&body).chars().count(), MAX_CHARS);
+    }
 
     #[test]
     fn gmail_reply() {

@@ -30,14 +30,20 @@ pub struct Summary {
 }
 
 /// Most characters of a message's text that search looks at.
-const SEARCH_TEXT_CHARS: usize = 100_000;
+pub(crate) const SEARCH_TEXT_CHARS: usize = 100_000;
+/// Most bytes of addresses and names search looks at (a message may list thousands;
+/// PostgreSQL refuses a text-search vector over 1 MB, which would refuse the message).
+const SEARCH_ADDRESS_BYTES: usize = 16 * 1024;
 
 /// What search matches: the addresses (whole, and split at `@` and `.` so a domain or
 /// a local part matches on its own), names, subject and the first text body.
 fn search_text(m: &Message<'_>) -> String {
     let mut out = String::new();
-    for list in [m.from(), m.to(), m.cc()].into_iter().flatten() {
+    'lists: for list in [m.from(), m.to(), m.cc()].into_iter().flatten() {
         for a in addresses(list) {
+            if out.len() > SEARCH_ADDRESS_BYTES {
+                break 'lists;
+            }
             for part in [a.name.as_deref(), a.address.as_deref()].into_iter().flatten() {
                 out.push_str(part);
                 out.push(' ');
@@ -49,7 +55,7 @@ fn search_text(m: &Message<'_>) -> String {
         }
     }
     if let Some(s) = m.subject() {
-        out.push_str(s);
+        out.push_str(&s[..s.floor_char_boundary(1000.min(s.len()))]);
         out.push(' ');
     }
     if let Some(t) = m.body_text(0) {

@@ -54,6 +54,9 @@ pub(crate) async fn queue_in_thread(
     email: &Email,
     thread_id: &str,
 ) -> Result<MessageRow> {
+    // The mailbox's address is the sender: the same identity rules as `POST /emails`
+    // (a managed route needs it on a verified team domain).
+    check_senders(core, &caller.team_id, group, [("", email)]).await?;
     let mut row = message_row(core, &caller.team_id, group, email)?;
     row.thread_id = Some(thread_id.to_owned());
     let answer = json!({"id": row.id, "status": "queued"});

@@ -116,8 +116,15 @@ pub async fn messages(
     limit: i64,
 ) -> sqlx::Result<Vec<MessageRow>> {
     let (conn, team_id) = t.split();
+    // A thread view shows each message's extracted text cut to its first
+    // `THREAD_TEXT_CHARS` characters (the message view has all of it), so one view
+    // holds at most a few MiB however the thread was filled.
+    let columns = COLUMNS.replace(
+        "extracted_text",
+        &format!("substr(extracted_text, 1, {}) AS extracted_text", crate::threads::THREAD_TEXT_CHARS),
+    );
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND thread_id = $3 \
+        "SELECT {columns} FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND thread_id = $3 \
          AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
     )))
     .bind(team_id)
@@ -129,12 +136,14 @@ pub async fn messages(
     .await
 }
 
-/// Whether `address` has written to the mailbox (inbound mail from it is kept).
+/// Whether `address` has written to the mailbox: mail that came over SMTP and was not
+/// spam. Mail injected through the API (`email.receive`) does not count, so a key that may
+/// both inject and send cannot open `reply_only` for itself.
 pub async fn has_written(t: &mut Team<'_>, mailbox_id: &str, address: &str) -> sqlx::Result<bool> {
     let (conn, team_id) = t.split();
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND direction = 'inbound' \
-         AND lower(from_address) = $3",
+         AND source = 'smtp' AND is_spam = 0 AND lower(from_address) = $3",
     )
     .bind(team_id)
     .bind(mailbox_id)

@@ -112,6 +112,7 @@ struct Feed {
     next_check: Instant,
     deadline: Instant,
     done: bool,
+    _slot: crate::stream::Slot,
 }
 
 impl Feed {
@@ -176,6 +177,11 @@ impl Feed {
 }
 
 pub async fn stream(State(state): State<AppState>, headers: HeaderMap, s: Session) -> Response {
+    // A person's feeds share the stream limit a key has (per person, every session).
+    let slot = match crate::stream::Slot::take(&state, s.p.rate_bucket.clone()) {
+        Ok(slot) => slot,
+        Err(e) => return error_page(Some(&s), e),
+    };
     let wake = state.bus.subscribe(s.p.team_id.as_str());
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     let cursor = match resume {
@@ -199,6 +205,7 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap, s: Sessio
         next_check: now + RECHECK,
         deadline: now + CLOSE_AFTER,
         done: false,
+        _slot: slot,
     };
     let mut res = Body::from_stream(futures::stream::unfold(feed, Feed::next_chunk)).into_response();
     let h = res.headers_mut();
