@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use crate::helpers::{PASSWORD, Receiver, TestApp, emit, expect_status};
+use crate::helpers::{DnsServer, PASSWORD, Receiver, TestApp, emit, expect_error, expect_status};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/console.mjs");
 
@@ -150,12 +150,13 @@ impl Remote {
 }
 
 /// A team with something on every page: a provider and group, a mailbox with a plain
-/// and an HTML mail, a webhook with a delivery, a key, a pending invitation.
+/// and an HTML mail, a webhook with a delivery, a key, a pending invitation, a domain.
 struct Team {
     mailbox: String,
     plain: String,
     html: String,
     webhook: String,
+    domain: String,
     receiver: Receiver,
 }
 
@@ -178,7 +179,10 @@ async fn team(app: &TestApp, remote: &str) -> Team {
         .post("/api/v1/team/invitations", &owner.token, json!({"email": "new@console.test", "role": "member"}))
         .await;
     expect_status(res, StatusCode::CREATED).await;
-    Team { mailbox, plain, html, webhook, receiver }
+    let domain =
+        crate::domains::add_domain(app, &owner.token, json!({"name": "acme.example", "dkim_algorithm": "ed25519"}))
+            .await;
+    Team { mailbox, plain, html, webhook, domain: id(&domain), receiver }
 }
 
 async fn spawn() -> TestApp {
@@ -206,6 +210,8 @@ async fn every_console_page_renders_accessibly_at_laptop_and_phone_widths() {
         ["13-usage", "/usage"],
         ["14-limits", "/limits"],
         ["15-audit-log", "/audit"],
+        ["17-domains", "/domains"],
+        ["18-domain", format!("/domains/{}", t.domain)],
     ]);
     let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/screenshots");
     let store = if crate::helpers::on_postgres() { "postgres" } else { "sqlite" };
@@ -213,7 +219,7 @@ async fn every_console_page_renders_accessibly_at_laptop_and_phone_widths() {
     args["pages"] = pages;
     args["screenshots"] = json!(format!("{screenshots}/{store}"));
     let done = run(&app, "tour", args).await;
-    assert_eq!(done["pages"], 16);
+    assert_eq!(done["pages"], 18);
     // The remote image of the HTML mail was never fetched while the pages were shown.
     assert!(remote.paths().is_empty(), "remote content loaded: {:?}", remote.paths());
     drop(t.receiver);
@@ -316,6 +322,133 @@ async fn a_form_posted_without_its_csrf_token_is_refused() {
     let keys = expect_status(app.get("/api/v1/keys", &owner.token).await, StatusCode::OK).await;
     let names: Vec<&str> = keys["data"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["genuine"], "only the form with its token made a key");
+}
+
+#[tokio::test]
+async fn an_admin_adds_verifies_rotates_and_deletes_a_domain() {
+    let dns = DnsServer::start(&[]).await;
+    let app = crate::domains::app_with_dns(&dns, &[]).await;
+    let owner = app.signup("dns@console.test", "Domains").await;
+    let admin = app.add_member(&owner, "dnsadmin@console.test", "admin").await;
+    let mut args = signin("dnsadmin@console.test");
+    args["domain"] = json!("bücher.example");
+    args["ascii"] = json!("xn--bcher-kva.example");
+    let store = if crate::helpers::on_postgres() { "postgres" } else { "sqlite" };
+    args["screenshots"] = json!(format!("{}/tests/js/screenshots/{store}", env!("CARGO_MANIFEST_DIR")));
+    let mut s = Scenario::start(&app, "domain_admin", args);
+    let added = s.next().await;
+    assert_eq!(added["phase"], "added");
+    // The page shows the records the API answers, value for value.
+    let path = format!("/api/v1{}", added["url"].as_str().unwrap());
+    let domain = expect_status(app.get(&path, &owner.token).await, StatusCode::OK).await;
+    assert_eq!(domain["name"], "xn--bcher-kva.example");
+    assert_eq!(domain["dkim"]["algorithm"], "ed25519-sha256");
+    let api: Vec<(String, String, String, String)> = domain["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["purpose"].to_string(), r["type"].to_string(), r["name"].to_string(), r["value"].to_string()))
+        .collect();
+    let shown: Vec<(String, String, String, String)> = added["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["purpose"].to_string(), r["type"].to_string(), r["name"].to_string(), r["value"].to_string()))
+        .collect();
+    assert_eq!(shown, api);
+    // Publish what the page showed, as a person would.
+    let published: Vec<(String, String)> = added["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (name, value) = (r["name"].as_str().unwrap().to_owned(), r["value"].as_str().unwrap());
+            if r["type"] == "MX" { (name, format!("MX {value}")) } else { (name, value.to_owned()) }
+        })
+        .collect();
+    crate::domains::serve(&dns, &published);
+    s.go_on().await;
+    assert_eq!(s.next().await["phase"], "rotated");
+    let mailbox = id(&app.create_mailbox(&owner.token, "hello@xn--bcher-kva.example").await);
+    s.go_on().await;
+    assert_eq!(s.next().await["phase"], "refused");
+    expect_status(app.delete(&format!("/api/v1/mailboxes/{mailbox}"), &owner.token).await, StatusCode::NO_CONTENT)
+        .await;
+    s.go_on().await;
+    assert_eq!(s.next().await["phase"], "deleted");
+    s.finish().await;
+    expect_error(app.get(&path, &owner.token).await, StatusCode::NOT_FOUND, "not_found").await;
+    // The core operations wrote the audit entries, with the admin as the actor.
+    let audit = expect_status(app.get("/api/v1/logs?kind=audit&limit=100", &owner.token).await, StatusCode::OK).await;
+    let domain_entries: Vec<(&str, &str)> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("domain."))
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"]["id"].as_str().unwrap()))
+        .collect();
+    let a = admin.user_id.as_str();
+    assert_eq!(
+        domain_entries,
+        [("domain.deleted", a), ("domain.dkim_rotated", a), ("domain.checked", a), ("domain.created", a)]
+    );
+}
+
+#[tokio::test]
+async fn a_member_reads_domains_but_cannot_change_them() {
+    let app = spawn().await;
+    let owner = app.signup("dnsboss@console.test", "Readers").await;
+    app.add_member(&owner, "dnsmember@console.test", "member").await;
+    let domain =
+        crate::domains::add_domain(&app, &owner.token, json!({"name": "read.example", "dkim_algorithm": "ed25519"}))
+            .await;
+    let mut args = signin("dnsmember@console.test");
+    args["domain"] = json!(format!("/domains/{}", id(&domain)));
+    assert_eq!(run(&app, "domain_member", args).await["refused"], 3);
+    let list = expect_status(app.get("/api/v1/domains", &owner.token).await, StatusCode::OK).await;
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["read.example"], "nothing added, nothing deleted");
+    assert_eq!(list["data"][0]["checked_at"], Value::Null, "never verified");
+}
+
+#[tokio::test]
+async fn domain_forms_need_their_csrf_token_and_another_teams_domain_is_not_found() {
+    let app = spawn().await;
+    let a = app.signup("da@console.test", "A").await;
+    let b = app.signup("db@console.test", "B").await;
+    let ours =
+        crate::domains::add_domain(&app, &a.token, json!({"name": "ours.example", "dkim_algorithm": "ed25519"})).await;
+    let theirs =
+        crate::domains::add_domain(&app, &b.token, json!({"name": "theirs.example", "dkim_algorithm": "ed25519"}))
+            .await;
+    let mut c = Client::new(&app);
+    c.sign_in("da@console.test", PASSWORD).await;
+    let (status, page) = c.get(&format!("/domains/{}", id(&theirs))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("No such domain") && !page.contains("theirs.example"), "a 404 page");
+    let (status, page) = c.get("/domains/not-an-id").await;
+    assert_eq!((status, page.contains("No such domain")), (StatusCode::NOT_FOUND, true));
+    // Without the token, nothing is added or deleted.
+    let (status, page) = c.post("/domains", &[("name", "forged.example"), ("dkim_algorithm", "ed25519")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("security token"), "the CSRF refusal");
+    let (status, _) = c.post(&format!("/domains/{}/delete", id(&ours)), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Another team's domain, with the token: not found, and it stays.
+    let (_, page) = c.get("/domains").await;
+    let csrf = Client::csrf(&page);
+    let (status, _) = c.post(&format!("/domains/{}/delete", id(&theirs)), &[("_csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let list = expect_status(app.get("/api/v1/domains", &a.token).await, StatusCode::OK).await;
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ours.example"]);
+    let path = format!("/api/v1/domains/{}", id(&theirs));
+    expect_status(app.get(&path, &b.token).await, StatusCode::OK).await;
+    // A bad name comes back as a notice with the API's message.
+    let (status, _) = c.post("/domains", &[("_csrf", &csrf), ("name", "co.uk"), ("dkim_algorithm", "rsa")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = c.get("/domains").await;
+    assert!(page.contains("notice-error") && page.contains("is a public suffix"), "the API's refusal: {page}");
 }
 
 // ---- Plain HTTP: cookies, CSRF, tenancy, sign-in limits --------------------------------

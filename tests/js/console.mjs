@@ -66,6 +66,22 @@ async function shoot(page, name) {
   await page.setViewportSize(LAPTOP);
 }
 
+/** The DNS records table of a domain page, row by row. */
+async function readRecords(page) {
+  return page.$$eval("table.records tbody tr", (rows) =>
+    rows.map((tr) => {
+      const cells = tr.querySelectorAll("td");
+      return {
+        purpose: cells[0].textContent.trim(),
+        type: cells[1].textContent.trim(),
+        name: cells[2].querySelector("code").textContent.trim(),
+        value: cells[3].querySelector("code").textContent.trim(),
+        status: cells[4].textContent.trim(),
+      };
+    }),
+  );
+}
+
 const scenarios = {
   // Every page of the workspace, as the owner: it renders (200), passes axe at laptop
   // and phone widths, and is photographed at both.
@@ -227,6 +243,93 @@ const scenarios = {
     assert.match(await item.textContent(), /message\.received/);
     assert.match(await item.textContent(), /from ann@example\.com/);
     say({ phase: "shown", id });
+  },
+
+  // An admin adds a domain and reads its DNS records off the page; the test publishes
+  // exactly those in its DNS server; Verify now shows it verified record by record; the
+  // DKIM key is rotated; Delete is refused while a mailbox is on the domain, then works.
+  async domain_admin() {
+    const page = await newPage();
+    page.on("dialog", (d) => d.accept());
+    await signIn(page, args.email, args.password);
+    // A new team's first steps start with its domain.
+    assert.match(await page.textContent(".getting-started"), /Add your domain/);
+    await Promise.all([page.waitForURL(base + "/domains"), page.click(".getting-started a[href='/domains']")]);
+    assert.match(await page.textContent(".empty"), /No domains yet/);
+    assert.match(await page.textContent(".empty"), /DNS records to publish/);
+    await page.fill("#domain-name", args.domain);
+    await page.check("input[name=dkim_algorithm][value=ed25519]");
+    await Promise.all([page.waitForURL(/\/domains\/dom_/), page.click("form[action='/domains'] button[type=submit]")]);
+    assert.match(await page.textContent(".notice-ok"), /added\. Publish its DNS records/);
+    assert.match(await page.textContent("main h2"), new RegExp(args.ascii));
+    assert.match(await page.textContent("main h2"), new RegExp(args.domain));
+    assert.equal((await page.textContent("#domain-status")).trim(), "pending");
+    const records = await readRecords(page);
+    assert.equal(records.length, 5, "ownership, DKIM, SPF, DMARC, MX");
+    assert.ok(records.every((r) => r.status === "pending"), "nothing is verified yet");
+    assert.equal(await page.locator("button[data-copy]:visible").count(), 10, "a copy button per name and value");
+    say({ phase: "added", url: page.url().slice(base.length), records });
+
+    // The test has published the records the page showed.
+    await waitForLine();
+    await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Verify now')")]);
+    await page.waitForSelector(".notice-ok");
+    assert.match(await page.textContent(".notice-ok"), /is verified/);
+    assert.equal((await page.textContent("#domain-status")).trim(), "verified");
+    const verified = await readRecords(page);
+    assert.deepEqual(verified.map((r) => r.status), ["verified", "verified", "verified", "verified", "verified"]);
+    await accessibility(page, "domain (verified)");
+    await shoot(page, "19-domain-verified");
+
+    await page.check("form[action$='/rotate'] input[value=ed25519]");
+    await Promise.all([page.waitForLoadState("load"), page.click("form[action$='/rotate'] button[type=submit]")]);
+    await page.waitForSelector(".notice-ok");
+    assert.match(await page.textContent(".notice-ok"), /New DKIM key .*the current key signs until it is found/);
+    const rotated = await readRecords(page);
+    assert.equal(rotated.filter((r) => r.purpose === "dkim").length, 2, "the current and the new DKIM record");
+    assert.equal(rotated.find((r) => r.purpose === "dkim" && r.status === "pending") !== undefined, true);
+    say({ phase: "rotated" });
+
+    // The test has put a mailbox on the domain: delete is refused with the API's words.
+    await waitForLine();
+    await Promise.all([page.waitForLoadState("load"), page.click("button:has-text('Delete this domain')")]);
+    await page.waitForSelector(".notice-error");
+    assert.match(await page.textContent(".notice-error"), /mailbox\(es\) of this team are on .*delete them first/);
+    assert.equal((await page.textContent("#domain-status")).trim(), "verified", "still there");
+    say({ phase: "refused" });
+
+    // The mailbox is gone: the domain is deleted.
+    await waitForLine();
+    await Promise.all([page.waitForURL(base + "/domains"), page.click("button:has-text('Delete this domain')")]);
+    assert.match(await page.textContent(".notice-ok"), /was deleted/);
+    assert.match(await page.textContent(".empty"), /No domains yet/);
+    say({ phase: "deleted" });
+  },
+
+  // A member reads the domains and their records, with no control to change them; a
+  // post the page does not offer is refused by the server.
+  async domain_member() {
+    const page = await newPage();
+    await signIn(page, args.email, args.password);
+    await page.goto(base + "/domains");
+    assert.ok(await page.isVisible(`a[href='${args.domain}']`), "the domain is listed");
+    assert.match(await page.textContent("table"), /pending/);
+    assert.equal(await page.locator("form[action='/domains']").count(), 0, "no add form");
+    await page.goto(base + args.domain);
+    const records = await readRecords(page);
+    assert.equal(records.length, 5, "the records are shown");
+    assert.ok(records.find((r) => r.purpose === "dkim").value.startsWith("v=DKIM1; k=ed25519; p="));
+    for (const action of ["/verify", "/rotate", "/delete"]) {
+      assert.equal(await page.locator(`form[action$='${action}']`).count(), 0, `no ${action} form`);
+    }
+    assert.equal(await page.locator("text=Verify now").count(), 0, "no verify button");
+    const csrf = await page.getAttribute("input[name=_csrf]", "value");
+    for (const [url, form] of [[args.domain + "/verify", {}], [args.domain + "/delete", {}], ["/domains", { name: "forged.example" }]]) {
+      const res = await page.request.post(base + url, { form: { _csrf: csrf, ...form }, maxRedirects: 0 });
+      assert.equal(res.status(), 403, `${url} is refused`);
+      assert.match(await res.text(), /domains\.manage/, "with the API's permission message");
+    }
+    say({ refused: 3 });
   },
 
   // A form posted without its CSRF token (or with a wrong one) is refused.

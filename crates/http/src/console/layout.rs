@@ -57,6 +57,7 @@ fn nav_items(s: &Session) -> Vec<(&'static str, &'static str)> {
     let mut items = vec![("/", "Overview"), ("/members", "Members"), ("/keys", "API keys")];
     items.push(("/providers", "Providers"));
     items.push(("/delivery-groups", "Delivery groups"));
+    items.push(("/domains", "Domains"));
     items.push(("/mailboxes", "Mailboxes"));
     items.push(("/webhooks", "Webhooks"));
     if s.can(Perm::LogsRead) || s.can(Perm::WebhooksRead) {
@@ -179,7 +180,7 @@ pub fn time_opt(ms: Option<i64>) -> Markup {
 pub fn badge(text: &str) -> Markup {
     let tone = match text {
         "active" | "delivered" | "succeeded" | "success" | "sent" | "pass" | "ham" | "accepted" | "approved"
-        | "enabled" | "ok" => "good",
+        | "enabled" | "ok" | "verified" => "good",
         "revoked" | "failed" | "bounced" | "fail" | "spam" | "denied" | "disabled" | "expired" => "bad",
         "pending" | "queued" | "deferred" | "sending" | "retrying" => "warn",
         _ => "neutral",

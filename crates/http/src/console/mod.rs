@@ -6,6 +6,7 @@
 
 mod assets;
 mod audit;
+mod domains;
 mod feed;
 mod keys;
 mod layout;
@@ -52,6 +53,11 @@ pub fn router() -> Router<AppState> {
         .route("/providers/{id}/delete", post(outbound::delete_provider))
         .route("/delivery-groups", get(outbound::groups_page).post(outbound::create_group))
         .route("/delivery-groups/{id}/delete", post(outbound::delete_group))
+        .route("/domains", get(domains::page).post(domains::create))
+        .route("/domains/{id}", get(domains::detail))
+        .route("/domains/{id}/verify", post(domains::verify))
+        .route("/domains/{id}/rotate", post(domains::rotate))
+        .route("/domains/{id}/delete", post(domains::delete))
         .route("/mailboxes", get(mailboxes::page).post(mailboxes::create))
         .route("/mailboxes/{id}", get(mailboxes::messages_page))
         .route("/mailboxes/{id}/settings", post(mailboxes::update_settings))

@@ -42,6 +42,12 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
                         @else { " An admin of the team does this." }
                     }
                     li {
+                        strong { "Add your domain. " }
+                        "Publish the DNS records Sendmux shows (ownership, DKIM, SPF, DMARC, MX) so mail from it is signed and can be received."
+                        @if s.can(Perm::DomainsManage) { " " a href="/domains" { "Add a domain" } }
+                        @else { " An admin of the team does this." }
+                    }
+                    li {
                         strong { "Create a key. " }
                         "Your code uses keys: a sending key sends through one delivery group, a mailbox key reads one mailbox."
                         @if s.can(Perm::KeysManage) { " " a href="/keys" { "Create a key" } }
