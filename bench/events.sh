@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Events-out benchmarks (webhooks and the SSE stream).
-# Usage: bench/events.sh [EVENTS] [STREAMS] [streams-h2|streams]
+# Usage: [PARTS=abc] bench/events.sh [EVENTS] [STREAMS] [streams-h2|streams|ws]
 #   streams-h2: HTTP/2, 200 streams per connection, opened one connection at a time;
-#   streams: one HTTP/1.1 connection per stream.
+#   streams: one HTTP/1.1 connection per stream;
+#   ws: one WebSocket (an upgraded HTTP/1.1 connection) per stream.
+#   PARTS picks which of (a), (b), (c) run (all by default).
 #   (a) webhook deliveries per second to a local receiver answering 200 at once, beside
 #       a plain HTTP client driving the same receiver (reference), SQLite and PostgreSQL;
 #   (b) STREAMS concurrent GET /api/v1/mailbox/events streams held by one server
@@ -11,7 +13,7 @@
 #       at 200 messages/s (SQLite and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS="${1:-20000}"; STREAMS="${2:-20000}"; MODE="${3:-streams-h2}"
+EVENTS="${1:-20000}"; STREAMS="${2:-20000}"; MODE="${3:-streams-h2}"; PARTS="${PARTS:-abc}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
 PGURL="${SENDMUX_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 cargo build --release --quiet --example bench_events --bin sendmux
@@ -21,6 +23,7 @@ ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 out=bench/results/events.txt
 echo "# $(date -u +%FT%TZ) $(nproc) cores, release build" | tee "$out"
 
+if [[ $PARTS == *a* ]]; then
 SENDMUX_LOG=warn "$BENCH" webhooks "$EVENTS" | tee -a "$out"
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   db="sendmux_bench_$$"; psql "$PGURL" -qc "CREATE DATABASE $db" >/dev/null
@@ -28,7 +31,10 @@ if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   psql "$PGURL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
 fi
 
+fi
+
 # (c) end of SMTP DATA -> event on a stream / -> webhook, at 200 messages/s.
+if [[ $PARTS == *c* ]]; then
 SENDMUX_LOG=warn "$BENCH" latency 200 | tee -a "$out"
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   db="sendmux_bench_$$"; psql "$PGURL" -qc "CREATE DATABASE $db" >/dev/null
@@ -36,7 +42,10 @@ if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   psql "$PGURL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
 fi
 
+fi
+
 # (b) streams held by one server process.
+[[ $PARTS == *b* ]] || exit 0
 dir="$(mktemp -d)"; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"; admin="bench-admin-token-0123456789"
 SENDMUX_DATA_DIR="$dir" SENDMUX_HTTP_ADDR="127.0.0.1:$port" SENDMUX_SMTP_ADDR=127.0.0.1:0 SENDMUX_ADMIN_TOKEN="$admin" \
@@ -56,7 +65,7 @@ fifo="$dir/hold"; mkfifo "$fifo"
 "$BENCH" "$MODE" "$STREAMS" "$base" "$key" <"$fifo" >"$dir/streams.log" 2>&1 &
 client=$!
 exec 3>"$fifo"
-for _ in $(seq 1 600); do grep -q "streams open" "$dir/streams.log" 2>/dev/null && break; kill -0 $client 2>/dev/null || break; sleep 0.5; done
+for _ in $(seq 1 600); do grep -qE "(streams|websockets) open" "$dir/streams.log" 2>/dev/null && break; kill -0 $client 2>/dev/null || break; sleep 0.5; done
 cat "$dir/streams.log"
 sleep 2
 after=$(ps -o rss= -p "$pid" | tr -d ' ')

@@ -6,6 +6,9 @@
 //!   reference, measured in the same run).
 //! - `streams N BASE KEY`: opens N concurrent `GET /api/v1/mailbox/events` streams
 //!   against a running server and holds them until stdin closes.
+//! - `ws N BASE KEY`: the same over WebSockets (`GET /api/v1/mailbox/events/ws`, one
+//!   HTTP/1.1 connection each, upgraded; the client only holds them: what is measured
+//!   is the server's side).
 //!
 //! - `latency RATE`: mail sent over SMTP at RATE messages/s for 10 s; for each message
 //!   the time from the end of DATA to its event on a live stream, and to its webhook.
@@ -24,10 +27,11 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("webhooks") => webhooks(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(20_000)).await,
-        Some("streams") => streams(args[2].parse()?, &args[3], &args[4]).await,
+        Some("streams") => streams(args[2].parse()?, &args[3], &args[4], false).await,
+        Some("ws") => streams(args[2].parse()?, &args[3], &args[4], true).await,
         Some("streams-h2") => streams_h2(args[2].parse()?, &args[3], &args[4]).await,
         Some("latency") => latency(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200), 10).await,
-        _ => anyhow::bail!("usage: bench_events webhooks N | streams[-h2] N BASE_URL MAILBOX_KEY"),
+        _ => anyhow::bail!("usage: bench_events webhooks N | streams[-h2]|ws N BASE_URL MAILBOX_KEY"),
     }
 }
 
@@ -182,7 +186,7 @@ async fn streams_h2(n: usize, base: &str, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn streams(n: usize, base: &str, key: &str) -> anyhow::Result<()> {
+async fn streams(n: usize, base: &str, key: &str, websocket: bool) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://").to_owned();
     let opened = Arc::new(AtomicU64::new(0));
@@ -193,19 +197,27 @@ async fn streams(n: usize, base: &str, key: &str) -> anyhow::Result<()> {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(std::net::SocketAddr::new(local, 0))?;
         let mut conn = socket.connect(addr.parse()?).await?;
-        let req = format!(
-            "GET /api/v1/mailbox/events?ping=300&close_after=3600 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n"
-        );
+        let req = if websocket {
+            // Any 16 bytes, base64: the server's accept key is not checked by this client.
+            format!(
+                "GET /api/v1/mailbox/events/ws?ping=300&close_after=3600 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+        } else {
+            format!(
+                "GET /api/v1/mailbox/events?ping=300&close_after=3600 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+        };
         conn.write_all(req.as_bytes()).await?;
         let mut buf = [0u8; 512];
         let got = conn.read(&mut buf).await?;
-        if !buf[..got].starts_with(b"HTTP/1.1 200") {
+        let ok: &[u8] = if websocket { b"HTTP/1.1 101" } else { b"HTTP/1.1 200" };
+        if !buf[..got].starts_with(ok) {
             anyhow::bail!("stream {i}: {}", String::from_utf8_lossy(&buf[..got]));
         }
         opened.fetch_add(1, Ordering::Relaxed);
         held.push(conn);
     }
-    println!("{n} streams open");
+    println!("{n} {} open", if websocket { "websockets" } else { "streams" });
     let mut line = String::new();
     let _ = tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(tokio::io::stdin()), &mut line).await;
     drop(held);
