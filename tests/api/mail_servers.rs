@@ -92,20 +92,39 @@ pub struct SesServer {
     pub endpoint: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    sent: tempfile::NamedTempFile,
     _child: Child,
 }
 
 impl SesServer {
     /// Moto with request signing enforced; `verified` are the sender identities.
     pub async fn start(verified: &[&str]) -> SesServer {
-        let args: Vec<String> = verified.iter().map(|s| s.to_string()).collect();
+        let sent = tempfile::NamedTempFile::new().unwrap();
+        let mut args: Vec<String> = verified.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--sent={}", sent.path().display()));
         let (child, words) = start("ses_server.py", &args).await;
         SesServer {
             endpoint: format!("http://127.0.0.1:{}", words[0]),
             access_key_id: words[1].clone(),
             secret_access_key: words[2].clone(),
+            sent,
             _child: child,
         }
+    }
+
+    /// The raw messages SES was given (`SendEmail` with `Content.Raw`), once there are at
+    /// least `n` of them; panics after 30 s.
+    pub async fn raw_messages(&self, n: usize) -> Vec<Vec<u8>> {
+        for _ in 0..600 {
+            let text = std::fs::read_to_string(self.sent.path()).unwrap_or_default();
+            if let Ok(Value::Array(sent)) = serde_json::from_str::<Value>(&text)
+                && sent.len() >= n
+            {
+                return sent.iter().map(|m| m["raw"].as_str().unwrap().as_bytes().to_vec()).collect();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("SES was not given {n} raw messages within 30 s");
     }
 }
 
