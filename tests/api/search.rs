@@ -128,3 +128,62 @@ async fn search_finds_exactly_the_matching_mail_of_the_mailbox() {
     let res = app.get(&format!("/api/v1/mailbox/messages?q={long}"), &key).await;
     expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
+
+async fn threads_found(app: &TestApp, path: &str, key: &str) -> Vec<String> {
+    let body = expect_status(app.get(path, key).await, StatusCode::OK).await;
+    body["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn thread_search_lists_the_threads_holding_a_match() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("owner@ta.test", "TA").await;
+    let b = app.signup("owner@tb.test", "TB").await;
+    let perms = ["mailbox.read", "email.receive"];
+    let (mbx, key) = app.mailbox_with_key(&a.token, "threads@mail.test", &perms).await;
+    let (_, key_b) = app.mailbox_with_key(&b.token, "tb@mail.test", &perms).await;
+    let thread_of = |id: String| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let m = expect_status(app.get(&format!("/api/v1/mailbox/messages/{id}"), key).await, StatusCode::OK).await;
+            m["thread_id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Two conversations; the word "mango" is only in the second message of the first.
+    let first = receive(
+        &app,
+        &key,
+        b"From: Carol <carol@ext.test>\r\nTo: threads@mail.test\r\nSubject: Order\r\nMessage-ID: <o1@ext.test>\r\n\r\nWhere is my order?\r\n".to_vec(),
+    )
+    .await;
+    let reply = receive(
+        &app,
+        &key,
+        b"From: Carol <carol@ext.test>\r\nTo: threads@mail.test\r\nSubject: Re: Order\r\nMessage-ID: <o2@ext.test>\r\nIn-Reply-To: <o1@ext.test>\r\n\r\nIt had the mango jam.\r\n".to_vec(),
+    )
+    .await;
+    let other = receive(&app, &key, mail("Dan <dan@food.test>", "threads@mail.test", "Lunch", "Pizza?")).await;
+    let order = thread_of(first).await;
+    assert_eq!(thread_of(reply).await, order, "the reply joined the thread");
+    let lunch = thread_of(other).await;
+    receive(&app, &key_b, mail("Carol <carol@ext.test>", "tb@mail.test", "Re: Order", "mango mango")).await;
+
+    let all = threads_found(&app, "/api/v1/mailbox/threads", &key).await;
+    assert_eq!(all, vec![lunch.clone(), order.clone()]);
+    assert_eq!(threads_found(&app, "/api/v1/mailbox/threads?q=mango", &key).await, vec![order.clone()]);
+    assert_eq!(threads_found(&app, "/api/v1/mailbox/threads?q=PIZZA", &key).await, vec![lunch.clone()]);
+    assert_eq!(threads_found(&app, "/api/v1/mailbox/threads?q=mango%20pizza", &key).await, Vec::<String>::new());
+    assert!(threads_found(&app, "/api/v1/mailbox/threads?q=%22%22", &key).await.is_empty());
+    // The matching thread keeps its whole count, not just the matching message.
+    let body = expect_status(app.get("/api/v1/mailbox/threads?q=mango", &key).await, StatusCode::OK).await;
+    assert_eq!(body["data"][0]["message_count"], 2, "{body}");
+    // People see the same under the mailbox; another team sees only its own.
+    let path = format!("/api/v1/mailboxes/{}/threads?q=mango", mbx["id"].as_str().unwrap());
+    assert_eq!(threads_found(&app, &path, &a.token).await, vec![order]);
+    expect_error(app.get(&path, &b.token).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(threads_found(&app, "/api/v1/mailbox/threads?q=mango", &key_b).await.len(), 1);
+    let long = "a".repeat(300);
+    let res = app.get(&format!("/api/v1/mailbox/threads?q={long}"), &key).await;
+    assert_eq!(expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await["param"], "q");
+}

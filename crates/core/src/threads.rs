@@ -187,13 +187,18 @@ pub async fn list(
     core: &Core,
     caller: &Principal,
     mailbox_id: Option<&str>,
+    query: Option<&str>,
     before: Option<&str>,
     limit: i64,
 ) -> Result<(String, Vec<ThreadRow>)> {
     caller.require(Perm::MailboxRead)?;
+    let words = query.map(messages::search_words).transpose()?;
     let mbx = messages::mailbox(core, caller, mailbox_id).await?;
+    if words.as_ref().is_some_and(Vec::is_empty) {
+        return Ok((mbx.id, Vec::new()));
+    }
     let mut conn = core.store.pool().acquire().await?;
-    let rows = q::list(&mut conn.team(&caller.team_id), &mbx.id, before, limit).await?;
+    let rows = q::list(&mut conn.team(&caller.team_id), &mbx.id, words.as_deref(), before, limit).await?;
     Ok((mbx.id, rows))
 }
 

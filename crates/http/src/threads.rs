@@ -3,7 +3,9 @@
 //! `sendmux_core::threads`, render.
 
 use axum::extract::{Path, State};
+use serde::Deserialize;
 use serde_json::Value;
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Query;
@@ -24,25 +26,38 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(thread_get))
 }
 
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct ThreadListParams {
+    /// Page size, 1..100 (default 20).
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Threads with a message that matches: full-text search over from, to, subject and
+    /// text, as on messages (every word must match).
+    #[param(max_length = 256)]
+    pub q: Option<String>,
+}
+
 async fn list_in(
     state: &AppState,
     p: &Principal,
     mailbox_id: Option<&str>,
-    params: ListParams,
+    params: ThreadListParams,
 ) -> ApiResult<axum::Json<List<Value>>> {
     p.require(Perm::MailboxRead)?;
     // The cursor is the last message of the last thread shown.
-    let page = params.page(|c| MessageId::parse(c).is_some())?;
-    let (mailbox, rows) = threads::list(state, p, mailbox_id, page.before(), page.fetch()).await?;
+    let page = ListParams { limit: params.limit, cursor: params.cursor }.page(|c| MessageId::parse(c).is_some())?;
+    let (mailbox, rows) = threads::list(state, p, mailbox_id, params.q.as_deref(), page.before(), page.fetch()).await?;
     Ok(axum::Json(page.finish(rows, |t| t.last_message_id.clone(), |t| threads::summary(&mailbox, &t))))
 }
 
 /// Threads of a mailbox key's mailbox, the most recently active first.
-#[utoipa::path(get, path = "/api/v1/mailbox/threads", tag = "mailbox", params(ListParams), responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/api/v1/mailbox/threads", tag = "mailbox", params(ThreadListParams), responses((status = 200, body = Object)))]
 async fn own_thread_list(
     State(state): State<AppState>,
     Caller(p): Caller,
-    Query(params): Query<ListParams>,
+    Query(params): Query<ThreadListParams>,
 ) -> ApiResult<axum::Json<List<Value>>> {
     list_in(&state, &p, None, params).await
 }
@@ -58,12 +73,12 @@ async fn own_thread_get(
 }
 
 /// Threads of a mailbox of the team, the most recently active first.
-#[utoipa::path(get, path = "/api/v1/mailboxes/{mailbox_id}/threads", tag = "mailboxes", params(("mailbox_id" = String, Path), ListParams), responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/api/v1/mailboxes/{mailbox_id}/threads", tag = "mailboxes", params(("mailbox_id" = String, Path), ThreadListParams), responses((status = 200, body = Object)))]
 async fn thread_list(
     State(state): State<AppState>,
     Caller(p): Caller,
     Path(mailbox_id): Path<String>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<ThreadListParams>,
 ) -> ApiResult<axum::Json<List<Value>>> {
     list_in(&state, &p, Some(&mailbox_id), params).await
 }

@@ -113,6 +113,22 @@ pub struct Filter {
     pub words: Option<Vec<String>>,
 }
 
+/// The full-text query for `words`: on SQLite an FTS5 query of quoted phrases, on
+/// PostgreSQL plain text for `plainto_tsquery`; either way every word must match.
+pub(crate) fn text_query(sqlite: bool, words: &[String]) -> String {
+    if sqlite { words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" ") } else { words.join(" ") }
+}
+
+/// The condition on an `inbound_messages` row that its text matches the query in
+/// parameter `$n` (made by [`text_query`]).
+pub(crate) fn text_match(sqlite: bool, n: u8) -> String {
+    if sqlite {
+        format!("rowid IN (SELECT rowid FROM inbound_messages_fts WHERE inbound_messages_fts MATCH ${n})")
+    } else {
+        format!("to_tsvector('simple', coalesce(search_text, '')) @@ plainto_tsquery('simple', ${n})")
+    }
+}
+
 /// Newest first, kept by `filter`.
 pub async fn list(
     t: &mut Team<'_>,
@@ -123,16 +139,8 @@ pub async fn list(
 ) -> sqlx::Result<Vec<MessageRow>> {
     let (conn, team_id) = t.split();
     let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
-    // SQLite: an FTS5 query of quoted phrases (all must match); PostgreSQL: the words
-    // as plain text for plainto_tsquery (all must match).
-    let query = filter.words.as_ref().map(|words| {
-        if sqlite { words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" ") } else { words.join(" ") }
-    });
-    let matches = if sqlite {
-        "rowid IN (SELECT rowid FROM inbound_messages_fts WHERE inbound_messages_fts MATCH $9)"
-    } else {
-        "to_tsvector('simple', coalesce(search_text, '')) @@ plainto_tsquery('simple', $9)"
-    };
+    let query = filter.words.as_deref().map(|words| text_query(sqlite, words));
+    let matches = text_match(sqlite, 9);
     // A list shows no extracted text: leave it in the table (up to 256 KiB a row).
     let columns = COLUMNS.replace("extracted_text", "NULL AS extracted_text");
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -66,38 +66,57 @@ pub struct ThreadRow {
     pub last_from: Option<String>,
 }
 
+/// `{matching}` is replaced by a condition on the thread ids to show (`TRUE`: all).
 const THREADS: &str = "WITH t AS ( \
        SELECT thread_id, COUNT(*) AS message_count, MIN(id) AS first_message_id, MAX(id) AS last_message_id, \
               MIN(received_at) AS first_message_at, MAX(received_at) AS last_message_at \
        FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND thread_id IS NOT NULL \
-       AND ($3 IS NULL OR thread_id = $3) GROUP BY thread_id) \
+       AND ($3 IS NULL OR thread_id = $3) AND {matching} GROUP BY thread_id) \
      SELECT t.thread_id, t.message_count, t.first_message_id, t.last_message_id, t.first_message_at, \
             t.last_message_at, f.subject, l.from_address AS last_from \
      FROM t JOIN inbound_messages f ON f.id = t.first_message_id JOIN inbound_messages l ON l.id = t.last_message_id \
      WHERE ($4 IS NULL OR t.last_message_id < $4) ORDER BY t.last_message_id DESC LIMIT $5";
 
 /// A mailbox's threads, the most recently active first, before the thread whose last
-/// message is `before`.
+/// message is `before`; with `words`, only threads with a message that matches them all
+/// (as a message search does).
 pub async fn list(
     t: &mut Team<'_>,
     mailbox_id: &str,
+    words: Option<&[String]>,
     before: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<ThreadRow>> {
     let (conn, team_id) = t.split();
-    sqlx::query_as(THREADS)
+    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let Some(words) = words else {
+        return sqlx::query_as(sqlx::AssertSqlSafe(THREADS.replace("{matching}", "TRUE")))
+            .bind(team_id)
+            .bind(mailbox_id)
+            .bind(None::<&str>)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(conn)
+            .await;
+    };
+    let matching = format!(
+        "thread_id IN (SELECT thread_id FROM inbound_messages WHERE team_id = $1 AND mailbox_id = $2 AND {})",
+        super::inbound::text_match(sqlite, 6)
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(THREADS.replace("{matching}", &matching)))
         .bind(team_id)
         .bind(mailbox_id)
         .bind(None::<&str>)
         .bind(before)
         .bind(limit)
+        .bind(super::inbound::text_query(sqlite, words))
         .fetch_all(conn)
         .await
 }
 
 pub async fn get(t: &mut Team<'_>, mailbox_id: &str, thread_id: &str) -> sqlx::Result<Option<ThreadRow>> {
     let (conn, team_id) = t.split();
-    sqlx::query_as(THREADS)
+    sqlx::query_as(sqlx::AssertSqlSafe(THREADS.replace("{matching}", "TRUE")))
         .bind(team_id)
         .bind(mailbox_id)
         .bind(Some(thread_id))
