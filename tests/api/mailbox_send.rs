@@ -245,3 +245,37 @@ async fn sending_needs_the_permission_a_group_and_stays_within_the_policy() {
         app.post("/api/v1/mailbox/messages/msg_01J1M9C3K8ZQ4W8N5T2V7X6Y3B/reply", &key, json!({"text": "x"})).await;
     assert!(res.status() == StatusCode::CONFLICT || res.status() == StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn concurrent_sends_cannot_pass_the_daily_limit_together() {
+    let relay = SmtpServer::start(None).await;
+    let app = TestApp::spawn().await;
+    let (owner, mbx_id, key) = agent_mailbox(&app, relay.port, &["mailbox.read", "mailbox.send"]).await;
+    let res = app
+        .patch(
+            &format!("/api/v1/mailboxes/{mbx_id}/settings"),
+            &owner.token,
+            json!({"send_policy": {"daily_limit": 3}}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    // Ten sends at once: exactly three are queued, the rest refused naming the rule.
+    let sends = (0..10).map(|i| {
+        app.post(
+            "/api/v1/mailbox/send",
+            &key,
+            json!({"to": ["x@partner.test"], "subject": format!("n{i}"), "text": "y"}),
+        )
+    });
+    let mut accepted = 0;
+    for res in futures::future::join_all(sends).await {
+        match res.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            _ => assert_eq!(
+                expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await["param"],
+                "send_policy.daily_limit"
+            ),
+        }
+    }
+    assert_eq!(accepted, 3);
+}

@@ -141,6 +141,15 @@ async fn enforce(core: &Core, caller: &Principal, mbx: &MailboxRow, email: &Emai
         .with_param(format!("send_policy.{rule}")))
 }
 
+/// Turns for mailboxes with a daily limit, by a hash of the mailbox id.
+static SEND_TURNS: [tokio::sync::Mutex<()>; 64] = [const { tokio::sync::Mutex::const_new(()) }; 64];
+
+fn stripe(mailbox_id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(mailbox_id);
+    (hash % SEND_TURNS.len() as u64) as usize
+}
+
 /// Queues `input` from the mailbox in `thread_id` and keeps the copy in the mailbox.
 async fn queue(
     core: &Arc<Core>,
@@ -151,6 +160,13 @@ async fn queue(
     thread_id: Option<String>,
 ) -> Result<Value> {
     let email = validate::email("", input, core.settings.outbound.max_email_bytes)?;
+    // A daily limit counts the copies kept below: a mailbox's sends are checked and kept
+    // one at a time on this node, so concurrent sends cannot all pass the same count.
+    // (Across nodes each node may still let one through: the bound is the node count.)
+    let _turn = match SendPolicy::of(mbx).daily_limit {
+        Some(_) => Some(SEND_TURNS[stripe(&mbx.id)].lock().await),
+        None => None,
+    };
     enforce(core, caller, mbx, &email).await?;
     let thread_id = thread_id.unwrap_or_else(|| crate::ids::ThreadId::new().into_string());
     let row = crate::outbound::send::queue_in_thread(core, caller, group, &email, &thread_id).await?;
