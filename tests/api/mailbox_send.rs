@@ -279,3 +279,29 @@ async fn concurrent_sends_cannot_pass_the_daily_limit_together() {
     }
     assert_eq!(accepted, 3);
 }
+
+#[tokio::test]
+async fn a_message_with_overlong_ids_can_still_be_answered() {
+    let relay = SmtpServer::start(None).await;
+    let app = TestApp::spawn().await;
+    let (_, _, key) = agent_mailbox(&app, relay.port, &["mailbox.read", "mailbox.send"]).await;
+    let long = format!("{}@ext.test", "x".repeat(900));
+    let raw = format!(
+        "From: Carol <carol@ext.test>\r\nTo: support@mail.test\r\nSubject: Long ids\r\nMessage-ID: <{long}>\r\n\
+References: <ok1@ext.test> <{long}>\r\n\r\nHello\r\n"
+    );
+    let report = app.send_smtp("carol@ext.test", &["support@mail.test"], raw.as_bytes()).await;
+    assert_eq!(report["data"][0], 250, "{report}");
+    let original = app.inbox(&key).await[0]["id"].as_str().unwrap().to_owned();
+    let res = app.post(&format!("/api/v1/mailbox/messages/{original}/reply"), &key, json!({"text": "Hi"})).await;
+    expect_status(res, StatusCode::ACCEPTED).await;
+    let res =
+        app.post(&format!("/api/v1/mailbox/messages/{original}/forward"), &key, json!({"to": ["dan@ext.test"]})).await;
+    expect_status(res, StatusCode::ACCEPTED).await;
+    sendmux::outbound::worker::run_pending_jobs(&app.state).await.unwrap();
+    let sent = relay.received();
+    let reply = sent.iter().find(|m| String::from_utf8_lossy(&m.data).contains("Re: Long ids")).expect("the reply");
+    let text = String::from_utf8_lossy(&reply.data);
+    assert!(text.contains("<ok1@ext.test>"), "the usable reference stays: {text}");
+    assert!(!text.contains(&long), "the overlong id is left out");
+}

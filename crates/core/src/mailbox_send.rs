@@ -68,12 +68,20 @@ fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
     a.map(|a| a.iter().filter_map(|x| x.address()).map(str::to_ascii_lowercase).collect()).unwrap_or_default()
 }
 
+/// The message ids of a header that can be named again: a received message may carry
+/// ids of any length, but a header line holds 998 bytes (RFC 5322), so one over 250 bytes,
+/// or with blanks or brackets in it, is left out rather than making the reply unsendable.
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
-    match v {
+    let all: Vec<String> = match v {
         HeaderValue::Text(t) => vec![t.to_string()],
         HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
         _ => Vec::new(),
-    }
+    };
+    all.into_iter().filter(|id| usable_id(id)).collect()
+}
+
+fn usable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 250 && !id.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
 }
 
 fn prefixed(prefix: &str, subject: &str) -> String {
@@ -281,7 +289,7 @@ pub async fn reply(
     if to.is_empty() && cc.is_empty() {
         return Err(Error::conflict("The message names no one to reply to"));
     }
-    let parent = parsed.message_id().map(str::to_owned);
+    let parent = parsed.message_id().filter(|id| usable_id(id)).map(str::to_owned);
     let mut references = ids(parsed.references());
     if references.is_empty() {
         references = ids(parsed.in_reply_to());
@@ -332,7 +340,7 @@ pub async fn forward(
         input.text.unwrap_or_default()
     );
     let mut headers = std::collections::BTreeMap::new();
-    if let Some(p) = parsed.message_id() {
+    if let Some(p) = parsed.message_id().filter(|id| usable_id(id)) {
         headers.insert("References".to_owned(), format!("<{p}>"));
     }
     let input = EmailIn {
