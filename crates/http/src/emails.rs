@@ -144,7 +144,15 @@ async fn get_email(
 ) -> ApiResult<axum::Json<EmailOut>> {
     let id = path_id(&id, MessageId::parse, "email")?;
     let (row, attempts) = send::get(&state, &p, &id).await?;
-    Ok(axum::Json(EmailOut {
+    Ok(axum::Json(email_out(row, attempts)))
+}
+
+/// The answer of `GET /emails/{id}` (also MCP's `get_email`).
+pub(crate) fn email_out(
+    row: sendmux_core::store::outbound::MessageRow,
+    attempts: Vec<sendmux_core::store::outbound::AttemptRow>,
+) -> EmailOut {
+    EmailOut {
         id: row.id,
         status: row.status.clone(),
         delivery_group_id: row.delivery_group_id,
@@ -171,5 +179,5 @@ async fn get_email(
             .collect(),
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
-    }))
+    }
 }

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(thread_get))
 }
 
-async fn list_in(
+pub(crate) async fn list_in(
     state: &AppState,
     p: &Principal,
     mailbox_id: Option<&str>,
