@@ -357,3 +357,34 @@ async fn a_missing_or_bad_credential_is_the_apis_401() {
         assert!(error.contains("401") || error.contains("authentication_failed"), "{sdk:?}: {out}");
     }
 }
+
+#[tokio::test]
+async fn wait_for_message_on_one_node_returns_mail_received_by_another() {
+    if !on_postgres() {
+        eprintln!("many nodes share a PostgreSQL database: nothing to test on SQLite");
+        return;
+    }
+    // Nodes share the database and the bodies' bucket (SPEC §12).
+    let s3 = crate::mail_servers::S3Server::start().await;
+    let mut env = s3.settings("mcp/bodies");
+    env.push(("SENDMUX_SECRET_KEY".into(), "7a".repeat(32)));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = TestApp::spawn_with(&env).await;
+    let node = app.spawn_node(&[]).await;
+    let owner = app.signup("o@nodes.test", "Nodes").await;
+    let (_, key) = app.mailbox_with_key(&owner.token, "agent@mail.test", &["mailbox.read"]).await;
+    let (mut c, _) = Mcp::connect(Sdk::Python, &node, &key).await;
+    c.send(json!({"op": "call", "name": "wait_for_message", "arguments": {"timeout_seconds": 120}})).await;
+    eventually("the wait is open on the second node", Duration::from_secs(60), || async {
+        node.state.0.streams.lock().values().sum::<usize>() > 0
+    })
+    .await;
+    // Received by the first node's SMTP listener.
+    let raw = b"From: dora@ext.test\r\nTo: agent@mail.test\r\nSubject: Across nodes\r\n\r\nHello from node one\r\n";
+    let report = app.send_smtp("dora@ext.test", &["agent@mail.test"], raw).await;
+    assert_eq!(report["data"][0], 250, "{report}");
+    let got = ok(&c.answer().await);
+    assert_eq!(got["timed_out"], false);
+    assert_eq!(got["message"]["subject"], "Across nodes");
+    assert_eq!(got["message"]["extracted_text"], "Hello from node one");
+}
