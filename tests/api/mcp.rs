@@ -326,7 +326,7 @@ async fn an_agent_on_the_typescript_sdk_waits_for_mail_and_replies() {
 }
 
 #[tokio::test]
-async fn a_missing_or_bad_credential_is_the_apis_401() {
+async fn a_missing_or_bad_credential_is_the_apis_401_and_get_is_405() {
     let app = TestApp::spawn().await;
     let rpc = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     let res = app
@@ -348,6 +348,11 @@ async fn a_missing_or_bad_credential_is_the_apis_401() {
         .await
         .unwrap();
     expect_error(res, StatusCode::UNAUTHORIZED, "authentication_failed").await;
+    // Stateless: no server-to-client stream to open with GET, whatever the credential.
+    let owner = app.signup("o@auth.test", "Auth").await;
+    let (_, key) = app.mailbox_with_key(&owner.token, "agent@mail.test", &["mailbox.read"]).await;
+    let res = app.get("/mcp", &key).await;
+    expect_error(res, StatusCode::METHOD_NOT_ALLOWED, "invalid_request").await;
     for sdk in SDKS {
         let mut c = Mcp::start(sdk, &app, "smx_mbx_not_a_key");
         let out = c.next().await;
