@@ -195,6 +195,18 @@ async fn tools_follow_the_credential_and_unlisted_tools_are_refused() {
         assert_eq!(c.tool_names().await, vec!["send_email", "get_email"], "{sdk:?}");
         let refused = c.call("list_messages", json!({})).await;
         assert_eq!(tool_error(&refused)["type"], "permission_denied");
+        // send_email is POST /emails: queued through the key's group, idempotent by key.
+        let email = json!({"from": "App <app@ext.test>", "to": ["zoe@ext.test"], "subject": format!("Via MCP {sdk:?}"),
+            "text": "Hello", "idempotency_key": format!("mcp-{sdk:?}")});
+        let queued = ok(&c.call("send_email", email.clone()).await);
+        assert_eq!(queued["status"], "queued");
+        let again = ok(&c.call("send_email", email).await);
+        assert_eq!((&again["id"], &again["idempotent_replayed"]), (&queued["id"], &json!(true)));
+        let status = ok(&c.call("get_email", json!({"email_id": queued["id"]})).await);
+        assert_eq!(status["subject"], format!("Via MCP {sdk:?}"));
+        assert_eq!(status["to"], json!(["zoe@ext.test"]));
+        let bad = c.call("send_email", json!({"from": "app@ext.test", "to": [], "subject": "x", "text": "y"})).await;
+        assert_eq!(tool_error(&bad)["type"], "invalid_request");
 
         // An infrastructure key: the team's mailboxes by mailbox_id, no wait, no sending.
         let (mut c, _) = Mcp::connect(sdk, &app, &infra).await;
@@ -216,6 +228,12 @@ async fn tools_follow_the_credential_and_unlisted_tools_are_refused() {
         let bad = c.call("list_messages", json!({"mailbox_id": mbx_id, "colour": "red"})).await;
         assert_eq!(tool_error(&bad)["type"], "invalid_request");
     }
+    // One delivery per send_email (the repeats were replayed), through the key's group.
+    eventually("both emails are delivered", Duration::from_secs(30), || async { relay.received().len() == 2 }).await;
+    let mut subjects: Vec<String> =
+        relay.received().iter().map(|r| header(&r.data, "Subject").unwrap_or_default()).collect();
+    subjects.sort();
+    assert_eq!(subjects, vec!["Via MCP Python", "Via MCP TypeScript"]);
 }
 
 /// The conversation of an agent over MCP with `sdk`: wait, read, reply, the policy, and

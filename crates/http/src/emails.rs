@@ -80,10 +80,15 @@ pub struct EmailOut {
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let v = v.to_str().ok().map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255);
-    match v {
-        Some(v) if v.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Ok(Some(v.to_owned())),
-        _ => Err(ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters")),
+    idempotency_value(v.to_str().ok(), "Idempotency-Key").map(Some)
+}
+
+/// An idempotency key as given (header or MCP argument `param`): 1 to 255 printable
+/// ASCII characters, blanks around it ignored.
+pub(crate) fn idempotency_value(raw: Option<&str>, param: &str) -> ApiResult<String> {
+    match raw.map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255) {
+        Some(v) if v.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Ok(v.to_owned()),
+        _ => Err(ApiError::invalid(param, format!("{param} must be 1 to 255 printable ASCII characters"))),
     }
 }
 

@@ -39,7 +39,7 @@ use crate::state::AppState;
 use crate::stream::{self, Controls, End, Frame};
 use sendmux_core::auth::perms::Perm;
 use sendmux_core::auth::{Principal, Scope};
-use sendmux_core::ids::{EventId, MailboxId, MessageId};
+use sendmux_core::ids::{EventId, MessageId};
 use sendmux_core::inbound::messages;
 use sendmux_core::mailbox_send::{self, ForwardIn, ReplyIn, SendIn};
 use sendmux_core::outbound::accept::Answer;
@@ -525,11 +525,8 @@ async fn call(
     match name {
         "list_mailboxes" => {
             let a: PageArgs = args(&raw)?;
-            p.require(Perm::MailboxesRead)?;
-            let page = ListParams { limit: a.limit.map(|l| l.to_string()), cursor: a.cursor }
-                .page(|c| MailboxId::parse(c).is_some())?;
-            let rows = sendmux_core::mailboxes::list(state, p, page.before(), page.fetch()).await?;
-            to_value(page.finish(rows, |r| r.id.clone(), crate::mailboxes::MailboxOut::from))
+            let params = ListParams { limit: a.limit.map(|l| l.to_string()), cursor: a.cursor };
+            to_value(crate::mailboxes::list_page(state, p, params).await?)
         }
         "list_messages" => {
             let a: ListArgs = args(&raw)?;
@@ -593,17 +590,7 @@ async fn call(
             let mut raw = raw;
             let key = match raw.remove("idempotency_key") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(k))
-                    if (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
-                {
-                    Some(k)
-                }
-                Some(_) => {
-                    return Err(ApiError::invalid(
-                        "idempotency_key",
-                        "idempotency_key must be 1 to 255 printable ASCII characters",
-                    ));
-                }
+                Some(v) => Some(crate::emails::idempotency_value(v.as_str(), "idempotency_key")?),
             };
             let body = serde_json::to_vec(&raw).map_err(ApiError::internal)?;
             let input: EmailIn = parse_json(&body)?;
