@@ -26,6 +26,7 @@ mod limits;
 mod mail_servers;
 mod mailbox_send;
 mod many_nodes;
+mod mcp;
 mod object_storage;
 mod operations;
 mod outbound;

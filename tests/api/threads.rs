@@ -262,7 +262,9 @@ async fn llms_txt_lists_every_operation_of_the_openapi_document() {
         }
     }
     assert!(n > 50, "{n} operations");
-    for needle in ["/api/v1/mailbox/threads", "q=", "/api/v1/mailbox/events/ws", "extracted_text", "mailbox.send"] {
+    for needle in
+        ["/api/v1/mailbox/threads", "q=", "/api/v1/mailbox/events/ws", "extracted_text", "mailbox.send", "POST /mcp"]
+    {
         assert!(text.contains(needle), "{needle}");
     }
 }

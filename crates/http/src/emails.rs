@@ -80,10 +80,15 @@ pub struct EmailOut {
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let v = v.to_str().ok().map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255);
-    match v {
-        Some(v) if v.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Ok(Some(v.to_owned())),
-        _ => Err(ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters")),
+    idempotency_value(v.to_str().ok(), "Idempotency-Key").map(Some)
+}
+
+/// An idempotency key as given (header or MCP argument `param`): 1 to 255 printable
+/// ASCII characters, blanks around it ignored.
+pub(crate) fn idempotency_value(raw: Option<&str>, param: &str) -> ApiResult<String> {
+    match raw.map(str::trim).filter(|v| !v.is_empty() && v.len() <= 255) {
+        Some(v) if v.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Ok(v.to_owned()),
+        _ => Err(ApiError::invalid(param, format!("{param} must be 1 to 255 printable ASCII characters"))),
     }
 }
 
@@ -144,7 +149,15 @@ async fn get_email(
 ) -> ApiResult<axum::Json<EmailOut>> {
     let id = path_id(&id, MessageId::parse, "email")?;
     let (row, attempts) = send::get(&state, &p, &id).await?;
-    Ok(axum::Json(EmailOut {
+    Ok(axum::Json(email_out(row, attempts)))
+}
+
+/// The answer of `GET /emails/{id}` (also MCP's `get_email`).
+pub(crate) fn email_out(
+    row: sendmux_core::store::outbound::MessageRow,
+    attempts: Vec<sendmux_core::store::outbound::AttemptRow>,
+) -> EmailOut {
+    EmailOut {
         id: row.id,
         status: row.status.clone(),
         delivery_group_id: row.delivery_group_id,
@@ -171,5 +184,5 @@ async fn get_email(
             .collect(),
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
-    }))
+    }
 }

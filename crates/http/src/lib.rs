@@ -18,6 +18,7 @@ pub mod llms;
 pub mod logs;
 pub mod mailbox_send;
 pub mod mailboxes;
+pub mod mcp;
 pub mod messages;
 pub mod pagination;
 pub mod providers;
@@ -297,9 +298,12 @@ pub fn router(state: AppState) -> Router {
     // After the merge: the modifiers of `#[openapi]` run before any route is added.
     StandardAnswers.modify(&mut doc);
 
-    // The WebSocket stream is outside the OpenAPI document (a schema cannot describe an
-    // upgrade); API.md §16 is its contract.
-    let authed = authed.merge(ws::router()).route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The WebSocket stream and the MCP server are outside the OpenAPI document (a schema
+    // describes neither an upgrade nor JSON-RPC); API.md §16 is their contract.
+    let authed = authed
+        .merge(ws::router())
+        .merge(mcp::router(&state))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
     let llms_txt = llms::render(&doc);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc);
@@ -384,7 +388,11 @@ async fn limit_request_time(State(state): State<AppState>, req: Request, next: N
     if req.uri().path() == STREAM_PATH || req.uri().path() == console::LIVE_FEED_PATH {
         return next.run(req).await;
     }
-    let limit = std::time::Duration::from_secs(state.settings.http_request_timeout_secs);
+    let mut limit = std::time::Duration::from_secs(state.settings.http_request_timeout_secs);
+    if req.uri().path() == mcp::PATH {
+        // `wait_for_message` holds an answer for up to its timeout.
+        limit += std::time::Duration::from_secs(mcp::MAX_WAIT_SECS);
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {

@@ -21,7 +21,13 @@ with `mailbox.send`, POST /api/v1/mailbox/messages/{id}/reply, …/forward and \
 POST /api/v1/mailbox/send (ask the person before sending to someone new; a 403 \
 names the send_policy rule that refused it); live events on GET \
 /api/v1/mailbox/events (SSE) or wss …/api/v1/mailbox/events/ws (one JSON event per \
-text frame; resume with last_event_id).\n";
+text frame; resume with last_event_id).\n\n\
+MCP: POST /mcp speaks the Model Context Protocol (Streamable HTTP, stateless) with the \
+same bearer credential; the tools follow it (a mailbox key: list_messages, \
+search_messages, get_message, list_threads, get_thread, get_attachment, \
+wait_for_message, and with mailbox.send reply_to_message, forward_message, \
+send_message; a sending key: send_email, get_email); refusals are tool results with \
+isError and the error body.\n";
 
 /// The guide for `doc`.
 pub fn render(doc: &OpenApi) -> String {

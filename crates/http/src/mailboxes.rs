@@ -13,6 +13,7 @@ use super::pagination::{List, ListParams};
 use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::state::AppState;
+use sendmux_core::auth::Principal;
 use sendmux_core::auth::perms::Perm;
 use sendmux_core::ids::MailboxId;
 use sendmux_core::mailboxes::{self, MailboxChange, NewMailbox, SendPolicy, SettingsChange};
@@ -172,11 +173,16 @@ async fn list_mailboxes(
     Caller(p): Caller,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<List<MailboxOut>>> {
+    Ok(axum::Json(list_page(&state, &p, q).await?))
+}
+
+/// A page of the team's mailboxes (also MCP's `list_mailboxes`).
+pub(crate) async fn list_page(state: &AppState, p: &Principal, q: ListParams) -> ApiResult<List<MailboxOut>> {
     // Before the page is read: a caller who may not read gets 403 whatever it sent.
     p.require(Perm::MailboxesRead)?;
     let page = q.page(|c| MailboxId::parse(c).is_some())?;
-    let rows = mailboxes::list(&state, &p, page.before(), page.fetch()).await?;
-    Ok(axum::Json(page.finish(rows, |r| r.id.clone(), MailboxOut::from)))
+    let rows = mailboxes::list(state, p, page.before(), page.fetch()).await?;
+    Ok(page.finish(rows, |r| r.id.clone(), MailboxOut::from))
 }
 
 fn mailbox_id(raw: &str) -> ApiResult<MailboxId> {

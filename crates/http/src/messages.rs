@@ -68,7 +68,7 @@ fn time_param(raw: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
-async fn list_in(
+pub(crate) async fn list_in(
     state: &AppState,
     p: &Principal,
     mailbox_id: Option<&str>,

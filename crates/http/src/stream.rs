@@ -194,6 +194,9 @@ pub(crate) struct Reader {
     /// without data is dispatched as an empty event by some clients (httpx-sse).
     retry_sent: bool,
     done: Option<End>,
+    /// The id of the last event of the mailbox read from the log, of any type: a
+    /// position to resume from.
+    pub(crate) last_read: Option<String>,
     _slot: Slot,
 }
 
@@ -208,6 +211,7 @@ impl Reader {
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.seq;
+            self.last_read = Some(row.id.clone());
             if self.types.contains(&row.kind) {
                 self.pending.push_back(Frame::Event { id: row.id, kind: row.kind, payload: row.payload });
             }
@@ -332,9 +336,21 @@ pub(crate) async fn open(
     q: &StreamParams,
 ) -> ApiResult<Reader> {
     p.require(Perm::MailboxRead)?;
+    p.mailbox_scope().ok_or_else(|| ApiError::forbidden("The event stream is for mailbox keys"))?;
+    let controls = Controls::parse(q, headers)?;
+    open_with(state, p, controls).await
+}
+
+/// [`open`] with controls already made: the checks, the key's stream slot and the start
+/// position, for a surface without HTTP controls (MCP's `wait_for_message`).
+pub(crate) async fn open_with(
+    state: &AppState,
+    p: &sendmux_core::auth::Principal,
+    controls: Controls,
+) -> ApiResult<Reader> {
+    p.require(Perm::MailboxRead)?;
     let mailbox_id =
         p.mailbox_scope().ok_or_else(|| ApiError::forbidden("The event stream is for mailbox keys"))?.to_owned();
-    let controls = Controls::parse(q, headers)?;
     let slot = Slot::take(state, p.rate_bucket.clone())?;
     // Subscribe before choosing the start, so no wake-up falls between the two.
     let wake = state.bus.subscribe(p.team_id.as_str());
@@ -366,6 +382,7 @@ pub(crate) async fn open(
         next_check: now + RECHECK,
         retry_sent: false,
         done: None,
+        last_read: controls.last_event_id.clone(),
         _slot: slot,
     };
     Ok(reader)

@@ -39,7 +39,7 @@ pub struct ThreadListParams {
     pub q: Option<String>,
 }
 
-async fn list_in(
+pub(crate) async fn list_in(
     state: &AppState,
     p: &Principal,
     mailbox_id: Option<&str>,
