@@ -41,7 +41,14 @@ async fn mailbox_events_ws(
     metrics::counter!("sendmux_websockets_opened_total").increment(1);
     // The client has nothing to say but pongs and a close: a frame or message over 4 KiB
     // ends the connection instead of being buffered (tungstenite's default is 64 MiB).
-    let upgrade = upgrade.max_frame_size(MAX_CLIENT_FRAME).max_message_size(MAX_CLIENT_FRAME);
+    // Buffers sized for that too: tungstenite reserves 128 KiB to read into up front and
+    // batches writes up to 128 KiB, which made an idle socket cost ~130 KiB
+    // (bench/events.sh ws); events go out one frame at a time anyway.
+    let upgrade = upgrade
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .max_message_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(MAX_CLIENT_FRAME)
+        .write_buffer_size(0);
     Ok(upgrade.on_upgrade(move |socket| serve(socket, reader)))
 }
 
