@@ -187,3 +187,19 @@ async fn revoking_the_key_closes_the_socket_and_bad_controls_are_refused_before_
     let res = app.get("/api/v1/mailbox/events/ws", &owner.token).await;
     expect_error(res, StatusCode::FORBIDDEN, "permission_denied").await;
 }
+
+#[tokio::test]
+async fn a_client_frame_over_4_kib_ends_the_socket_and_a_small_one_is_ignored() {
+    let app = TestApp::spawn().await;
+    let (owner, mailbox, key) = setup(&app).await;
+    // A small frame: read and dropped; events keep coming.
+    let mut talker = Client::python(&ws_url(&app, ""), &key, &["--send", "100"]);
+    assert_eq!(talker.next(Duration::from_secs(30)).await, json!({"open": 1}));
+    // A frame over the limit: the server ends the socket instead of buffering it.
+    let mut flooder = Client::python(&ws_url(&app, ""), &key, &["--send", "100000"]);
+    assert_eq!(flooder.next(Duration::from_secs(30)).await, json!({"open": 1}));
+    let ended = flooder.next(Duration::from_secs(10)).await;
+    assert!(ended.get("close").is_some_and(|c| c != 1000), "{ended}");
+    let id = emit(&app, &owner.team_id, Some(&mailbox), "message.received", json!({"n": 1})).await;
+    assert_eq!(talker.next(Duration::from_secs(10)).await["event"]["id"], id.as_str());
+}

@@ -20,6 +20,9 @@ use crate::state::AppState;
 
 /// The largest frame or message a client may send.
 const MAX_CLIENT_FRAME: usize = 4096;
+/// What a socket reads into at first; a longer frame grows it as it comes (tungstenite
+/// reserves a frame's length once its header is read).
+const READ_BUFFER: usize = 512;
 
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new().route("/api/v1/mailbox/events/ws", axum::routing::get(mailbox_events_ws))
@@ -43,11 +46,12 @@ async fn mailbox_events_ws(
     // ends the connection instead of being buffered (tungstenite's default is 64 MiB).
     // Buffers sized for that too: tungstenite reserves 128 KiB to read into up front and
     // batches writes up to 128 KiB, which made an idle socket cost ~130 KiB
-    // (bench/events.sh ws); events go out one frame at a time anyway.
+    // (bench/events.sh ws: 131 KiB, 6.8 KiB with a 4 KiB read buffer); events go out one
+    // frame at a time anyway.
     let upgrade = upgrade
         .max_frame_size(MAX_CLIENT_FRAME)
         .max_message_size(MAX_CLIENT_FRAME)
-        .read_buffer_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0);
     Ok(upgrade.on_upgrade(move |socket| serve(socket, reader)))
 }
