@@ -239,6 +239,19 @@ async fn an_email_sent_in_reply_joins_the_thread_of_the_message_it_answers() {
         mail("Carol <carol@ext.test>", "Re: Order", "o2@ext.test", &format!("In-Reply-To: {header}\r\n"), "Thanks\r\n");
     let got = receive(&app, &key, answer).await;
     assert_eq!(got["thread_id"], thread);
+    // An answer to the unrelated email, found by its Message-ID alone (no subject this
+    // mailbox has seen from Carol), joins that email's thread; a Message-ID that only
+    // looks like one of ours, with another domain, starts its own.
+    let header2 = email2["message_id_header"].as_str().unwrap();
+    let answer =
+        mail("Carol <carol@ext.test>", "Re: News", "o3@ext.test", &format!("In-Reply-To: {header2}\r\n"), "Ok\r\n");
+    assert_eq!(receive(&app, &key, answer).await["thread_id"], other);
+    let forged = header2.replace("@mail.test", "@forged.test");
+    assert_ne!(forged, header2);
+    let answer =
+        mail("Dan <dan@ext.test>", "Re: Elsewhere", "o4@ext.test", &format!("In-Reply-To: {forged}\r\n"), "?\r\n");
+    let alone = receive(&app, &key, answer).await;
+    assert!(alone["thread_id"] != other && alone["thread_id"] != thread, "{alone}");
 }
 
 /// `/llms.txt` (SPEC §16) is generated from the OpenAPI document: every documented

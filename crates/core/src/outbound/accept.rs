@@ -217,18 +217,8 @@ async fn write_group(
     if !queued.is_empty() {
         let rows: Vec<&MessageRow> = queued.iter().map(|m| &m.row).collect();
         q::insert_messages(w, &rows).await?;
-        // Later mail that answers one of these joins its thread.
-        let mut refs: Vec<crate::store::threads::RefRow> = rows
-            .iter()
-            .filter_map(|r| {
-                let thread_id = r.thread_id.clone()?;
-                let ref_key = crate::threads::id_key(&r.mime_message_id)?;
-                Some(crate::store::threads::RefRow { team_id: r.team_id.clone(), ref_key, thread_id, created_at: now })
-            })
-            .collect();
-        refs.sort_by(|a, b| (&a.team_id, &a.ref_key).cmp(&(&b.team_id, &b.ref_key)));
-        refs.dedup_by(|a, b| a.team_id == b.team_id && a.ref_key == b.ref_key);
-        crate::store::threads::insert_refs(w, &refs).await?;
+        // Later mail that answers one of these joins its thread through the row itself
+        // (`store::threads::lookup` reads a sent message's Message-ID back to its id).
         let events: Vec<&NewEvent> = queued.iter().map(|m| &m.event).collect();
         return events::append_many(w, &events).await;
     }

@@ -36,21 +36,48 @@ pub async fn insert_refs(w: &mut impl Writer, rows: &[RefRow]) -> anyhow::Result
     Ok(())
 }
 
-/// The thread of the first of `keys` (in order of preference) that the team knows.
+/// The thread of the first of `keys` (in order of preference) that the team knows, in
+/// one query (two when a key names mail this instance sent). A Message-ID this instance
+/// made (`<msg_…@domain>`, `outbound::mime::message_id_header`) is found from the sent
+/// message's own row by its id, so sending writes no reference.
 pub async fn lookup(t: &mut Team<'_>, keys: &[String]) -> sqlx::Result<Option<String>> {
-    let (conn, team_id) = t.split();
-    for key in keys {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT thread_id FROM thread_refs WHERE team_id = $1 AND ref_key = $2")
-                .bind(team_id)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
+    if keys.is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    let (conn, team_id) = t.split();
+    let placeholders = (0..keys.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+        "SELECT ref_key, thread_id FROM thread_refs WHERE team_id = $1 AND ref_key IN ({placeholders})"
+    )))
+    .bind(team_id);
+    for key in keys {
+        query = query.bind(key);
+    }
+    let mut found: Vec<(String, String)> = query.fetch_all(&mut *conn).await?;
+    let sent: Vec<(String, &String)> = keys.iter().filter_map(|k| Some((sent_id(k)?, k))).collect();
+    if !sent.is_empty() {
+        let placeholders = (0..sent.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+        let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+            "SELECT mime_message_id, thread_id FROM outbound_messages \
+             WHERE team_id = $1 AND id IN ({placeholders}) AND thread_id IS NOT NULL"
+        )))
+        .bind(team_id);
+        for (id, _) in &sent {
+            query = query.bind(id);
+        }
+        // The whole Message-ID must match, not just the id inside it.
+        found
+            .extend(query.fetch_all(&mut *conn).await?.into_iter().map(|(mime, thread)| (format!("m:{mime}"), thread)));
+    }
+    Ok(keys.iter().find_map(|k| found.iter().find(|(key, _)| key == k).map(|(_, thread)| thread.clone())))
+}
+
+/// The id of the sent message a reference key names, when it is one this instance made:
+/// `m:msg_<ulid, lower case>@domain` → `msg_<ULID>`.
+fn sent_id(key: &str) -> Option<String> {
+    let (local, _) = key.strip_prefix("m:msg_")?.split_once('@')?;
+    (local.len() == 26 && local.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| format!("msg_{}", local.to_ascii_uppercase()))
 }
 
 /// A thread as a mailbox sees it.
