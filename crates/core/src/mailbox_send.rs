@@ -266,8 +266,7 @@ pub async fn reply(
     input: ReplyIn,
 ) -> Result<Value> {
     let (mbx, group) = sender(core, caller, mailbox_id).await?;
-    let original = original(core, caller, &mbx, id).await?;
-    let raw = core.blobs.get(&original.blob_key).await.map_err(Error::internal)?;
+    let (original, raw) = original(core, caller, &mbx, id).await?;
     let parsed = crate::inbound::parse::parse(&raw).ok_or_else(|| Error::conflict("The message cannot be parsed"))?;
     let me = mbx.address.to_ascii_lowercase();
     let mut to = addresses(parsed.reply_to());
@@ -329,8 +328,7 @@ pub async fn forward(
     input: ForwardIn,
 ) -> Result<Value> {
     let (mbx, group) = sender(core, caller, mailbox_id).await?;
-    let original = original(core, caller, &mbx, id).await?;
-    let raw = core.blobs.get(&original.blob_key).await.map_err(Error::internal)?;
+    let (original, raw) = original(core, caller, &mbx, id).await?;
     let parsed = crate::inbound::parse::parse(&raw).ok_or_else(|| Error::conflict("The message cannot be parsed"))?;
     let from = parsed.from().and_then(Address::first).and_then(|a| a.address()).unwrap_or_default().to_owned();
     let subject = parsed.subject().or(original.subject.as_deref()).unwrap_or_default().to_owned();
@@ -378,8 +376,20 @@ pub async fn send(core: &Arc<Core>, caller: &Principal, mailbox_id: Option<&str>
     queue(core, caller, &mbx, &group, input, None).await
 }
 
-async fn original(core: &Core, caller: &Principal, mbx: &MailboxRow, id: &str) -> Result<MessageRow> {
+/// Message `id` of the mailbox (not found otherwise) with its bytes as received.
+async fn original(
+    core: &Core,
+    caller: &Principal,
+    mbx: &MailboxRow,
+    id: &str,
+) -> Result<(MessageRow, impl std::ops::Deref<Target = [u8]> + use<>)> {
     let id = crate::ids::MessageId::parse(id).ok_or_else(|| Error::not_found("message"))?;
-    let mut conn = core.store.pool().acquire().await?;
-    iq::get(&mut conn.team(&caller.team_id), &mbx.id, id.as_str()).await?.ok_or_else(|| Error::not_found("message"))
+    let row = {
+        let mut conn = core.store.pool().acquire().await?;
+        iq::get(&mut conn.team(&caller.team_id), &mbx.id, id.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found("message"))?
+    };
+    let raw = core.blobs.get(&row.blob_key).await.map_err(Error::internal)?;
+    Ok((row, raw))
 }

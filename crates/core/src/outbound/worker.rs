@@ -198,9 +198,16 @@ async fn prefetch(state: &SendWorker, rows: &[MessageRow]) -> anyhow::Result<Con
         let rcpts: Vec<String> = serde_json::from_str(&row.recipients).unwrap_or_default();
         by_team.entry(&row.team_id).or_default().extend(rcpts);
     }
+    // Signers for the domains the batch sends from, not every domain its teams verified:
+    // opening one unseals and parses a private key.
+    let from_domains: HashSet<(&str, String)> = rows
+        .iter()
+        .filter_map(|r| Some((r.team_id.as_str(), crate::domains::domain_of(r.from_addr.trim_end_matches('>'))?)))
+        .collect();
     for team in by_team.keys() {
         let team_id = TeamId::stored((*team).to_owned());
-        for d in crate::store::domains::verified(&mut conn.team(&team_id)).await? {
+        let verified = crate::store::domains::verified(&mut conn.team(&team_id)).await?;
+        for d in verified.into_iter().filter(|d| from_domains.contains(&(*team, d.name.clone()))) {
             match crate::domains::dkim::Signer::open(
                 &state.secrets,
                 &d.name,
