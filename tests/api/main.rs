@@ -12,6 +12,7 @@ mod domains;
 mod domains_dkim;
 mod domains_inbound;
 mod events;
+mod group_commit;
 mod hostile;
 mod hostile_tenant;
 mod inbound;

@@ -1,15 +1,10 @@
-//! Group commit: the committers' threads and how a group is gathered from their queue.
+//! Group commit: how committers gather a group from their queue. Where they run and
+//! how many there are is `store::writer::BatchConn`'s.
 
-/// Starts a group committer — the loop everything else waits on — on a thread of its
-/// own. On SQLite the committers run there with a connection of their own
-/// (`store::writer::Direct`), so nothing they do waits for the runtime or another thread.
-pub fn spawn_thread(name: &str, run: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-    std::thread::Builder::new().name(name.to_owned()).spawn(run)?;
-    Ok(())
-}
+use tokio::sync::{Mutex, mpsc};
 
 /// `first` and every job waiting behind it on `rx`, at most `max`: one group.
-pub fn drain<J>(first: J, rx: &mut tokio::sync::mpsc::Receiver<J>, max: usize) -> Vec<J> {
+fn drain<J>(first: J, rx: &mut mpsc::Receiver<J>, max: usize) -> Vec<J> {
     let mut group = vec![first];
     while group.len() < max {
         match rx.try_recv() {
@@ -18,4 +13,25 @@ pub fn drain<J>(first: J, rx: &mut tokio::sync::mpsc::Receiver<J>, max: usize) -
         }
     }
     group
+}
+
+/// The queue that several committers of one kind take their groups from: a free
+/// committer waits for the next job and takes it with every job waiting behind it. While
+/// all of them are writing, jobs pile up, so groups grow with the load.
+pub struct Groups<J> {
+    rx: Mutex<mpsc::Receiver<J>>,
+    max: usize,
+}
+
+impl<J> Groups<J> {
+    pub fn new(rx: mpsc::Receiver<J>, max: usize) -> Self {
+        Groups { rx: Mutex::new(rx), max }
+    }
+
+    /// The next group, at most `max` jobs; None once every sender is gone.
+    pub async fn next(&self) -> Option<Vec<J>> {
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
+        Some(drain(first, &mut rx, self.max))
+    }
 }

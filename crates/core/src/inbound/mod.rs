@@ -265,7 +265,6 @@ async fn write_rows(
         .collect();
     let events: Vec<NewEvent> =
         events.into_iter().map(|(team, kind, subject, data)| NewEvent::new(team, kind, subject, data)).collect();
-    let deliveries = events::append_many(w, &events).await?;
     let units: Vec<usage::Unit<'_>> =
         messages.iter().map(|m| (m.team_id.as_str(), usage::INBOUND_EMAILS, format!("inbound:{}", m.id))).collect();
     usage::record_units(w, &units).await?;
@@ -274,7 +273,8 @@ async fn write_rows(
         .map(|m| (m.team_id.as_str(), Some(m.mailbox_id.as_str()), Some(m.id.as_str()), m.size_bytes, m.received_at))
         .collect();
     usage::storage_changes(w, &stored).await?;
-    Ok(deliveries)
+    // Last: from here to the commit the teams' logs are locked (`events::append_many`).
+    events::append_many(w, &events).await
 }
 
 /// The messages of a batch, written in one transaction.
@@ -335,39 +335,19 @@ impl Committer {
     /// `bus` is rung for every team a committed batch touched, so streams (and the
     /// webhook worker, when deliveries were queued) look at the log at once.
     pub fn start(store: Store, bus: std::sync::Arc<crate::events::Bus>) -> anyhow::Result<Committer> {
-        let (jobs, mut rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
-        BatchConn::open(&store)?.spawn("sendmux-inbound", move |mut conn| async move {
-            while let Some(first) = rx.recv().await {
-                let batch = crate::batch::drain(first, &mut rx, MAX_BATCH);
-                metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
-                let started = Instant::now();
-                let mut rows = Rows::of(&batch);
-                let written = conn.write(&mut rows).await;
-                metrics::histogram!("sendmux_inbound_commit_seconds").record(started.elapsed().as_secs_f64());
-                match written {
-                    Ok(()) => {
-                        rows.announce(&bus);
-                        for job in batch {
-                            let _ = job.done.send(Ok(()));
-                        }
-                    }
-                    Err(e) if batch.len() == 1 => {
-                        let _ = batch.into_iter().next().map(|job| job.done.send(Err(e)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch commit failed; retrying one by one");
-                        for job in batch {
-                            let mut rows = Rows::of(std::slice::from_ref(&job));
-                            let result = conn.write(&mut rows).await;
-                            if result.is_ok() {
-                                rows.announce(&bus);
-                            }
-                            let _ = job.done.send(result);
-                        }
-                    }
+        let (jobs, rx) = mpsc::channel::<CommitJob>(4 * MAX_BATCH);
+        let batches = std::sync::Arc::new(crate::batch::Groups::new(rx, MAX_BATCH));
+        // One committer on SQLite, a few whose transactions overlap on PostgreSQL
+        // (`BatchConn::open_all`). Parallel batches cannot deadlock: each upserts its
+        // thread references in key order, then locks its teams' logs in team order.
+        for conn in BatchConn::open_all(&store)? {
+            let (batches, bus) = (batches.clone(), bus.clone());
+            conn.spawn("sendmux-inbound", move |mut conn| async move {
+                while let Some(batch) = batches.next().await {
+                    commit_batch(&mut conn, batch, &bus).await;
                 }
-            }
-        })?;
+            })?;
+        }
         Ok(Committer { jobs })
     }
 
@@ -385,6 +365,38 @@ impl Committer {
             .await
             .map_err(|_| anyhow::anyhow!("the committer stopped"))?;
         wait.await.map_err(|_| anyhow::anyhow!("the committer stopped"))?
+    }
+}
+
+/// Commits one batch and answers its jobs; when it fails, its messages are retried one
+/// by one so a bad one cannot take the others down.
+async fn commit_batch(conn: &mut BatchConn, batch: Vec<CommitJob>, bus: &crate::events::Bus) {
+    metrics::histogram!("sendmux_inbound_commit_batch_size").record(batch.len() as f64);
+    let started = Instant::now();
+    let mut rows = Rows::of(&batch);
+    let written = conn.write(&mut rows).await;
+    metrics::histogram!("sendmux_inbound_commit_seconds").record(started.elapsed().as_secs_f64());
+    match written {
+        Ok(()) => {
+            rows.announce(bus);
+            for job in batch {
+                let _ = job.done.send(Ok(()));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            let _ = batch.into_iter().next().map(|job| job.done.send(Err(e)));
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch commit failed; retrying one by one");
+            for job in batch {
+                let mut rows = Rows::of(std::slice::from_ref(&job));
+                let result = conn.write(&mut rows).await;
+                if result.is_ok() {
+                    rows.announce(bus);
+                }
+                let _ = job.done.send(result);
+            }
+        }
     }
 }
 

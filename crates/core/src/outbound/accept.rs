@@ -100,23 +100,27 @@ pub struct Committer {
 const MAX_GROUP: usize = 256;
 
 impl Committer {
-    /// Starts the committer. One: SQLite has one writer anyway, and on PostgreSQL
-    /// parallel groups could deadlock on each other's idempotency rows and per-team event
-    /// locks, taken in different orders. On SQLite it runs on a thread of its own with a
-    /// connection of its own (`store::writer`); on PostgreSQL it is a task of the shared
-    /// runtime, whose pool connections live there. `bus` is rung for the teams of every
-    /// committed group.
+    /// Starts the committers (`BatchConn::open_all`: one on SQLite, a few on
+    /// PostgreSQL). On SQLite it runs on a thread of its own with a connection of its
+    /// own (`store::writer`); on PostgreSQL they are tasks of the shared runtime, whose
+    /// pool connections live there. Parallel groups cannot deadlock: each takes its
+    /// idempotency keys in one order (`write_group`) and then its teams' log locks in
+    /// another, always after the keys. `bus` is rung for the teams of every committed
+    /// group.
     pub fn start(store: Store, bus: Arc<Bus>) -> anyhow::Result<Self> {
-        let (sender, mut rx) = mpsc::channel::<Job>(4096);
-        BatchConn::open(&store)?.spawn("sendmux-accept", move |mut conn| async move {
-            while let Some(first) = rx.recv().await {
-                let jobs = crate::batch::drain(first, &mut rx, MAX_GROUP);
-                let started = Instant::now();
-                let mut group = Group { decided: (0..jobs.len()).map(|_| None).collect(), jobs, deliveries: 0 };
-                let written = conn.write(&mut group).await;
-                group.answer(written, &bus, started);
-            }
-        })?;
+        let (sender, rx) = mpsc::channel::<Job>(4096);
+        let groups = Arc::new(crate::batch::Groups::new(rx, MAX_GROUP));
+        for conn in BatchConn::open_all(&store)? {
+            let (groups, bus) = (groups.clone(), bus.clone());
+            conn.spawn("sendmux-accept", move |mut conn| async move {
+                while let Some(jobs) = groups.next().await {
+                    let started = Instant::now();
+                    let mut group = Group { decided: (0..jobs.len()).map(|_| None).collect(), jobs, deliveries: 0 };
+                    let written = conn.write(&mut group).await;
+                    group.answer(written, &bus, started);
+                }
+            })?;
+        }
         Ok(Self { sender })
     }
 
@@ -184,8 +188,14 @@ async fn write_group(
     decided: &mut [Option<Result<Answer>>],
 ) -> anyhow::Result<usize> {
     let now = now_ms();
-    for (i, (job, _)) in jobs.iter().enumerate() {
-        let Some(idem) = &job.idempotency else { continue };
+    // In key order, so concurrent groups wanting the same keys wait for each other in
+    // one order rather than deadlock; a stable sort keeps a group's repeats of one key
+    // in arrival order.
+    let mut keyed: Vec<(usize, &Idempotency)> =
+        jobs.iter().enumerate().filter_map(|(i, (job, _))| Some((i, job.idempotency.as_ref()?))).collect();
+    keyed.sort_by(|(_, a), (_, b)| (&a.team_id, &a.scope, &a.key).cmp(&(&b.team_id, &b.scope, &b.key)));
+    for (i, idem) in keyed {
+        let job = &jobs[i].0;
         let key = IdempotencyKey {
             team_id: &idem.team_id,
             scope: &idem.scope,

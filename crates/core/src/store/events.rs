@@ -202,9 +202,15 @@ impl NewEvent {
 /// Appends `events` to their teams' logs inside the writer's transaction, in the order
 /// given, with one statement for the events and one for their webhook deliveries;
 /// returns how many deliveries it queued (the webhook worker need only be woken for
-/// those, see `Bus::notify_readers`). On
-/// PostgreSQL the teams' append locks are taken in id order, so concurrent writers of
-/// several teams cannot deadlock on them.
+/// those, see `Bus::notify_readers`).
+///
+/// On PostgreSQL a team's appends are serialised from its lock to the commit (see the
+/// module's comment), so the lock comes as late as it can: the deliveries go first (they
+/// need no position in the log), then the locks — one statement a team, in team-id
+/// order so writers of several teams cannot deadlock on them — then the events. A
+/// caller that writes more after this holds the lock longer: the group committers
+/// append last, so the next batch of the same team waits only for this one's events
+/// insert and commit, while everything before overlaps.
 pub async fn append_many<E>(w: &mut impl Writer, events: &[E]) -> anyhow::Result<usize>
 where
     E: std::borrow::Borrow<NewEvent> + serde::Serialize,
@@ -215,10 +221,6 @@ where
     }
     teams.sort_unstable();
     teams.dedup();
-    for team in &teams {
-        w.lock_log(team).await?;
-    }
-    w.insert_rows("events", INSERT_COLUMNS, events, "").await?;
     // The transactional outbox: deliveries commit with their events, or neither does.
     let mut deliveries = Vec::new();
     for team in &teams {
@@ -231,7 +233,8 @@ where
     }
     super::webhooks::enqueue_many(w, &deliveries).await?;
     for team in &teams {
-        w.announce(team).await?;
+        w.lock_log(team).await?;
     }
+    w.insert_rows("events", INSERT_COLUMNS, events, "").await?;
     Ok(deliveries.len())
 }

@@ -46,12 +46,11 @@ pub trait Writer {
     fn subscribers(&mut self, team_id: &str) -> impl Future<Output = anyhow::Result<Vec<Subscriber>>>;
 
     /// Serialises appends to the team's event log until this transaction ends, so log
-    /// order is commit order. SQLite's write lock already does.
+    /// order is commit order, and tells every node, when it commits, that the log grew:
+    /// on PostgreSQL one statement, a transaction-scoped advisory lock and a `NOTIFY`.
+    /// SQLite's write lock already serialises, and its one node's bus is rung by the
+    /// committer.
     fn lock_log(&mut self, team_id: &str) -> impl Future<Output = anyhow::Result<()>>;
-
-    /// Tells every node, when this transaction commits, that the team's log grew.
-    /// SQLite has one node, whose bus the committer rings.
-    fn announce(&mut self, team_id: &str) -> impl Future<Output = anyhow::Result<()>>;
 
     /// Reserves an idempotency key: `None` when this call took it, otherwise what the
     /// request that holds it left. An expired key is taken over.
@@ -126,17 +125,10 @@ impl Writer for super::Tx {
 
     async fn lock_log(&mut self, team_id: &str) -> anyhow::Result<()> {
         if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7)), pg_notify('sendmux_events', $1)")
                 .bind(team_id)
                 .execute(&mut ***self)
                 .await?;
-        }
-        Ok(())
-    }
-
-    async fn announce(&mut self, team_id: &str) -> anyhow::Result<()> {
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('sendmux_events', $1)").bind(team_id).execute(&mut ***self).await?;
         }
         Ok(())
     }
@@ -181,6 +173,10 @@ impl Writer for super::Tx {
     }
 }
 
+/// Group committers of one kind on PostgreSQL: each holds a pool connection while it
+/// writes, so two kinds (accepted and inbound mail) take at most 8 of the default 16.
+pub const POSTGRES_COMMITTERS: usize = 4;
+
 /// What a group committer writes in one transaction.
 pub trait Batch {
     fn write(&mut self, w: &mut impl Writer) -> impl Future<Output = anyhow::Result<()>>;
@@ -203,6 +199,21 @@ impl BatchConn {
                 Ok(BatchConn::Direct(conn, store.clone()))
             }
             None => Ok(BatchConn::Pool(store.clone())),
+        }
+    }
+
+    /// The committers of one kind a store runs at once. SQLite: one, on the one write
+    /// lock. PostgreSQL: [`POSTGRES_COMMITTERS`] (fewer on a small pool), whose
+    /// transactions overlap — while one waits for its commit's WAL flush the next
+    /// writes its rows — so a group no longer waits for the one before it to end.
+    pub fn open_all(store: &super::Store) -> anyhow::Result<Vec<BatchConn>> {
+        match store.sqlite_path() {
+            Some(_) => Ok(vec![BatchConn::open(store)?]),
+            None => {
+                let pool = store.pool().options().get_max_connections() as usize;
+                let n = (pool / 4).clamp(1, POSTGRES_COMMITTERS);
+                Ok((0..n).map(|_| BatchConn::Pool(store.clone())).collect())
+            }
         }
     }
 
@@ -297,10 +308,6 @@ impl Writer for rusqlite::Transaction<'_> {
     }
 
     async fn lock_log(&mut self, _team_id: &str) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn announce(&mut self, _team_id: &str) -> anyhow::Result<()> {
         Ok(())
     }
 
