@@ -207,7 +207,7 @@ async fn queue(
         thread_id: Some(thread_id.clone()),
         extracted_text: email.text.clone(),
         direction: "outbound".into(),
-        search_text: Some(format!(
+        search_text: Some(crate::inbound::parse::distinct_words(&format!(
             "{} {} {} {} {}",
             mbx.address,
             recipients.join(" "),
@@ -220,7 +220,7 @@ async fn queue(
                 .chars()
                 .take(crate::inbound::parse::SEARCH_TEXT_CHARS)
                 .collect::<String>()
-        )),
+        ))),
     };
     // A header-less answer from a recipient still finds the thread (crate::threads).
     let refs: Vec<RefRow> = recipients

@@ -61,7 +61,25 @@ fn search_text(m: &Message<'_>) -> String {
     if let Some(t) = m.body_text(0) {
         out.extend(t.chars().take(SEARCH_TEXT_CHARS));
     }
-    stored(&out)
+    stored(&distinct_words(&out))
+}
+
+/// Each whitespace-separated word of `text` once, in the order first seen. Search asks
+/// that every query word appear somewhere — never two words side by side — so the
+/// indexes need each word once, and text is mostly repeats (quoted replies, signatures,
+/// boilerplate): on PostgreSQL `to_tsvector` parsed every repeat of every word, the
+/// costliest part of storing a message. A word keeps its punctuation, so what each
+/// store's tokenizer makes of it is what it made of the full text.
+pub(crate) fn distinct_words(text: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::with_capacity(text.len().min(64 * 1024));
+    for word in text.split_whitespace().filter(|w| seen.insert(*w)) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
@@ -210,6 +228,19 @@ pub fn attachment(raw: &[u8], index: usize) -> Option<(String, Option<String>, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_text_keeps_each_word_once_with_its_punctuation() {
+        let raw = b"From: Ann <ann@sender.test>\r\nTo: box@mail.test\r\nSubject: Re: Invoice 42\r\n\r\n\
+Hello Bob,\r\nthe invoice is attached.\r\n> Hello Bob,\r\n> the invoice is attached.\r\n> Hello Bob,\r\n";
+        let text = summarize(raw).search_text;
+        assert_eq!(
+            text,
+            "Ann ann@sender.test ann sender test box@mail.test box mail Re: Invoice 42 Hello Bob, the invoice is \
+             attached. >"
+        );
+        assert_eq!(distinct_words("a  b\ta\nB b"), "a b B");
+    }
 
     #[test]
     fn summary_and_detail_of_a_multipart_message() {
