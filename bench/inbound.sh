@@ -9,7 +9,8 @@
 #
 # usage: bench/inbound.sh            (env: MESSAGES=20000 SESSIONS=20 SIZE=10240,
 #                                     PG_URL=postgres://postgres@127.0.0.1:5432/postgres,
-#                                     SKIP_PG=1 to measure SQLite only)
+#                                     SKIP_PG=1 to measure SQLite only, SKIP_SQLITE=1
+#                                     for PostgreSQL only)
 # installs postfix (smtp-source, smtp-sink), curl, psql and python's dnslib when missing; run
 # as root (smtp-sink drops privileges to `nobody`).
 set -euo pipefail
@@ -119,7 +120,7 @@ print(f"p50 {ms(reply, p50):.1f} ms, p99 {ms(reply, p99):.1f} ms (p50 of stages:
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-run_sendmux sqlite
+[ -z "${SKIP_SQLITE:-}" ] && run_sendmux sqlite
 if [ -z "${SKIP_PG:-}" ]; then
   DB="sendmux_bench_$$"
   psql -q "$PG_URL" -c "CREATE DATABASE $DB" >/dev/null

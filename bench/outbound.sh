@@ -2,7 +2,9 @@
 # Outbound benchmark (docs/PERFORMANCE.md, "Outbound"). Builds the release binary and
 # installs wrk, postfix's smtp-sink, sqlite3 and psql when missing; the PostgreSQL run
 # needs a server at 127.0.0.1:5432. Usage: bench/outbound.sh [seconds per wrk run, default 5]
-# (env ROUNDS=3: alternating rounds of /healthz and sends; the median ratio is reported)
+# (env ROUNDS=3: alternating rounds of /healthz and sends; the median ratio is reported;
+# SKIP_SQLITE=1 for PostgreSQL only; ON_SENDS=command runs 1 s into each round of sends,
+# for example a profiler: ON_SENDS="perf record -a -g -o /tmp/perf.data -- sleep 3")
 #
 # (a) accepted sends per second: POST /api/v1/emails with a 2 KB body over 64
 #     connections, beside GET /healthz of the same binary in the same run; on SQLite
@@ -92,7 +94,10 @@ accept_run() { # $1 label, $2 database url (optional) ; sets DIR PORT
   local ratios=() health sends non2xx out
   for round in $(seq 1 "$ROUNDS"); do
     health=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:$PORT/healthz" | rps)
+    local hook=""
+    if [ -n "${ON_SENDS:-}" ]; then (sleep 1; $ON_SENDS) & hook=$!; fi
     out=$(wrk -t2 -c64 -d"${SECS}s" -s "$WORK/send.lua" "http://127.0.0.1:$PORT/api/v1/emails")
+    [ -z "$hook" ] || wait "$hook"
     sends=$(echo "$out" | rps)
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     ratios+=("$(python3 -c "print(round($sends/$health, 3))")")
@@ -119,10 +124,12 @@ drain_run() { # $1 label, $2 database url (optional), $3 count query runner
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 }
 
-echo "== SQLite"
-accept_run sqlite
-sq() { sqlite3 -cmd ".timeout 10000" "$DIR/sendmux.db" "$1" 2>/dev/null || echo -1; }
-drain_run sqlite "" sq
+if [ -z "${SKIP_SQLITE:-}" ]; then
+  echo "== SQLite"
+  accept_run sqlite
+  sq() { sqlite3 -cmd ".timeout 10000" "$DIR/sendmux.db" "$1" 2>/dev/null || echo -1; }
+  drain_run sqlite "" sq
+fi
 
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   echo "== PostgreSQL"
