@@ -7,7 +7,7 @@
 # its event before answering 250. Prints messages/s, the ratio to smtp-sink in the same
 # run, p50/p99 end of DATA -> 250 (server side), and checks every message was stored.
 #
-# usage: bench/inbound.sh            (env: MESSAGES=20000 SESSIONS=20 SIZE=10240,
+# usage: bench/inbound.sh            (env: MESSAGES=20000 SESSIONS=20 SIZE=10240, ROUNDS=3,
 #                                     PG_URL=postgres://postgres@127.0.0.1:5432/postgres,
 #                                     SKIP_PG=1 to measure SQLite only, SKIP_SQLITE=1
 #                                     for PostgreSQL only)
@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 
 MESSAGES="${MESSAGES:-20000}"
 SESSIONS="${SESSIONS:-20}"
+ROUNDS="${ROUNDS:-3}"
 SIZE="${SIZE:-10240}"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sendmux-target}"
@@ -52,13 +53,16 @@ send() { # host:port recipient
   smtp-source -d -s "$SESSIONS" -l "$SIZE" -m "$MESSAGES" -f bench@sender.test -M client.test -t "$2" "$1"
 }
 
-# --- reference: smtp-sink ---------------------------------------------------------
+# --- reference: smtp-sink, measured right before each sendmux run ------------------
 smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 256 &
 PIDS+=($!)
 for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.1; done
-t0=$(now); send "127.0.0.1:$SINK_PORT" box@localhost; t1=$(now)
-SINK_RATE=$(rate "$MESSAGES" "$t0" "$t1")
-echo "smtp-sink:          $SINK_RATE msg/s"
+measure_sink() { # sets SINK_RATE
+  local t0 t1
+  t0=$(now); send "127.0.0.1:$SINK_PORT" box@localhost; t1=$(now)
+  SINK_RATE=$(rate "$MESSAGES" "$t0" "$t1")
+  echo "smtp-sink:          $SINK_RATE msg/s"
+}
 
 # --- a DNS server for SPF/DKIM/DMARC lookups (no records: every answer is NXDOMAIN) -
 echo '{}' > "$WORK/dns.json"
@@ -68,7 +72,8 @@ for _ in $(seq 50); do [ -s "$WORK/dns.port" ] && break; sleep 0.1; done
 DNS="127.0.0.1:$(head -n1 "$WORK/dns.port")"
 
 run_sendmux() { # label [database url]
-  local label="$1" url="${2:-}" dir="$WORK/$1"
+  measure_sink
+  local label="$1" url="${2:-}" dir="$WORK/$1-$ROUND"
   mkdir -p "$dir"
   local env=(SENDMUX_DATA_DIR="$dir" SENDMUX_HTTP_ADDR=127.0.0.1:0 SENDMUX_SMTP_ADDR=127.0.0.1:0
     SENDMUX_ADMIN_TOKEN=bench-admin-token-0123456789 SENDMUX_DNS_SERVER="$DNS" SENDMUX_LOG_FORMAT=json
@@ -115,15 +120,26 @@ p50, p99 = "0.5", "0.99"
 batch = qs.get(("sendmux_inbound_commit_batch_size", p50), 0)
 print(f"p50 {ms(reply, p50):.1f} ms, p99 {ms(reply, p99):.1f} ms (p50 of stages: body write {ms(blob, p50):.1f} ms,"
       f" commit {ms(commit, p50):.1f} ms for {batch:.0f} messages)")')
-  echo "sendmux ($label): $r msg/s = $(python3 -c "print(f'{$r / $SINK_RATE:.2f}')") x smtp-sink; stored $stored/$MESSAGES (events readable: $events); end of DATA -> 250: $q"
+  local ratio; ratio=$(python3 -c "print(f'{$r / $SINK_RATE:.2f}')")
+  echo "$ratio" >> "$WORK/ratios-$label"
+  echo "sendmux ($label): $r msg/s = $ratio x smtp-sink; stored $stored/$MESSAGES (events readable: $events); end of DATA -> 250: $q"
   [ "$stored" = "$MESSAGES" ] || { echo "not every message was stored"; exit 1; }
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-[ -z "${SKIP_SQLITE:-}" ] && run_sendmux sqlite
-if [ -z "${SKIP_PG:-}" ]; then
-  DB="sendmux_bench_$$"
-  psql -q "$PG_URL" -c "CREATE DATABASE $DB" >/dev/null
-  run_sendmux postgres "${PG_URL%/*}/$DB" || { psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; exit 1; }
-  psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
-fi
+# Rounds alternate the reference and each store, every run against the sink measured
+# just before it, so a machine that speeds up or slows down moves both sides of a ratio
+# alike; the median of each store's ratios is the figure.
+for ROUND in $(seq 1 "$ROUNDS"); do
+  [ -z "${SKIP_SQLITE:-}" ] && run_sendmux sqlite
+  if [ -z "${SKIP_PG:-}" ]; then
+    DB="sendmux_bench_$$_$ROUND"
+    psql -q "$PG_URL" -c "CREATE DATABASE $DB" >/dev/null
+    run_sendmux postgres "${PG_URL%/*}/$DB" || { psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; exit 1; }
+    psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+  fi
+done
+for f in "$WORK"/ratios-*; do
+  [ -e "$f" ] || continue
+  echo "${f##*ratios-}: median $(python3 -c "import statistics, sys; print(statistics.median(float(l) for l in open(sys.argv[1])))" "$f") x smtp-sink over $ROUNDS rounds ($(paste -sd' ' "$f"))"
+done
