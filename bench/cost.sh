@@ -107,4 +107,4 @@ inbound() { smtp-source -d -s 20 -l 2048 -m "$N" -f bench@sender.test -M client.
   measure "cached authenticated read" 0 reads
   measure "accepted send" 0 sends
   measure "inbound message" "$N" inbound
-} | tee bench/results/cost.txt
+} | { mkdir -p bench/results; tee bench/results/cost.txt; }
