@@ -297,11 +297,9 @@ impl<'a> Rows<'a> {
 
 impl Batch for Rows<'_> {
     async fn write(&mut self, w: &mut impl Writer) -> anyhow::Result<()> {
-        // Event appends lock per team on PostgreSQL: take the locks in one global order
-        // (team id), keeping arrival order within a team.
-        let mut rows: Vec<(&MessageRow, &[String])> =
+        // Arrival order; `events::append_many` takes the teams' log locks in team order.
+        let rows: Vec<(&MessageRow, &[String])> =
             self.jobs.iter().flat_map(|j| j.rows.iter().map(move |r| (r, j.to.as_slice()))).collect();
-        rows.sort_by(|a, b| a.0.team_id.cmp(&b.0.team_id));
         let mut refs: Vec<crate::store::threads::RefRow> =
             self.jobs.iter().flat_map(|j| j.refs.iter().cloned()).collect();
         // One row per key in a statement (PostgreSQL refuses to update a row twice in one).
